@@ -1,0 +1,213 @@
+"""The ``benchbed`` command line: run, list, plugins, leaderboard, show."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchbed import __version__
+from benchbed.errors import BenchbedError
+from benchbed.params import schema
+from benchbed.plugins import load_plugins
+from benchbed.registry import Registry
+from benchbed.suite import Suite, load_suite
+
+KINDS = ("models", "samplers", "datasets", "metrics")
+LEADERBOARDS = Path("leaderboards")
+
+
+def resolve_suite_path(name: str) -> Path:
+    """SUITE is a suite file, a folder holding ``suite.toml``, or a folder name under ``leaderboards/``."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    if p.is_dir() and (p / "suite.toml").is_file():
+        return p / "suite.toml"
+    candidate = LEADERBOARDS / name / "suite.toml"
+    if candidate.is_file():
+        return candidate
+    known = sorted(d.parent.name for d in LEADERBOARDS.glob("*/suite.toml")) if LEADERBOARDS.is_dir() else []
+    raise BenchbedError(
+        f"no suite {name!r}: not a file, and {candidate} does not exist"
+        + (f"; suites under {LEADERBOARDS}/: {', '.join(known)}" if known else f" (no {LEADERBOARDS}/ folder here)")
+    )
+
+
+def _registry() -> Registry:
+    return load_plugins().registry
+
+
+def _suite(name: str, registry: Registry) -> Suite:
+    return load_suite(resolve_suite_path(name), registry)
+
+
+def _store(args: argparse.Namespace, suite: Suite):  # noqa: ANN202
+    from benchbed.execute import default_store_path
+    from benchbed.store import Store
+
+    return Store(args.store or default_store_path(suite))
+
+
+def _sigterm_to_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from benchbed import leaderboard
+    from benchbed.execute import run_suite
+    from benchbed.runner import RunOptions
+
+    registry = _registry()
+    suite = _suite(args.suite, registry)
+    store = _store(args, suite)
+    signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    options = RunOptions(retry_failed=args.retry_failed, bars=None if not args.no_bars else False, device=args.device)
+    try:
+        summary = run_suite(suite, registry, store, jobs=args.jobs, executor=args.executor, options=options)
+    except KeyboardInterrupt:
+        print("benchbed: interrupted; finished cells are in the store. Run the same command again to resume.",
+              file=sys.stderr)
+        return 130
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(summary.counts.items()))
+    print(f"benchbed: suite {suite.name}: {len(summary.outcomes)} cells ({counts}); store {store.path}")
+    if not args.no_tables:
+        folder = Path(args.out) if args.out else (suite.folder or Path.cwd())
+        for path in leaderboard.write(store, suite, registry, folder):
+            print(f"benchbed: wrote {path}")
+    failed = summary.counts.get("failed", 0) + summary.counts.get("diverged", 0)
+    return 1 if (args.strict and failed) else 0
+
+
+def _params_text(factory: Any) -> str:
+    parts = []
+    for p in schema(factory).values():
+        parts.append(p.name if p.required else f"{p.name}={p.default!r}")
+    return ", ".join(parts)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    registry = _registry()
+    kinds = [args.kind] if args.kind else list(KINDS)
+    for kind in kinds:
+        print(f"{kind}:")
+        for entry in registry.entries[kind[:-1]].values():
+            spec = entry.spec
+            extra = ""
+            if kind == "metrics":
+                extra = f" [{'↑' if spec.higher_is_better else '↓'}"  # type: ignore[attr-defined]
+                extra += f"; requires {', '.join(sorted(spec.requires))}]" if spec.requires else "]"  # type: ignore[attr-defined]
+            print(f"  {spec.name:16s} {spec.description}{extra}  ({entry.provenance.plugin})")
+            if args.verbose:
+                print(f"      parameters: {_params_text(spec.factory) or '(none)'}")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    loaded = load_plugins()
+    for info in loaded.plugins:
+        p = info.provenance
+        print(f"{info.name}  ({p.distribution} {p.version})")
+        for kind, names in info.components.items():
+            if names:
+                print(f"    {kind}s: {', '.join(names)}")
+    for name, message in loaded.failures.items():
+        print(f"{name}  FAILED: {message}")
+    return 1 if loaded.failures else 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from benchbed import leaderboard
+
+    registry = _registry()
+    suite = _suite(args.suite, registry)
+    store = _store(args, suite)
+    if args.format:
+        tables, notes = leaderboard.build_tables(store, suite, registry)
+        text = {"md": lambda: leaderboard.readme(suite, tables, notes, store),
+                "csv": lambda: leaderboard.to_csv(tables),
+                "tex": lambda: leaderboard.to_latex(tables, notes, caption=f"benchbed suite {suite.name}:")}[args.format]()
+        sys.stdout.write(text)
+        return 0
+    for path in leaderboard.write(store, suite, registry, Path(args.out) if args.out else (suite.folder or Path.cwd())):
+        print(f"benchbed: wrote {path}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from benchbed.store import Store
+
+    stores = [Path(args.store)] if args.store else sorted(LEADERBOARDS.glob("*/results.sqlite"))
+    if not stores:
+        raise BenchbedError("no store given and none found under leaderboards/*/results.sqlite; pass --store PATH")
+    for path in stores:
+        run = Store(path).run(args.run)
+        if run is not None:
+            run["curves"] = f"{len(run['curves'])} points"
+            print(json.dumps(run, indent=2, sort_keys=True, default=str))
+            return 0
+    raise BenchbedError(f"no run with id (or unique prefix) {args.run!r} in {', '.join(map(str, stores))}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="benchbed", description="Benchmark latent-variable deep generative models.")
+    parser.add_argument("--version", action="version", version=f"benchbed {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train and evaluate every cell of a suite, then write its tables",
+                         description="Train and evaluate every cell of SUITE not already in the store (resumable), "
+                                     "then write README.md, results.csv and table.tex beside the suite file.")
+    run.add_argument("suite", metavar="SUITE", help="suite file, or name of a folder under leaderboards/")
+    run.add_argument("--jobs", "-j", type=int, default=1, help="cells run in parallel in a local process pool")
+    run.add_argument("--store", help="SQLite result store (default: results.sqlite beside the suite file)")
+    run.add_argument("--executor", choices=["auto", "serial", "pool", "ray"], default="auto",
+                     help="auto = pool when --jobs > 1; ray uses RAY_ADDRESS or a local Ray")
+    run.add_argument("--device", help="override the suite's device (auto, cpu, cuda, cuda:1)")
+    run.add_argument("--retry-failed", action="store_true", help="train failed and diverged cells again")
+    run.add_argument("--out", help="folder for the tables (default: the suite's folder)")
+    run.add_argument("--no-tables", action="store_true", help="do not write tables")
+    run.add_argument("--no-bars", action="store_true", help="plain log lines even on a terminal")
+    run.add_argument("--strict", action="store_true", help="exit 1 when a cell failed or diverged")
+    run.set_defaults(func=cmd_run)
+
+    lst = sub.add_parser("list", help="list registered components", description="List registered components.")
+    lst.add_argument("kind", nargs="?", choices=KINDS, help="only this kind")
+    lst.add_argument("-v", "--verbose", action="store_true", help="show each component's parameters")
+    lst.set_defaults(func=cmd_list)
+
+    plg = sub.add_parser("plugins", help="list plugins, their versions and components",
+                         description="List loaded plugins with distribution versions and components; failures too.")
+    plg.set_defaults(func=cmd_plugins)
+
+    lb = sub.add_parser("leaderboard", help="build a suite's tables from its store",
+                        description="Build a suite's tables from the store: with --format print one format, "
+                                    "otherwise write README.md, results.csv and table.tex.")
+    lb.add_argument("suite", metavar="SUITE")
+    lb.add_argument("--format", choices=["md", "csv", "tex"], help="print this format to stdout")
+    lb.add_argument("--store", help="SQLite result store (default: results.sqlite beside the suite file)")
+    lb.add_argument("--out", help="folder for the files (default: the suite's folder)")
+    lb.set_defaults(func=cmd_leaderboard)
+
+    show = sub.add_parser("show", help="show one stored run with its provenance",
+                          description="Show one run (id or unique prefix) with config, provenance and metrics.")
+    show.add_argument("run", metavar="RUN")
+    show.add_argument("--store", help="store to look in (default: every leaderboards/*/results.sqlite)")
+    show.set_defaults(func=cmd_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except BenchbedError as exc:
+        print(f"benchbed: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

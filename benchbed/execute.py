@@ -1,0 +1,170 @@
+"""Executors: serial (default), a local process pool (``--jobs N``) and Ray (``--executor ray``).
+
+Every executor calls :meth:`benchbed.runner.CellRunner.run` in a worker that loads the plugins,
+the suite and the store itself, so workers write their results directly and a killed parent
+loses nothing a worker finished.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from benchbed.errors import BenchbedError
+from benchbed.grid import Cell, plan
+from benchbed.plugins import load_plugins
+from benchbed.progress import Progress
+from benchbed.registry import Registry
+from benchbed.runner import CellOutcome, CellRunner, RunOptions
+from benchbed.store import FINISHED, Store
+from benchbed.suite import Suite, load_suite
+
+EXECUTORS = ("serial", "pool", "ray")
+
+
+@dataclass
+class RunSummary:
+    """Counts of outcomes and the notes of the plan."""
+
+    outcomes: list[CellOutcome] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def counts(self) -> Counter[str]:
+        return Counter(o.status for o in self.outcomes)
+
+
+# -- worker side (process pool and Ray) -------------------------------------------------------------
+
+_WORKER: CellRunner | None = None
+
+
+def _init_worker(suite_path: str, store_path: str, options: RunOptions, threads: int) -> None:
+    global _WORKER
+    torch.set_num_threads(threads)
+    registry = load_plugins().registry
+    _WORKER = CellRunner(load_suite(suite_path, registry), registry, Store(store_path), options)
+
+
+def _run_in_worker(cell: Cell) -> CellOutcome:
+    assert _WORKER is not None, "worker not initialised"
+    return _WORKER.run(cell)
+
+
+def _ray_run(suite_path: str, store_path: str, options: RunOptions, threads: int, cell: Cell) -> CellOutcome:
+    if _WORKER is None:
+        _init_worker(suite_path, store_path, options, threads)
+    return _run_in_worker(cell)
+
+
+# -- parent side ------------------------------------------------------------------------------------
+
+
+def _serial(runner: CellRunner, cells: list[Cell]) -> Iterable[CellOutcome]:
+    for cell in cells:
+        yield runner.run(cell)
+
+
+def _pool(suite: Suite, store: Store, options: RunOptions, cells: list[Cell], jobs: int) -> Iterable[CellOutcome]:
+    if suite.path is None:
+        raise BenchbedError("--jobs needs a suite file on disk")
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    ctx = mp.get_context("spawn")  # fork + torch threads is unsafe; spawn is the portable choice
+    worker_opts = RunOptions(options.retry_failed, bars=False, device=options.device)
+    with cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
+                                initargs=(str(suite.path), str(store.path), worker_opts, threads)) as pool:
+        futures = [pool.submit(_run_in_worker, c) for c in cells]
+        try:
+            for fut in cf.as_completed(futures):
+                yield fut.result()
+        except KeyboardInterrupt:
+            for fut in futures:
+                fut.cancel()
+            raise
+
+
+def _ray(suite: Suite, store: Store, options: RunOptions, cells: list[Cell], jobs: int) -> Iterable[CellOutcome]:
+    try:
+        import ray
+    except ImportError as exc:
+        raise BenchbedError("--executor ray needs Ray: pip install 'benchbed[ray]'") from exc
+    if suite.path is None:
+        raise BenchbedError("--executor ray needs a suite file on disk")
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False)
+    worker_opts = RunOptions(options.retry_failed, bars=False, device=options.device)
+    remote = ray.remote(num_cpus=1)(_ray_run)
+    pending = [remote.remote(str(suite.path), str(store.path.resolve()), worker_opts, 1, c) for c in cells]
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        yield ray.get(done[0])
+
+
+def run_suite(
+    suite: Suite,
+    registry: Registry,
+    store: Store,
+    *,
+    jobs: int = 1,
+    executor: str = "auto",
+    options: RunOptions | None = None,
+    log: Callable[[str], None] | None = None,
+) -> RunSummary:
+    """Run every cell of ``suite`` not finished in ``store``, then wait for cells other live
+    processes hold, so the store is complete when this returns."""
+    options = options or RunOptions()
+    if executor == "auto":
+        executor = "pool" if jobs > 1 else "serial"
+    if executor not in EXECUTORS:
+        raise BenchbedError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    cells, notes = plan(suite, registry)
+    runner = CellRunner(suite, registry, store, options)
+    summary = RunSummary(notes=notes)
+    with Progress(len(cells), f"suite {suite.name}", bars=options.bars) as bar:
+        for note in notes:
+            bar.log(note)
+        refs = runner.references()
+        if refs:
+            bar.log(f"stored {refs} reference row(s)")
+        if executor == "serial":
+            outcomes = _serial(runner, cells)
+        elif executor == "pool":
+            outcomes = _pool(suite, store, options, cells, jobs)
+        else:
+            outcomes = _ray(suite, store, options, cells, jobs)
+        for outcome in outcomes:
+            summary.outcomes.append(outcome)
+            bar.update(1)
+            extra = f": {outcome.message}" if outcome.message else ""
+            bar.log(f"{outcome.status:9s} {outcome.title} ({outcome.seconds:.1f} s){extra}")
+        held = [o.run_id for o in summary.outcomes if o.status == "held"]
+        _wait_for_others(store, held, bar)
+        # A holder that died while we waited left its cell unfinished: run it here.
+        for cell in (c for c in cells if c.run_id in held and store.status(c.run_id) not in FINISHED):
+            outcome = runner.run(cell)
+            summary.outcomes.append(outcome)
+            bar.log(f"{outcome.status:9s} {outcome.title} ({outcome.seconds:.1f} s) after its holder died")
+    return summary
+
+
+def _wait_for_others(store: Store, run_ids: list[str], bar: Progress, poll_s: float = 2.0) -> None:
+    """Cells another live process holds are waited for (their results then land in the store)."""
+    held = store.foreign_claims(run_ids)
+    if held:
+        bar.log(f"waiting for {len(held)} cell(s) running in other processes")
+    while held:
+        time.sleep(poll_s)
+        held = store.foreign_claims(held)
+
+
+def default_store_path(suite: Suite) -> Path:
+    """``<suite folder>/results.sqlite`` (or ``./results.sqlite`` for a suite without a file)."""
+    return (suite.folder or Path.cwd()) / "results.sqlite"

@@ -1,0 +1,37 @@
+"""The hook specifications: the whole contract between benchbed and its plugins.
+
+A plugin implements any of these with ``@benchbed.hookimpl`` and calls ``register(spec)`` once per
+component.  Registering must be cheap: build the spec, do no torch work and touch no files.
+Only :mod:`benchbed.plugins` calls ``pm.hook.benchbed_*``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pluggy
+
+from benchbed import PROJECT_NAME
+from benchbed.specs import DatasetSpec, MetricSpec, ModelSpec, SamplerSpec
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+
+
+@hookspec
+def benchbed_register_models(register: Callable[[ModelSpec], None]) -> None:
+    """Register latent-variable models: call ``register(ModelSpec(...))`` once per model."""
+
+
+@hookspec
+def benchbed_register_samplers(register: Callable[[SamplerSpec], None]) -> None:
+    """Register latent samplers (Langevin, HMC, ...): ``register(SamplerSpec(...))`` per sampler."""
+
+
+@hookspec
+def benchbed_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
+    """Register data sets: ``register(DatasetSpec(...))`` per data set."""
+
+
+@hookspec
+def benchbed_register_metrics(register: Callable[[MetricSpec], None]) -> None:
+    """Register evaluation metrics: ``register(MetricSpec(...))`` per metric."""

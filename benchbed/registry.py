@@ -1,0 +1,96 @@
+"""The registry the host owns: validated specs, who supplied them, duplicate detection."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from benchbed.errors import PluginError, SuiteError
+from benchbed.specs import SPEC_TYPES, ComponentSpec, DatasetSpec, MetricSpec, ModelSpec, SamplerSpec
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Which plugin supplied a component: plugin name, distribution and its version."""
+
+    plugin: str
+    distribution: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered component with its provenance."""
+
+    spec: ComponentSpec
+    provenance: Provenance
+
+
+@dataclass
+class Registry:
+    """All registered components, per kind, in registration order."""
+
+    entries: dict[str, dict[str, Entry]] = field(default_factory=lambda: {k: {} for k in SPEC_TYPES})
+
+    def add(self, spec: ComponentSpec, provenance: Provenance) -> None:
+        """Record ``spec``; a second component of the same kind and name is an error naming both plugins."""
+        if not isinstance(spec, ComponentSpec) or spec.kind not in SPEC_TYPES:
+            raise PluginError(
+                f"plugin {provenance.plugin!r} registered {spec!r}: expected ModelSpec, SamplerSpec, "
+                "DatasetSpec or MetricSpec"
+            )
+        table = self.entries[spec.kind]
+        if spec.name in table:
+            first = table[spec.name].provenance
+            raise PluginError(
+                f"duplicate {spec.kind} name {spec.name!r}: registered by plugin {first.plugin!r} "
+                f"({first.distribution} {first.version}) and again by plugin {provenance.plugin!r} "
+                f"({provenance.distribution} {provenance.version})"
+            )
+        table[spec.name] = Entry(spec, provenance)
+
+    def register_fn(self, kind: str, provenance: Provenance):  # noqa: ANN201 - returns a closure
+        """The ``register`` callable handed to one plugin's hook of one kind."""
+        expected = SPEC_TYPES[kind]
+
+        def register(spec: ComponentSpec) -> None:
+            if not isinstance(spec, expected):
+                raise PluginError(
+                    f"plugin {provenance.plugin!r}: benchbed_register_{kind}s got {type(spec).__name__}, "
+                    f"expected {expected.__name__}"
+                )
+            self.add(spec, provenance)
+
+        return register
+
+    def get(self, kind: str, name: str) -> Entry:
+        """Look a component up; an unknown name raises :class:`SuiteError` with close matches."""
+        table = self.entries[kind]
+        if name not in table:
+            close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            known = ", ".join(sorted(table)) or "none"
+            raise SuiteError(f"unknown {kind} {name!r}{hint} (registered {kind}s: {known})")
+        return table[name]
+
+    def names(self, kind: str) -> list[str]:
+        """Registered names of one kind, in registration order."""
+        return list(self.entries[kind])
+
+    def __iter__(self) -> Iterator[Entry]:
+        for table in self.entries.values():
+            yield from table.values()
+
+    # Typed accessors: the rest of benchbed never indexes ``entries`` by string kind.
+    def model(self, name: str) -> ModelSpec:
+        return self.get("model", name).spec  # type: ignore[return-value]
+
+    def sampler(self, name: str) -> SamplerSpec:
+        return self.get("sampler", name).spec  # type: ignore[return-value]
+
+    def dataset(self, name: str) -> DatasetSpec:
+        return self.get("dataset", name).spec  # type: ignore[return-value]
+
+    def metric(self, name: str) -> MetricSpec:
+        return self.get("metric", name).spec  # type: ignore[return-value]

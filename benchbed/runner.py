@@ -1,0 +1,309 @@
+"""Runs the cells of a suite: train, checkpoint, evaluate, store; failures recorded, the grid goes on.
+
+``CellRunner.run(cell)`` is the unit of work every executor (serial, process pool, Ray) calls.
+It claims the cell in the store first, so a finished cell is never trained twice, a cell held by a
+live process is left to it, and a cell whose process died is resumed from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchbed.contracts import DataBundle, EvalContext, MetricResult
+from benchbed.errors import Diverged, NotApplicable
+from benchbed.grid import Cell, incompatibility
+from benchbed.progress import Progress
+from benchbed.provenance import device_description, environment
+from benchbed.registry import Registry
+from benchbed.sampling import BoundSampler
+from benchbed.store import Store
+from benchbed.suite import Entry, Suite, config_hash
+from benchbed.training import History, resolve_device, seed_everything, setup_model, train
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """What happened to a cell in this process."""
+
+    run_id: str
+    title: str
+    status: str  # ok, failed, diverged, skipped (finished before), held (another live process), evaluated
+    message: str = ""
+    trained: bool = False
+    seconds: float = 0.0
+
+
+@dataclass
+class RunOptions:
+    """Options of one ``benchbed run``."""
+
+    retry_failed: bool = False
+    bars: bool | None = None  # None: bars on a TTY
+    device: str | None = None  # overrides the suite's device
+
+
+def _error_text(exc: BaseException) -> str:
+    """``Type: message (file:line in function)`` of the innermost frame: enough to find the fault."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno} in {tb[-1].name})" if tb else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _metric_settings_hash(entry: Entry) -> str:
+    return config_hash(entry.identity())
+
+
+class CellRunner:
+    """Executes cells of one suite against one store (one instance per process)."""
+
+    def __init__(self, suite: Suite, registry: Registry, store: Store, options: RunOptions | None = None) -> None:
+        self.suite = suite
+        self.registry = registry
+        self.store = store
+        self.options = options or RunOptions()
+        self.device = resolve_device(self.options.device or suite.device)
+        self._data: dict[tuple[str, int], DataBundle] = {}
+        self.checkpoint_dir = store.path.parent / "checkpoints"
+
+    # -- data -----------------------------------------------------------------------------------
+
+    def data(self, entry: Entry, seed: int) -> DataBundle:
+        """Load (once per process) the data set of ``entry`` for ``seed``."""
+        key = (config_hash(entry.identity()), seed)
+        if key not in self._data:
+            spec = self.registry.dataset(entry.component)
+            self._data[key] = spec.factory(**entry.params).load(seed=seed)
+        return self._data[key]
+
+    # -- one cell -------------------------------------------------------------------------------
+
+    def run(self, cell: Cell) -> CellOutcome:
+        """Claim, train (resuming a checkpoint), evaluate and store one cell."""
+        t0 = time.perf_counter()
+        run_id = cell.run_id
+        claim = self.store.claim(run_id, cell.identity(), retry_failed=self.options.retry_failed)
+        if not claim.acquired:
+            if claim.holder:
+                return CellOutcome(run_id, cell.title, "held", f"running in {claim.holder}")
+            if claim.status == "ok":
+                return self._evaluate_missing(cell, t0)
+            return CellOutcome(run_id, cell.title, "skipped", f"finished before ({claim.status})")
+        try:
+            return self._train_and_evaluate(cell, t0)
+        except KeyboardInterrupt:
+            self.store.release(run_id)
+            raise
+
+    def _provenance(self, cell: Cell, data: DataBundle, sampler: BoundSampler | None) -> dict[str, Any]:
+        def who(kind: str, name: str) -> dict[str, str]:
+            p = self.registry.get(kind, name).provenance
+            return {"name": name, "plugin": p.plugin, "distribution": p.distribution, "version": p.version}
+
+        components = {"model": who("model", cell.model.component), "dataset": who("dataset", cell.dataset.component)}
+        if cell.sampler is not None:
+            components["sampler"] = who("sampler", cell.sampler.component)
+        components["metrics"] = [who("metric", m.component) for m in self.suite.metrics]  # type: ignore[assignment]
+        return {
+            **environment(),
+            "device": device_description(self.device),
+            "components": components,
+            "sampler_roles": {} if sampler is None else sampler.resolved,
+            "data_hashes": {s: getattr(data, s).content_hash() for s in ("train", "val", "test")},
+            "suite_file": str(self.suite.path) if self.suite.path else "",
+        }
+
+    def _build(self, cell: Cell, data: DataBundle) -> tuple[Any, BoundSampler | None]:
+        spec = self.registry.model(cell.model.component)
+        model = spec.factory(**cell.model.params)
+        sampler = None
+        if cell.sampler is not None:
+            sampler = BoundSampler(self.registry.sampler(cell.sampler.component), cell.sampler.given,
+                                   cell.sampler.roles)
+        setup_model(model, data, cell.budget, seed=cell.seed, device=self.device, sampler=sampler)
+        return model, sampler
+
+    def _checkpoint_path(self, run_id: str) -> Path:
+        return self.checkpoint_dir / f"{run_id}.pt"
+
+    def _save_checkpoint(self, run_id: str, model: Any, step: int, history: History) -> None:
+        """Atomic write (temp file + rename) so a kill never leaves a half-written checkpoint."""
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        path = self._checkpoint_path(run_id)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"step": step, "model": model.checkpoint(), "history": history.__dict__,
+                    "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                            "python": random.getstate()}}, tmp)
+        tmp.replace(path)
+
+    def _load_checkpoint(self, run_id: str) -> dict[str, Any] | None:
+        path = self._checkpoint_path(run_id)
+        if not path.exists():
+            return None
+        try:
+            return torch.load(path, map_location=self.device, weights_only=False)
+        except Exception:  # noqa: BLE001 - a corrupt checkpoint means training starts over
+            return None
+
+    def _train(self, cell: Cell, model: Any, data: DataBundle, title: str) -> History:
+        """Train from the last checkpoint (if any) to the budget, checkpointing as configured."""
+        run_id, budget = cell.run_id, cell.budget
+        state = self._load_checkpoint(run_id)
+        history, start = History(budget.steps), 0
+        if state is not None:
+            model.restore(state["model"])
+            history.__dict__.update(state["history"])
+            start = int(state["step"]) + 1
+            torch.set_rng_state(state["rng"]["torch"].cpu())
+            np.random.set_state(state["rng"]["numpy"])
+            random.setstate(state["rng"]["python"])
+        if start < budget.steps:
+            self.store.count_training(run_id)
+        every = self.suite.checkpoint_every
+        with Progress(budget.steps, title, bars=self.options.bars, leave=False, position=1) as bar:
+            bar.n = start
+            if start:
+                bar.log(f"resuming from checkpoint at step {start}")
+
+            def on_step(step: int, losses: Mapping[str, float]) -> None:
+                bar.update(1, **losses)
+                if every and (step + 1) % every == 0 and step + 1 < budget.steps:
+                    self._save_checkpoint(run_id, model, step, history)
+                    self.store.heartbeat(run_id)
+
+            train(model, data, budget, seed=cell.seed, device=self.device, start_step=start, history=history,
+                  on_step=on_step)
+        # The final state is kept so that metrics added to the suite later need no retraining.
+        self._save_checkpoint(run_id, model, budget.steps - 1, history)
+        return history
+
+    def _train_and_evaluate(self, cell: Cell, t0: float) -> CellOutcome:
+        run_id = cell.run_id
+        fields: dict[str, Any] = {}
+        try:
+            data = self.data(cell.dataset, cell.seed)
+            fields["data_hash"] = data.content_hash()
+            model, sampler = self._build(cell, data)
+            fields["n_params"] = int(model.n_parameters())
+            t_train = time.perf_counter()
+            history = self._train(cell, model, data, cell.title)
+            fields.update(train_time=time.perf_counter() - t_train, train_steps=cell.budget.steps,
+                          curves=history.points)
+            fields["provenance"] = self._provenance(cell, data, sampler)
+            metrics = self._evaluate(cell, model, data, self.suite.metrics)
+        except Diverged as exc:
+            fields["wall_time"] = time.perf_counter() - t0
+            self.store.finish(run_id, status="diverged", error=str(exc), fields=fields)
+            return CellOutcome(run_id, cell.title, "diverged", str(exc), True, fields["wall_time"])
+        except Exception as exc:  # noqa: BLE001 - a failing cell is recorded and the grid goes on
+            fields["wall_time"] = time.perf_counter() - t0
+            self.store.finish(run_id, status="failed", error=_error_text(exc), fields=fields)
+            return CellOutcome(run_id, cell.title, "failed", _error_text(exc), True, fields["wall_time"])
+        fields["wall_time"] = time.perf_counter() - t0
+        self.store.finish(run_id, status="ok", fields=fields, metrics=metrics)
+        return CellOutcome(run_id, cell.title, "ok", "", True, fields["wall_time"])
+
+    def _evaluate_missing(self, cell: Cell, t0: float) -> CellOutcome:
+        """A finished cell whose metric set changed: evaluate the new metrics on the saved final model."""
+        have = self.store.metric_hashes(cell.run_id)
+        todo = tuple(m for m in self.suite.metrics if have.get(m.label) != _metric_settings_hash(m))
+        if not todo:
+            return CellOutcome(cell.run_id, cell.title, "skipped", "finished before (ok)")
+        state = self._load_checkpoint(cell.run_id)
+        if state is None:
+            rows = [self._row(m, "failed", reason="the cell's final checkpoint is missing: delete the run to "
+                              "retrain it") for m in todo]
+            self.store.put_metrics(cell.run_id, rows)
+            return CellOutcome(cell.run_id, cell.title, "evaluated", "final checkpoint missing")
+        data = self.data(cell.dataset, cell.seed)
+        model, _ = self._build(cell, data)
+        model.restore(state["model"])
+        if hasattr(model, "eval"):
+            model.eval()
+        self.store.put_metrics(cell.run_id, self._evaluate(cell, model, data, todo))
+        return CellOutcome(cell.run_id, cell.title, "evaluated", f"{len(todo)} new metric(s)",
+                           seconds=time.perf_counter() - t0)
+
+    # -- metrics --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _row(entry: Entry, status: str, result: MetricResult | None = None, reason: str = "",
+             seconds: float = 0.0) -> dict[str, Any]:
+        settings = {**dict(entry.params), **(result.settings if result else {})}
+        return {"metric": entry.label, "component": entry.component, "status": status,
+                "value": None if result is None else float(result.value), "reason": reason, "settings": settings,
+                "details": {} if result is None else result.details, "settings_hash": _metric_settings_hash(entry),
+                "wall_time": seconds}
+
+    def _evaluate(self, cell: Cell, model: Any, data: DataBundle, metrics: tuple[Entry, ...]) -> list[dict[str, Any]]:
+        """Every metric of the cell: ``n/a`` decided up front from the compatibility matrix, errors recorded."""
+        variants: dict[str, Any] = {}
+
+        def train_variant(variant: DataBundle) -> Any:
+            key = variant.content_hash()
+            if key not in variants:
+                fresh, _ = self._build(cell, variant)
+                title = f"{cell.title} · held out {list(variant.held_out)}"
+                with Progress(cell.budget.steps, title, bars=self.options.bars, leave=False, position=1) as bar:
+                    train(fresh, variant, cell.budget, seed=cell.seed, device=self.device,
+                          on_step=lambda s, losses: bar.update(1, **losses))
+                variants[key] = fresh
+            return variants[key]
+
+        ctx = EvalContext(model=model, data=data, device=self.device, seed=cell.seed, train_variant=train_variant)
+        rows = []
+        caps = frozenset(model.capabilities)
+        for entry in metrics:
+            spec = self.registry.metric(entry.component)
+            reason = incompatibility(spec, caps, data.info)
+            if reason:
+                rows.append(self._row(entry, "n/a", reason=reason))
+                continue
+            t = time.perf_counter()
+            try:
+                seed_everything(cell.seed)  # metric values do not depend on metric order
+                with torch.no_grad():
+                    result = spec.factory(**entry.params).evaluate(ctx)
+                rows.append(self._row(entry, "ok", result, seconds=time.perf_counter() - t))
+            except NotApplicable as exc:
+                rows.append(self._row(entry, "n/a", reason=str(exc), seconds=time.perf_counter() - t))
+            except Diverged:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one failing metric does not lose the others
+                rows.append(self._row(entry, "failed", reason=_error_text(exc), seconds=time.perf_counter() - t))
+        return rows
+
+    # -- references -----------------------------------------------------------------------------
+
+    def references(self) -> int:
+        """Store the metrics' model-free rows once per (data set, seed); returns how many were added."""
+        added = 0
+        for dataset in self.suite.datasets:
+            for seed in self.suite.seeds:
+                for entry in self.suite.metrics:
+                    metric = self.registry.metric(entry.component).factory(**entry.params)
+                    if not callable(getattr(metric, "references", None)):
+                        continue
+                    data = self.data(dataset, seed)
+                    if self.registry.metric(entry.component).needs_labels and not data.info.n_classes:
+                        continue
+                    seed_everything(seed)
+                    for ref in metric.references(data):
+                        ident = {"suite": self.suite.name, "model": ref.label, "model_component": "",
+                                 "sampler": "", "dataset": dataset.label, "seed": seed,
+                                 "config": {"reference": ref.label, "metric": entry.identity(),
+                                            "dataset": dataset.identity(), "seed": seed}}
+                        run_id = config_hash(ident["config"])
+                        if self.store.status(run_id) == "ok" and entry.label in self.store.metric_hashes(run_id):
+                            continue
+                        self.store.put_reference(run_id, ident, self._row(entry, "ok", ref.result))
+                        added += 1
+        return added

@@ -1,0 +1,137 @@
+"""Frozen, keyword-only spec dataclasses: what a plugin hands to ``register``.
+
+A spec holds a ``factory`` plus metadata.  The factory's keyword-only signature is the component's
+hyperparameter schema (scikit-learn's rule): suite parameters are checked against it, and the
+parameters become leaderboard columns.  Constructing the factory's product must do no work;
+work happens in ``setup``/``load``/``evaluate``/``sample``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from benchbed.errors import PluginError
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComponentSpec:
+    """Common fields of every spec.
+
+    Attributes:
+        name: registered name, lower-case ``[a-z][a-z0-9_]*``; unique per kind across all plugins.
+        factory: callable taking keyword-only hyperparameters and returning the component.
+        description: one line shown by ``benchbed list``.
+        tags: free-form labels (``"image"``, ``"ebm"``, ...).
+    """
+
+    kind: ClassVar[str] = "component"
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+    tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise PluginError(
+                f"{self.kind} name {self.name!r} is invalid: use lower-case letters, digits and '_', "
+                "starting with a letter"
+            )
+        if not callable(self.factory):
+            raise PluginError(f"{self.kind} {self.name!r}: factory {self.factory!r} is not callable")
+        if not isinstance(self.tags, tuple):
+            raise PluginError(f"{self.kind} {self.name!r}: tags must be a tuple, got {type(self.tags).__name__}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec(ComponentSpec):
+    """A latent-variable model.
+
+    The factory returns a :class:`benchbed.contracts.Model`.
+
+    Attributes:
+        uses_sampler: the model infers or samples by dynamics, so the suite's sampler axis applies
+            (one cell per sampler).  Models without dynamics (VAE, GMMN) get one cell.
+        default_sampler: sampler used when the suite names none.
+        samplers: names of the samplers the model accepts; ``None`` means any.
+    """
+
+    kind: ClassVar[str] = "model"
+
+    uses_sampler: bool = False
+    default_sampler: str | None = None
+    samplers: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.uses_sampler and not self.default_sampler:
+            raise PluginError(f"model {self.name!r} uses a sampler but names no default_sampler")
+
+    def accepts_sampler(self, sampler: str) -> bool:
+        """Whether ``sampler`` may drive this model's dynamics."""
+        return self.samplers is None or sampler in self.samplers
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplerSpec(ComponentSpec):
+    """A latent sampler; the factory returns a :class:`benchbed.contracts.Sampler`."""
+
+    kind: ClassVar[str] = "sampler"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetSpec(ComponentSpec):
+    """A data set; the factory returns a :class:`benchbed.contracts.DatasetSource`."""
+
+    kind: ClassVar[str] = "dataset"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricSpec(ComponentSpec):
+    """An evaluation metric; the factory returns a :class:`benchbed.contracts.Metric`.
+
+    Attributes:
+        higher_is_better: direction, shown as an arrow in tables.
+        requires: model capabilities the metric needs (see :class:`benchbed.contracts.Capability`);
+            a model lacking any of them makes the cell ``n/a`` with that reason, decided up front.
+        data_kinds: the data kinds (``"vector"``, ``"image"``) it applies to.
+        needs_labels: it only applies to data sets with labels.
+        label: column title in tables (defaults to ``name``); never call an FD on other features "FID".
+    """
+
+    kind: ClassVar[str] = "metric"
+
+    higher_is_better: bool
+    requires: frozenset[str] = field(default_factory=frozenset)
+    data_kinds: frozenset[str] = frozenset({"vector", "image"})
+    needs_labels: bool = False
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from benchbed.contracts import Capability
+
+        unknown = set(self.requires) - {c.value for c in Capability}
+        if unknown:
+            raise PluginError(
+                f"metric {self.name!r} requires unknown capabilities {sorted(unknown)}; "
+                f"known: {sorted(c.value for c in Capability)}"
+            )
+
+    @property
+    def title(self) -> str:
+        """Column title used in leaderboards."""
+        return self.label or self.name
+
+
+SPEC_TYPES: dict[str, type[ComponentSpec]] = {
+    "model": ModelSpec,
+    "sampler": SamplerSpec,
+    "dataset": DatasetSpec,
+    "metric": MetricSpec,
+}

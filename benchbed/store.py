@@ -1,0 +1,269 @@
+"""The result store: SQLite (embedded), safe for several ``benchbed run`` processes at once.
+
+Every write is one short transaction; the database runs in WAL mode with a busy timeout, so
+concurrent writers queue instead of failing and a killed process leaves the file consistent.
+A cell being trained holds a *claim* (status ``running`` with host, pid and a heartbeat); a claim
+whose process is gone is stale and may be taken over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchbed.errors import StoreError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL DEFAULT 'model',      -- 'model' or 'reference'
+    suite TEXT NOT NULL,
+    model TEXT NOT NULL,                     -- entry label (reference rows: their label)
+    model_component TEXT NOT NULL,
+    sampler TEXT NOT NULL,                   -- '' for models without dynamics
+    dataset TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL,                    -- running, ok, failed, diverged, n/a
+    error TEXT NOT NULL DEFAULT '',
+    config TEXT NOT NULL,                    -- resolved configuration (JSON)
+    provenance TEXT NOT NULL DEFAULT '{}',   -- versions, commit, device, plugins (JSON)
+    data_hash TEXT NOT NULL DEFAULT '',
+    train_steps INTEGER NOT NULL DEFAULT 0,
+    wall_time REAL NOT NULL DEFAULT 0,       -- seconds: training + metrics
+    train_time REAL NOT NULL DEFAULT 0,
+    n_params INTEGER NOT NULL DEFAULT 0,
+    curves TEXT NOT NULL DEFAULT '[]',
+    host TEXT NOT NULL DEFAULT '',
+    pid INTEGER NOT NULL DEFAULT 0,
+    heartbeat REAL NOT NULL DEFAULT 0,
+    started_at REAL NOT NULL DEFAULT 0,
+    finished_at REAL NOT NULL DEFAULT 0,
+    train_count INTEGER NOT NULL DEFAULT 0   -- how many times training started (resume audits)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    metric TEXT NOT NULL,                    -- entry label
+    component TEXT NOT NULL,
+    status TEXT NOT NULL,                    -- ok, n/a, failed
+    value REAL,
+    reason TEXT NOT NULL DEFAULT '',
+    settings TEXT NOT NULL DEFAULT '{}',
+    details TEXT NOT NULL DEFAULT '{}',
+    settings_hash TEXT NOT NULL DEFAULT '',
+    wall_time REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, metric)
+);
+CREATE INDEX IF NOT EXISTS runs_suite ON runs(suite);
+"""
+
+FINISHED = ("ok", "failed", "diverged", "n/a")
+HEARTBEAT_STALE_S = 6 * 3600.0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of trying to claim a cell."""
+
+    acquired: bool
+    status: str | None  # the cell's status before the attempt (None: not in the store)
+    holder: str = ""  # "host:pid" of a live claim held by someone else
+
+
+class Store:
+    """A benchbed result store in one SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            with self.transaction() as db:
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        db.execute(stmt)
+                row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                if row is None:
+                    db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                elif int(row[0]) != SCHEMA_VERSION:
+                    raise StoreError(f"store {self.path}: schema version {row[0]}, this benchbed reads {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open result store {self.path}: {exc}") from exc
+        self.host = socket.gethostname()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error): one writer at a time."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- claims ---------------------------------------------------------------------------------
+
+    def _stale(self, row: sqlite3.Row) -> bool:
+        if row["host"] == self.host:
+            return not _pid_alive(int(row["pid"]))
+        return time.time() - float(row["heartbeat"]) > HEARTBEAT_STALE_S
+
+    def claim(self, run_id: str, identity: Mapping[str, Any], retry_failed: bool = False) -> Claim:
+        """Atomically mark a cell ``running`` for this process, unless it is finished or held.
+
+        ``identity`` holds the columns suite, model, model_component, sampler, dataset, seed, config.
+        A finished cell is never claimed (``failed``/``diverged`` ones are with ``retry_failed``).
+        """
+        now = time.time()
+        with self.transaction() as db:
+            row = db.execute("SELECT status, host, pid, heartbeat FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            status = None if row is None else row["status"]
+            if row is not None:
+                retry = retry_failed and status in ("failed", "diverged")
+                if status in FINISHED and not retry:
+                    return Claim(False, status)
+                if status == "running" and not self._stale(row) and int(row["pid"]) != os.getpid():
+                    return Claim(False, status, f"{row['host']}:{row['pid']}")
+            cols = {**identity, "status": "running", "error": "", "host": self.host, "pid": os.getpid(),
+                    "heartbeat": now, "started_at": now, "config": json.dumps(identity["config"], sort_keys=True)}
+            if row is None:
+                names = ", ".join(["run_id", *cols])
+                db.execute(f"INSERT INTO runs ({names}) VALUES ({', '.join('?' * (len(cols) + 1))})",
+                           (run_id, *cols.values()))
+            else:
+                sets = ", ".join(f"{k}=?" for k in cols)
+                db.execute(f"UPDATE runs SET {sets} WHERE run_id=?", (*cols.values(), run_id))
+            return Claim(True, status)
+
+    def heartbeat(self, run_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET heartbeat=? WHERE run_id=? AND pid=?", (time.time(), run_id, os.getpid()))
+
+    def count_training(self, run_id: str) -> None:
+        """Record that training of this cell (re)started: the resume guarantee is audited with it."""
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET train_count=train_count+1 WHERE run_id=?", (run_id,))
+
+    def release(self, run_id: str) -> None:
+        """Drop this process's claim on an unfinished cell (Ctrl-C): the cell stays to be resumed."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM metrics WHERE run_id=? AND run_id IN "
+                       "(SELECT run_id FROM runs WHERE status='running' AND pid=?)", (run_id, os.getpid()))
+            db.execute("UPDATE runs SET status='interrupted', pid=0 WHERE run_id=? AND status='running' AND pid=?",
+                       (run_id, os.getpid()))
+
+    def foreign_claims(self, run_ids: list[str]) -> list[str]:
+        """Of ``run_ids``, those held by another live process."""
+        held = []
+        for run_id in run_ids:
+            row = self._db.execute("SELECT status, host, pid, heartbeat FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            if row is not None and row["status"] == "running" and int(row["pid"]) != os.getpid() and not self._stale(row):
+                held.append(run_id)
+        return held
+
+    # -- results --------------------------------------------------------------------------------
+
+    def finish(self, run_id: str, *, status: str, error: str = "", fields: Mapping[str, Any] | None = None,
+               metrics: list[Mapping[str, Any]] = ()) -> None:
+        """Write a cell's outcome and its metric rows in one transaction."""
+        cols = {"status": status, "error": error, "finished_at": time.time(), **(fields or {})}
+        for key in ("provenance", "curves"):
+            if key in cols and not isinstance(cols[key], str):
+                cols[key] = json.dumps(cols[key], sort_keys=True, default=str)
+        with self.transaction() as db:
+            sets = ", ".join(f"{k}=?" for k in cols)
+            db.execute(f"UPDATE runs SET {sets} WHERE run_id=?", (*cols.values(), run_id))
+            for m in metrics:
+                self._put_metric(db, run_id, m)
+
+    def put_metrics(self, run_id: str, metrics: list[Mapping[str, Any]]) -> None:
+        with self.transaction() as db:
+            for m in metrics:
+                self._put_metric(db, run_id, m)
+
+    @staticmethod
+    def _put_metric(db: sqlite3.Connection, run_id: str, m: Mapping[str, Any]) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO metrics (run_id, metric, component, status, value, reason, settings, details,"
+            " settings_hash, wall_time) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (run_id, m["metric"], m["component"], m["status"], m.get("value"), m.get("reason", ""),
+             json.dumps(m.get("settings", {}), sort_keys=True, default=str),
+             json.dumps(m.get("details", {}), sort_keys=True, default=str),
+             m.get("settings_hash", ""), float(m.get("wall_time", 0.0))),
+        )
+
+    def put_reference(self, run_id: str, identity: Mapping[str, Any], metric: Mapping[str, Any]) -> None:
+        """Store a model-free reference row (``kind='reference'``) and its one metric value."""
+        now = time.time()
+        cols = {**identity, "kind": "reference", "status": "ok", "config": json.dumps(identity["config"], sort_keys=True),
+                "started_at": now, "finished_at": now, "host": self.host}
+        with self.transaction() as db:
+            db.execute(f"INSERT OR IGNORE INTO runs (run_id, {', '.join(cols)}) VALUES ({', '.join('?' * (len(cols) + 1))})",
+                       (run_id, *cols.values()))
+            self._put_metric(db, run_id, metric)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        """One run with its metrics, JSON columns decoded; a unique prefix of the id is enough."""
+        rows = self._db.execute("SELECT * FROM runs WHERE run_id LIKE ?", (run_id + "%",)).fetchall()
+        if len(rows) != 1:
+            return None
+        out = dict(rows[0])
+        for key in ("config", "provenance", "curves"):
+            out[key] = json.loads(out[key])
+        out["metrics"] = [
+            {**dict(m), "settings": json.loads(m["settings"]), "details": json.loads(m["details"])}
+            for m in self._db.execute("SELECT * FROM metrics WHERE run_id=? ORDER BY metric", (out["run_id"],))
+        ]
+        return out
+
+    def status(self, run_id: str) -> str | None:
+        row = self._db.execute("SELECT status FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def metric_hashes(self, run_id: str) -> dict[str, str]:
+        """``metric label -> settings hash`` of the metrics stored for a run."""
+        rows = self._db.execute("SELECT metric, settings_hash FROM metrics WHERE run_id=?", (run_id,))
+        return {r[0]: r[1] for r in rows}
+
+    def frame(self, suite: str | None = None) -> list[dict[str, Any]]:
+        """All (run, metric) rows as dicts, for the leaderboard (runs without metrics appear once)."""
+        query = (
+            "SELECT r.run_id, r.kind, r.suite, r.model, r.model_component, r.sampler, r.dataset, r.seed, r.status AS run_status,"
+            " r.error, r.config, r.train_steps, r.wall_time, r.train_time, r.n_params, m.metric, m.component AS metric_component,"
+            " m.status AS metric_status, m.value, m.reason, m.settings FROM runs r LEFT JOIN metrics m ON m.run_id = r.run_id"
+        )
+        args: tuple[Any, ...] = ()
+        if suite is not None:
+            query += " WHERE r.suite = ?"
+            args = (suite,)
+        return [dict(r) for r in self._db.execute(query + " ORDER BY r.started_at", args)]

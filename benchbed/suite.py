@@ -1,0 +1,234 @@
+"""Suite files (TOML): parsing and validation against the registry.
+
+A suite names its axes as tables keyed by entry name; an entry's keys are the component's
+parameters, checked against the factory signature.  Reserved keys:
+
+* ``component``: the registered name, when the entry name is an alias (``[models.jgmmn_noreg]``
+  with ``component = "jgmmn"``), so an ablation is one more table;
+* ``budget``: per-model or per-data-set override of ``steps`` / ``batch_size``;
+* in a sampler entry, any table-valued key is a role (``prior``, ``posterior``) whose values
+  override the sampler parameters for that role.
+
+Example::
+
+    name = "quick"
+    seeds = [0, 1]
+    [budget]
+    steps = 400
+    batch_size = 100
+    [datasets.gmm8]
+    [models.vae]
+    latent_dim = 2
+    [samplers.langevin]
+    posterior = { n_steps = 20 }
+    [metrics.recon_mse]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchbed.contracts import Budget
+from benchbed.errors import SuiteError
+from benchbed.params import resolve
+from benchbed.registry import Registry
+
+AXES = ("models", "samplers", "datasets", "metrics")
+TOP_KEYS = {"name", "description", "seeds", "device", "budget", "checkpoint_every", *AXES}
+BUDGET_KEYS = {"steps": int, "batch_size": int}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of an axis: its label (the table key), the registered component, resolved parameters
+    (``given``: only those the suite sets; a sampler's unset ones yield to the model's role defaults), and (samplers) per-role overrides, (models, datasets) a budget override."""
+
+    label: str
+    component: str
+    params: Mapping[str, Any]
+    given: Mapping[str, Any] = field(default_factory=dict)
+    roles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    budget: Mapping[str, int] = field(default_factory=dict)
+
+    def identity(self) -> dict[str, Any]:
+        """What defines this entry for hashing: component, parameters, roles."""
+        return {"component": self.component, "params": dict(self.params), "given": dict(self.given), "roles": {k: dict(v) for k, v in self.roles.items()}}
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A validated suite."""
+
+    name: str
+    description: str
+    path: Path | None
+    seeds: tuple[int, ...]
+    device: str
+    budget: Budget
+    checkpoint_every: int
+    models: tuple[Entry, ...]
+    samplers: tuple[Entry, ...]
+    datasets: tuple[Entry, ...]
+    metrics: tuple[Entry, ...]
+
+    def budget_for(self, model: Entry, dataset: Entry) -> Budget:
+        """Suite budget, overridden by the data set's ``budget``, then by the model's."""
+        merged = {"steps": self.budget.steps, "batch_size": self.budget.batch_size, **dataset.budget, **model.budget}
+        return Budget(steps=merged["steps"], batch_size=merged["batch_size"])
+
+    @property
+    def folder(self) -> Path | None:
+        """The folder holding the suite file (where its tables are written)."""
+        return None if self.path is None else self.path.parent
+
+
+def config_hash(obj: Any) -> str:
+    """Stable hash of a JSON-able configuration (sorted keys), 16 hex digits."""
+    text = json.dumps(obj, sort_keys=True, default=repr, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class _Locator:
+    """Finds the line of ``key`` inside ``[section]`` in the TOML text, for error messages."""
+
+    def __init__(self, text: str, path: Path | None) -> None:
+        self.lines = text.splitlines()
+        self.path = path
+
+    def __call__(self, section: str, key: str | None = None) -> str:
+        where = str(self.path) if self.path else "<suite>"
+        header = re.compile(r"^\s*\[\s*" + r"\s*\.\s*".join(
+            rf'(?:"{re.escape(p)}"|{re.escape(p)})' for p in section.split(".")) + r"\s*\]")
+        start = None
+        for i, line in enumerate(self.lines):
+            if header.match(line):
+                start = i
+                break
+        if key is None:
+            return f" ({where}, line {start + 1})" if start is not None else f" ({where})"
+        key_re = re.compile(rf"^\s*{re.escape(key)}\s*=|[{{,]\s*{re.escape(key)}\s*=")
+        for i in range(start + 1 if start is not None else 0, len(self.lines)):
+            if start is not None and i > start and self.lines[i].lstrip().startswith("["):
+                break
+            if key_re.search(self.lines[i]):
+                return f" ({where}, line {i + 1})"
+        # Inline table on the parent's line (``vae = { latent_dim = 2 }``).
+        parent, _, last = section.rpartition(".")
+        if parent:
+            for i, line in enumerate(self.lines):
+                if re.match(rf'^\s*"?{re.escape(last)}"?\s*=\s*\{{', line) and re.search(rf"\b{re.escape(key)}\s*=", line):
+                    return f" ({where}, line {i + 1})"
+        return f" ({where})"
+
+
+def load_suite(path: str | Path, registry: Registry) -> Suite:
+    """Read and validate a suite file.
+
+    Raises:
+        SuiteError: the file is missing or not TOML (with line and column), a key is unknown,
+            a component is unknown (with close matches), a parameter is unknown (with the valid
+            ones) or of the wrong type (with file and line).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SuiteError(f"cannot read suite file {path}: {exc.strerror or exc}") from exc
+    return parse_suite(text, registry, path=path)
+
+
+def parse_suite(text: str, registry: Registry, *, path: Path | None = None) -> Suite:
+    """Validate suite TOML ``text`` (see :func:`load_suite`)."""
+    where = str(path) if path else "<suite>"
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError(f"{where}: invalid TOML: {exc}") from exc
+    loc = _Locator(text, path)
+    unknown = set(raw) - TOP_KEYS
+    if unknown:
+        key = sorted(unknown)[0]
+        raise SuiteError(f"{where}: unknown top-level key {key!r}{loc('', key)}; valid keys: {', '.join(sorted(TOP_KEYS))}")
+    name = _typed(raw, "name", str, where, loc, default=path.parent.name if path else "suite")
+    seeds = _typed(raw, "seeds", list, where, loc, default=[0])
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise SuiteError(f"{where}: 'seeds'{loc('', 'seeds')} must be a non-empty list of integers, got {seeds!r}")
+    budget_raw = _typed(raw, "budget", dict, where, loc, default={})
+    budget = _budget(budget_raw, "budget", where, loc, required=True)
+    axes = {axis: _axis(raw, axis, registry, where, loc) for axis in AXES}
+    for axis in ("models", "datasets", "metrics"):
+        if not axes[axis]:
+            raise SuiteError(f"{where}: the suite names no {axis} (add a [{axis}.<name>] table)")
+    return Suite(
+        name=name,
+        description=_typed(raw, "description", str, where, loc, default=""),
+        path=path,
+        seeds=tuple(seeds),
+        device=_typed(raw, "device", str, where, loc, default="auto"),
+        budget=Budget(**budget),
+        checkpoint_every=_typed(raw, "checkpoint_every", int, where, loc, default=0),
+        **axes,
+    )
+
+
+def _typed(raw: Mapping[str, Any], key: str, typ: type, where: str, loc: _Locator, default: Any) -> Any:
+    if key not in raw:
+        return default
+    value = raw[key]
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise SuiteError(f"{where}: {key!r}{loc('', key)} must be {typ.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _budget(raw: Mapping[str, Any], section: str, where: str, loc: _Locator, required: bool) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for key, value in raw.items():
+        if key not in BUDGET_KEYS:
+            raise SuiteError(f"{where}: unknown budget key {key!r} in [{section}]{loc(section, key)}; "
+                             f"valid: {', '.join(BUDGET_KEYS)}")
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise SuiteError(f"{where}: [{section}] {key!r}{loc(section, key)} must be a positive integer, got {value!r}")
+        out[key] = value
+    if required:
+        for key in BUDGET_KEYS:
+            if key not in out:
+                raise SuiteError(f"{where}: [{section}] needs {key!r}{loc(section)}")
+    return out
+
+
+def _axis(raw: Mapping[str, Any], axis: str, registry: Registry, where: str, loc: _Locator) -> tuple[Entry, ...]:
+    kind = axis[:-1]
+    table = raw.get(axis, {})
+    if not isinstance(table, dict):
+        raise SuiteError(f"{where}: {axis!r}{loc('', axis)} must be a table of entries, got {type(table).__name__}")
+    entries = []
+    for label, body in table.items():
+        section = f"{axis}.{label}"
+        if not isinstance(body, dict):
+            raise SuiteError(f"{where}: [{section}]{loc(axis, label)} must be a table of parameters, "
+                             f"got {type(body).__name__} {body!r}")
+        body = dict(body)
+        component = body.pop("component", label)
+        try:
+            spec = registry.get(kind, component).spec
+        except SuiteError as exc:
+            raise SuiteError(f"{where}: [{section}]{loc(section)}: {exc}") from None
+        budget = _budget(body.pop("budget", {}), f"{section}.budget", where, loc, required=False) \
+            if axis in ("models", "datasets") else {}
+        roles = {k: body.pop(k) for k in [k for k, v in body.items() if isinstance(v, dict)]} \
+            if axis == "samplers" else {}
+        what = f"{where}: {kind} {label!r}" + (f" (component {component!r})" if component != label else "")
+        params = resolve(spec.factory, body, what=what, where=lambda key, s=section: loc(s, key))
+        for role, values in roles.items():
+            resolve(spec.factory, values, what=f"{what} role {role!r}",
+                    where=lambda key, s=f"{section}.{role}": loc(s, key))
+        given = {k: params[k] for k in body}
+        entries.append(Entry(label, component, params, given, roles, budget))
+    return tuple(entries)

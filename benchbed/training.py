@@ -1,0 +1,143 @@
+"""The training loop shared by the runner and by ``benchbed.testing.fit``.
+
+The loop owns seeding, the minibatch order, divergence detection and checkpoint hooks; the model
+owns its optimisers and what one step does.  The minibatch order is a function of (seed, step), so
+a cell resumed from a checkpoint sees the same batches it would have seen without interruption.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchbed.contracts import Batch, Budget, DataBundle, SamplerProvider, SetupContext, Split
+from benchbed.errors import Diverged
+
+#: A loss whose magnitude passes this is treated as exploding (an energy running away).
+EXPLODED = 1e12
+
+#: How many points of each loss curve are kept in the store (evenly spaced over the budget).
+CURVE_POINTS = 200
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) so a cell is reproducible on one machine."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when available, else CPU; otherwise ``torch.device(name)``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def batches(split: Split, batch_size: int, seed: int, start_step: int, device: torch.device) -> Iterator[Batch]:
+    """Minibatches without replacement, reshuffled each epoch by a generator seeded from (seed, epoch).
+
+    Yields from ``start_step`` on, identically to a run that started at step 0.  A batch never
+    straddles two epochs; ``batch_size`` larger than the split gives the whole split each step.
+    """
+    n = len(split)
+    bs = min(batch_size, n)
+    per_epoch = max(1, n // bs)
+    x_all, y_all = split.x.to(device), None if split.y is None else split.y.to(device)
+    step = start_step
+    while True:
+        epoch, pos = divmod(step, per_epoch)
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        perm = torch.randperm(n, generator=gen)
+        for p in range(pos, per_epoch):
+            idx = perm[p * bs : (p + 1) * bs]
+            dev_idx = idx.to(device)
+            yield Batch(x_all[dev_idx], None if y_all is None else y_all[dev_idx], idx)
+        step = (epoch + 1) * per_epoch
+
+
+@dataclass
+class History:
+    """Loss curves, subsampled to at most about :data:`CURVE_POINTS` points, plus the last losses."""
+
+    total_steps: int
+    points: list[dict[str, float]] = field(default_factory=list)
+    last: dict[str, float] = field(default_factory=dict)
+
+    def record(self, step: int, losses: Mapping[str, float]) -> None:
+        self.last = {k: float(v) for k, v in losses.items()}
+        every = max(1, self.total_steps // CURVE_POINTS)
+        if step % every == 0 or step == self.total_steps - 1:
+            self.points.append({"step": float(step), **self.last})
+
+
+def check_finite(losses: Mapping[str, float], step: int) -> None:
+    """Raise :class:`Diverged` naming the loss and the step on NaN, inf or an exploding value."""
+    for key, value in losses.items():
+        v = float(value)
+        if not math.isfinite(v) or abs(v) > EXPLODED:
+            raise Diverged(f"loss {key!r} became {v:.4g} at step {step}")
+
+
+def setup_model(
+    model: Any,
+    bundle: DataBundle,
+    budget: Budget,
+    *,
+    seed: int,
+    device: torch.device,
+    sampler: SamplerProvider | None = None,
+    labelled: torch.Tensor | None = None,
+) -> Any:
+    """Seed, then let the model build its networks for ``bundle`` on ``device``."""
+    seed_everything(seed)
+    ctx = SetupContext(
+        info=bundle.info, train=bundle.train, budget=budget, device=device, seed=seed,
+        sampler=sampler, labelled=labelled,
+    )
+    model.setup(ctx)
+    if hasattr(model, "to"):
+        model.to(device)
+    return model
+
+
+StepCallback = Callable[[int, Mapping[str, float]], None]
+
+
+def train(
+    model: Any,
+    bundle: DataBundle,
+    budget: Budget,
+    *,
+    seed: int,
+    device: torch.device,
+    start_step: int = 0,
+    history: History | None = None,
+    on_step: StepCallback | None = None,
+) -> History:
+    """Run ``model.train_step`` from ``start_step`` to ``budget.steps``.
+
+    ``on_step(step, losses)`` runs after each step (progress bars, checkpoints).
+
+    Raises:
+        Diverged: a loss became non-finite or exploded; the message names it and the step.
+    """
+    history = history or History(budget.steps)
+    if hasattr(model, "train"):
+        model.train()
+    stream = batches(bundle.train, budget.batch_size, seed, start_step, device)
+    for step in range(start_step, budget.steps):
+        losses = model.train_step(next(stream), step)
+        check_finite(losses, step)
+        history.record(step, losses)
+        if on_step is not None:
+            on_step(step, losses)
+    if hasattr(model, "eval"):
+        model.eval()
+    return history
