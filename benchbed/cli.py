@@ -128,9 +128,11 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     store = _store(args, suite)
     if args.format:
         tables, notes = leaderboard.build_tables(store, suite, registry)
-        text = {"md": lambda: leaderboard.readme(suite, tables, notes, store),
-                "csv": lambda: leaderboard.to_csv(tables),
-                "tex": lambda: leaderboard.to_latex(tables, notes, caption=f"benchbed suite {suite.name}:")}[args.format]()
+        caption = f"benchbed suite {suite.name}:"
+        render = {"md": lambda: leaderboard.readme(suite, tables, notes, store),
+                  "csv": lambda: leaderboard.to_csv(tables),
+                  "tex": lambda: leaderboard.to_latex(tables, notes, caption=caption)}
+        text = render[args.format]()
         sys.stdout.write(text)
         return 0
     for path in leaderboard.write(store, suite, registry, Path(args.out) if args.out else (suite.folder or Path.cwd())):

@@ -305,9 +305,9 @@ def _provenance_summary(store: Store, suite: Suite) -> str:
     if run is None or not run["provenance"]:
         return ""
     p = run["provenance"]
-    return (f"Provenance: benchbed {p.get('benchbed')} (commit {str(p.get('git_commit'))[:12]}), torch {p.get('torch')}, "
-            f"device {p.get('device')}, Python {p.get('python')}. Every result in the store carries its full provenance "
-            "(`benchbed show RUN`).")
+    return (f"Provenance: benchbed {p.get('benchbed')} (commit {str(p.get('git_commit'))[:12]}), "
+            f"torch {p.get('torch')}, device {p.get('device')}, Python {p.get('python')}. "
+            "Every result in the store carries its full provenance (`benchbed show RUN`).")
 
 
 def write(store: Store, suite: Suite, registry: Registry | None, folder: Path,

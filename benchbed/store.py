@@ -110,7 +110,8 @@ class Store:
                 if row is None:
                     db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
                 elif int(row[0]) != SCHEMA_VERSION:
-                    raise StoreError(f"store {self.path}: schema version {row[0]}, this benchbed reads {SCHEMA_VERSION}")
+                    raise StoreError(f"store {self.path}: schema version {row[0]}, "
+                                     f"this benchbed reads {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open result store {self.path}: {exc}") from exc
         self.host = socket.gethostname()
@@ -184,8 +185,11 @@ class Store:
         """Of ``run_ids``, those held by another live process."""
         held = []
         for run_id in run_ids:
-            row = self._db.execute("SELECT status, host, pid, heartbeat FROM runs WHERE run_id=?", (run_id,)).fetchone()
-            if row is not None and row["status"] == "running" and int(row["pid"]) != os.getpid() and not self._stale(row):
+            row = self._db.execute("SELECT status, host, pid, heartbeat FROM runs WHERE run_id=?",
+                                   (run_id,)).fetchone()
+            if row is None or row["status"] != "running" or int(row["pid"]) == os.getpid():
+                continue
+            if not self._stale(row):
                 held.append(run_id)
         return held
 
@@ -223,10 +227,11 @@ class Store:
     def put_reference(self, run_id: str, identity: Mapping[str, Any], metric: Mapping[str, Any]) -> None:
         """Store a model-free reference row (``kind='reference'``) and its one metric value."""
         now = time.time()
-        cols = {**identity, "kind": "reference", "status": "ok", "config": json.dumps(identity["config"], sort_keys=True),
-                "started_at": now, "finished_at": now, "host": self.host}
+        cols = {**identity, "kind": "reference", "status": "ok", "host": self.host,
+                "config": json.dumps(identity["config"], sort_keys=True), "started_at": now, "finished_at": now}
+        marks = ", ".join("?" * (len(cols) + 1))
         with self.transaction() as db:
-            db.execute(f"INSERT OR IGNORE INTO runs (run_id, {', '.join(cols)}) VALUES ({', '.join('?' * (len(cols) + 1))})",
+            db.execute(f"INSERT OR IGNORE INTO runs (run_id, {', '.join(cols)}) VALUES ({marks})",
                        (run_id, *cols.values()))
             self._put_metric(db, run_id, metric)
 
@@ -258,9 +263,10 @@ class Store:
     def frame(self, suite: str | None = None) -> list[dict[str, Any]]:
         """All (run, metric) rows as dicts, for the leaderboard (runs without metrics appear once)."""
         query = (
-            "SELECT r.run_id, r.kind, r.suite, r.model, r.model_component, r.sampler, r.dataset, r.seed, r.status AS run_status,"
-            " r.error, r.config, r.train_steps, r.wall_time, r.train_time, r.n_params, m.metric, m.component AS metric_component,"
-            " m.status AS metric_status, m.value, m.reason, m.settings FROM runs r LEFT JOIN metrics m ON m.run_id = r.run_id"
+            "SELECT r.run_id, r.kind, r.suite, r.model, r.model_component, r.sampler, r.dataset, r.seed,"
+            " r.status AS run_status, r.error, r.config, r.train_steps, r.wall_time, r.train_time, r.n_params,"
+            " m.metric, m.component AS metric_component, m.status AS metric_status, m.value, m.reason, m.settings"
+            " FROM runs r LEFT JOIN metrics m ON m.run_id = r.run_id"
         )
         args: tuple[Any, ...] = ()
         if suite is not None:

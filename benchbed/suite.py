@@ -48,7 +48,8 @@ BUDGET_KEYS = {"steps": int, "batch_size": int}
 @dataclass(frozen=True)
 class Entry:
     """One entry of an axis: its label (the table key), the registered component, resolved parameters
-    (``given``: only those the suite sets; a sampler's unset ones yield to the model's role defaults), and (samplers) per-role overrides, (models, datasets) a budget override."""
+    (``given``: only those the suite sets; a sampler's unset ones yield to the model's role defaults),
+    and (samplers) per-role overrides, (models, datasets) a budget override."""
 
     label: str
     component: str
@@ -59,7 +60,8 @@ class Entry:
 
     def identity(self) -> dict[str, Any]:
         """What defines this entry for hashing: component, parameters, roles."""
-        return {"component": self.component, "params": dict(self.params), "given": dict(self.given), "roles": {k: dict(v) for k, v in self.roles.items()}}
+        return {"component": self.component, "params": dict(self.params), "given": dict(self.given),
+                "roles": {k: dict(v) for k, v in self.roles.items()}}
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,8 @@ class _Locator:
         parent, _, last = section.rpartition(".")
         if parent:
             for i, line in enumerate(self.lines):
-                if re.match(rf'^\s*"?{re.escape(last)}"?\s*=\s*\{{', line) and re.search(rf"\b{re.escape(key)}\s*=", line):
+                opens = re.match(rf'^\s*"?{re.escape(last)}"?\s*=\s*\{{', line)
+                if opens and re.search(rf"\b{re.escape(key)}\s*=", line):
                     return f" ({where}, line {i + 1})"
         return f" ({where})"
 
@@ -155,7 +158,8 @@ def parse_suite(text: str, registry: Registry, *, path: Path | None = None) -> S
     unknown = set(raw) - TOP_KEYS
     if unknown:
         key = sorted(unknown)[0]
-        raise SuiteError(f"{where}: unknown top-level key {key!r}{loc('', key)}; valid keys: {', '.join(sorted(TOP_KEYS))}")
+        raise SuiteError(f"{where}: unknown top-level key {key!r}{loc('', key)}; "
+                         f"valid keys: {', '.join(sorted(TOP_KEYS))}")
     name = _typed(raw, "name", str, where, loc, default=path.parent.name if path else "suite")
     seeds = _typed(raw, "seeds", list, where, loc, default=[0])
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
@@ -194,7 +198,8 @@ def _budget(raw: Mapping[str, Any], section: str, where: str, loc: _Locator, req
             raise SuiteError(f"{where}: unknown budget key {key!r} in [{section}]{loc(section, key)}; "
                              f"valid: {', '.join(BUDGET_KEYS)}")
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise SuiteError(f"{where}: [{section}] {key!r}{loc(section, key)} must be a positive integer, got {value!r}")
+            raise SuiteError(f"{where}: [{section}] {key!r}{loc(section, key)} must be a positive integer, "
+                             f"got {value!r}")
         out[key] = value
     if required:
         for key in BUDGET_KEYS:

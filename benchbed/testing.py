@@ -128,7 +128,9 @@ def fit(
     return model, hist.points
 
 
-def make_eval_context(model: Any, bundle: DataBundle, *, seed: int = 0, registry: Registry | None = None) -> EvalContext:
+def make_eval_context(
+    model: Any, bundle: DataBundle, *, seed: int = 0, registry: Registry | None = None
+) -> EvalContext:
     """An :class:`EvalContext` whose ``train_variant`` re-fits the configuration ``fit`` used for ``model``."""
     cfg = _FIT_CONFIGS.get(model)
     cache: dict[str, Any] = {}
