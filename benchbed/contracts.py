@@ -130,12 +130,20 @@ class DataBundle:
                 f"data set {self.info.name!r}: held-out classes {bad} outside 0..{self.info.n_classes - 1}"
             )
         keep = torch.tensor(list(classes), dtype=torch.long)
+        masks = {name: ~torch.isin(getattr(self, name).y, keep) for name in ("train", "val")}
 
-        def inliers(split: Split) -> Split:
-            assert split.y is not None
-            return split.subset(~torch.isin(split.y, keep))
+        def per_split(value: Any) -> Any:
+            """Per-split extras (``{"train": T, "val": T, "test": T}``) follow the split they describe."""
+            if not isinstance(value, Mapping) or not {"train", "val"} <= set(value):
+                return value
+            out = dict(value)
+            for name, mask in masks.items():
+                if hasattr(out[name], "__getitem__") and len(out[name]) == len(mask):
+                    out[name] = out[name][mask]
+            return out
 
-        return replace(self, train=inliers(self.train), val=inliers(self.val), held_out=tuple(classes))
+        return replace(self, train=self.train.subset(masks["train"]), val=self.val.subset(masks["val"]),
+                       held_out=tuple(classes), extras={k: per_split(v) for k, v in self.extras.items()})
 
     def outlier_mask(self) -> torch.Tensor:
         """Boolean [N_test]: test examples of the held-out classes (the positive, anomalous class)."""
