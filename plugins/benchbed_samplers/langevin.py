@@ -1,0 +1,153 @@
+"""Short-run (unadjusted) Langevin dynamics on a latent log-density.
+
+The update of LEBM (methods.md §3), ABP's inferential back-propagation (§8) and SRI (§4)::
+
+    z_{k+1} = z_k + (s^2 / 2) * grad_z log p(z_k) + s * eps_k,     eps_k ~ N(0, I)
+
+with ``noise=False`` giving plain gradient ascent with learning rate ``s^2/2``.  There is no
+Metropolis correction: the chains are short-run and the bias is part of the method (Nijkamp et al.
+2019, §9).
+
+Cost: exactly one forward and one backward pass of ``log_density`` per step, taken with
+``torch.autograd.grad(log p(z).sum(), z)`` (no retained graph, no weight gradients), plus one
+forward pass without a graph at the end to report ``final_log_density``.
+
+Chains start at the given ``z0``.  With ``persistent=True`` (ABP's warm-started chains) the sampler
+still keeps nothing: the flag tells the model to pass its stored chain states as ``z0`` and to store
+the returned ``z`` back (``bank[index] = result.z``), so the chain bank lives in the model's
+checkpoint and the sampler stays stateless.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from benchbed.contracts import LogDensity, SampleResult
+from benchbed_samplers._common import (
+    apply_overrides,
+    check_finite,
+    dynamics_mode,
+    log_density_and_grad,
+    log_density_checked,
+    start_chains,
+)
+
+
+def langevin_chain(
+    log_density: LogDensity,
+    z: torch.Tensor,
+    *,
+    n_steps: int,
+    step_size: float,
+    noise: bool,
+    who: str = "langevin",
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run ``n_steps`` Langevin updates in place on ``z`` [B, *Z] (a detached, normal tensor).
+
+    Must be called inside :func:`benchbed_samplers._common.dynamics_mode`.
+
+    Returns:
+        ``(z, grad)``: the final states (detached) and the last gradient evaluated (at the state
+        before the last update; ``None`` when ``n_steps == 0``).
+    """
+    drift = 0.5 * step_size * step_size
+    grad: torch.Tensor | None = None
+    for _ in range(n_steps):
+        z.requires_grad_(True)
+        _, grad = log_density_and_grad(log_density, z, who)
+        # The graph is already freed, so updating the storage of the leaf in place is safe and
+        # saves one allocation per step.
+        z = z.detach()
+        z.add_(grad, alpha=drift)
+        if noise:
+            eps = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+            z.add_(eps, alpha=step_size)
+    return z, grad
+
+
+class Langevin:
+    """Short-run Langevin sampler (see the module docstring for the update and the cost).
+
+    Args:
+        n_steps: Langevin steps per call (LEBM: 60 prior / 20 posterior; SRI: 25).
+        step_size: ``s`` in the update; the drift is ``s^2/2`` and the noise std is ``s``.
+        noise: add the ``s * eps`` term; ``False`` gives gradient ascent on ``log p``.
+        persistent: a declaration for the model (ABP): warm-start each example's chain from its
+            stored state.  The sampler itself keeps no state either way.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_steps: int = 20,
+        step_size: float = 0.1,
+        noise: bool = True,
+        persistent: bool = False,
+    ) -> None:
+        if n_steps < 0:
+            raise ValueError(f"sampler 'langevin': n_steps must be >= 0, got {n_steps}")
+        if not step_size > 0:
+            raise ValueError(f"sampler 'langevin': step_size must be > 0, got {step_size}")
+        self.n_steps = n_steps
+        self.step_size = step_size
+        self.noise = noise
+        self.persistent = persistent
+
+    def __repr__(self) -> str:
+        return (
+            f"Langevin(n_steps={self.n_steps}, step_size={self.step_size}, noise={self.noise}, "
+            f"persistent={self.persistent})"
+        )
+
+    def sample(
+        self,
+        log_density: LogDensity,
+        z0: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        **overrides: Any,
+    ) -> SampleResult:
+        """Run the chains from ``z0`` [B, *Z] on ``log_density`` (``z -> [B]``).
+
+        Works under ``torch.no_grad()`` and ``torch.inference_mode()``; ``z0`` is never modified.
+
+        Args:
+            generator: optional ``torch.Generator`` for the noise (reproducible chains).
+            **overrides: ``n_steps``, ``step_size`` or ``noise`` for this call only.
+
+        Returns:
+            ``SampleResult`` with ``z`` [B, *Z] (detached) and diagnostics ``steps``, ``step_size``,
+            ``final_log_density`` (mean over chains, at the returned ``z``), ``grad_norm`` (mean
+            norm of the last gradient) and ``persistent``.
+        """
+        cfg = apply_overrides(
+            {"n_steps": self.n_steps, "step_size": self.step_size, "noise": self.noise}, overrides, "langevin"
+        )
+        with dynamics_mode():
+            z = start_chains(z0, "langevin")
+            z, grad = langevin_chain(
+                log_density,
+                z,
+                n_steps=int(cfg["n_steps"]),
+                step_size=float(cfg["step_size"]),
+                noise=bool(cfg["noise"]),
+                generator=generator,
+            )
+            check_finite(z, "langevin", float(cfg["step_size"]), int(cfg["n_steps"]))
+            with torch.no_grad():
+                final = log_density_checked(log_density, z, "langevin")
+        grad_norm = math.nan if grad is None else float(grad.flatten(1).norm(dim=1).mean())
+        return SampleResult(
+            z=z,
+            diagnostics={
+                "steps": float(cfg["n_steps"]),
+                "step_size": float(cfg["step_size"]),
+                "final_log_density": float(final.mean()),
+                "grad_norm": grad_norm,
+                "persistent": float(self.persistent),
+            },
+        )
