@@ -18,7 +18,7 @@ import pandas as pd
 
 from benchbed.registry import Registry
 from benchbed.store import Store
-from benchbed.suite import Suite
+from benchbed.suite import Suite, config_hash
 
 FORMATS = ("md", "csv", "tex")
 FILENAMES = {"md": "README.md", "csv": "results.csv", "tex": "table.tex"}
@@ -73,20 +73,31 @@ def _current(row: dict[str, Any], run_ids: set[str] | None, suite: Suite) -> boo
     if row["kind"] == "model":
         return run_ids is None or row["run_id"] in run_ids
     cfg = json.loads(row["config"])
-    datasets = {d.label: d.identity() for d in suite.datasets}
-    metrics = [m.identity() for m in suite.metrics]
-    return datasets.get(row["dataset"]) == cfg.get("dataset") and cfg.get("metric") in metrics \
-        and cfg.get("seed") in suite.seeds
+    # Compare hashes, not dicts: the stored config went through JSON (tuples became lists).  Labels are
+    # not part of the identity (a renamed entry is the same data set).
+    datasets = {config_hash(d.identity()) for d in suite.datasets}
+    metrics = {config_hash(m.identity()) for m in suite.metrics}
+    return config_hash(cfg.get("dataset")) in datasets \
+        and config_hash(cfg.get("metric")) in metrics and cfg.get("seed") in suite.seeds
 
 
-def tidy(store: Store, suite: Suite, run_ids: set[str] | None = None) -> pd.DataFrame:
+def tidy(store: Store, suite: Suite, run_ids: set[str] | None = None,
+         labels: dict[str, tuple[str, str, str]] | None = None) -> pd.DataFrame:
     """One row per (run, metric) of the suite, with a ``row`` label = model (+ sampler).
 
     ``run_ids``: the cells of the suite's current plan; runs of earlier versions are left out.
+    ``labels``: ``run_id -> (model, sampler, dataset)`` labels of the current plan; labels are not part
+    of a cell's identity, so a renamed entry keeps its stored run and is shown under its new name.
     """
     df = pd.DataFrame([r for r in store.frame(suite.name) if _current(r, run_ids, suite)])
     if df.empty:
         return df
+    by_hash = {config_hash(d.identity()): d.label for d in suite.datasets}
+    for i, r in df.iterrows():
+        if r["kind"] == "model" and labels and r["run_id"] in labels:
+            df.loc[i, ["model", "sampler", "dataset"]] = list(labels[r["run_id"]])
+        elif r["kind"] == "reference":
+            df.loc[i, "dataset"] = by_hash.get(config_hash(json.loads(r["config"]).get("dataset")), r["dataset"])
     df = df[df["run_status"] != "running"].copy()
     df["row"] = df["model"] + df["sampler"].map(lambda s: f" + {s}" if s else "")
     return df
@@ -119,12 +130,14 @@ def build_tables(store: Store, suite: Suite, registry: Registry | None = None,
                  notes: Notes | None = None) -> tuple[list[DatasetTable], Notes]:
     """The per-data-set tables of a suite from the store."""
     notes = notes or Notes()
-    run_ids = None
+    run_ids, labels = None, None
     if registry is not None:
         from benchbed.grid import plan
 
-        run_ids = {c.run_id for c in plan(suite, registry)[0]}
-    df = tidy(store, suite, run_ids)
+        cells = plan(suite, registry)[0]
+        run_ids = {c.run_id for c in cells}
+        labels = {c.run_id: (c.model.label, c.sampler_label, c.dataset.label) for c in cells}
+    df = tidy(store, suite, run_ids, labels)
     columns = metric_columns(suite, registry)
     tables: list[DatasetTable] = []
     if df.empty:
@@ -204,6 +217,7 @@ def _best(stats: pd.DataFrame, columns: list[MetricColumn]) -> dict[str, str]:
     for col in columns:
         s = stats[(stats["metric"] == col.label) & (stats["kind"] == "model") & (stats["status"] == "ok")]
         s = s.dropna(subset=["mean"])
+        s = s[s["n_ok"] == s["n"]]  # a row missing seeds is not comparable
         if col.higher_is_better is None or len(s) < 2:
             continue
         idx = s["mean"].idxmax() if col.higher_is_better else s["mean"].idxmin()
@@ -301,8 +315,9 @@ def _provenance_summary(store: Store, suite: Suite) -> str:
     rows = [r for r in store.frame(suite.name) if r["kind"] == "model"]
     if not rows:
         return ""
-    run = store.run(rows[-1]["run_id"])
-    if run is None or not run["provenance"]:
+    runs = (store.run(r["run_id"]) for r in reversed(rows))
+    run = next((r for r in runs if r is not None and r["provenance"]), None)
+    if run is None:
         return ""
     p = run["provenance"]
     return (f"Provenance: benchbed {p.get('benchbed')} (commit {str(p.get('git_commit'))[:12]}), "

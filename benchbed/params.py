@@ -78,11 +78,23 @@ def _type_ok(value: Any, annotation: Any) -> bool:
 
 
 def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
 def _coerce(value: Any, annotation: Any) -> Any:
-    """TOML arrays become tuples where the schema says tuple; ints become floats for float params."""
+    """TOML arrays become tuples where the schema says tuple; ints become floats for float params
+    (also inside ``X | None`` and ``tuple[float, ...]``)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            if arg is not type(None) and _type_ok(value, arg):
+                return _coerce(value, arg)
+        return value
+    if (origin is tuple or annotation is tuple) and isinstance(value, list | tuple):
+        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+        return tuple(_coerce(v, args[0]) if args else v for v in value)
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if (typing.get_origin(annotation) is tuple or annotation is tuple) and isinstance(value, list):

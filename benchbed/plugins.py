@@ -111,8 +111,13 @@ class _Loader:
 
     def add(self, name: str, obj: Any, provenance: Provenance) -> None:
         if name in self.provenance:
-            self.fail(name, f"plugin name {name!r} is used twice ({self.provenance[name].distribution} and "
-                            f"{provenance.distribution})")
+            # Report the newcomer only: the plugin already loaded under this name stays loaded.
+            message = (f"plugin name {name!r} is used twice ({self.provenance[name].distribution} and "
+                       f"{provenance.distribution}); the second one is not loaded")
+            if self.strict:
+                raise PluginError(message)
+            self.failures[f"{name} ({provenance.distribution})"] = message
+            warnings.warn(message, PluginLoadWarning, stacklevel=2)
             return
         try:
             self.pm.register(obj, name=name)
@@ -195,7 +200,10 @@ def _collect(pm: pluggy.PluginManager, loader: _Loader) -> tuple[Registry, list[
             prov = loader.provenance[name]
             before = set(registry.names(kind))
             try:
-                impl.function(register=registry.register_fn(kind, prov))
+                # Through pluggy (not impl.function) so BENCHBED_TRACE_PLUGINS traces every call.
+                others = [p for p in pm.get_plugins() if p is not impl.plugin]
+                pm.subset_hook_caller(f"benchbed_register_{kind}s", others)(
+                    register=registry.register_fn(kind, prov))
             except Exception as exc:  # noqa: BLE001 - one plugin's error must not stop the rest
                 for added in set(registry.names(kind)) - before:
                     del registry.entries[kind][added]

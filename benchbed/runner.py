@@ -141,7 +141,9 @@ class CellRunner:
         tmp = path.with_suffix(".tmp")
         torch.save({"step": step, "model": model.checkpoint(), "history": history.__dict__,
                     "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                            "python": random.getstate()}}, tmp)
+                            "python": random.getstate(),
+                            # models on a GPU draw noise from the CUDA generators
+                            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}}, tmp)
         tmp.replace(path)
 
     def _load_checkpoint(self, run_id: str) -> dict[str, Any] | None:
@@ -167,6 +169,8 @@ class CellRunner:
             torch.set_rng_state(state["rng"]["torch"].cpu())
             np.random.set_state(state["rng"]["numpy"])
             random.setstate(state["rng"]["python"])
+            if state["rng"].get("cuda"):
+                torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
         if start < budget.steps:
             self.store.count_training(run_id)
         every = self.suite.checkpoint_every
@@ -204,9 +208,10 @@ class CellRunner:
             fields["data_hash"] = data.content_hash()
             model, sampler = self._build(cell, data)
             fields["n_params"] = int(model.n_parameters())
+            fields["provenance"] = self._provenance(cell, data, sampler)  # failed cells carry it too
             history, train_time = self._train(cell, model, data, cell.title)
             fields.update(train_time=train_time, train_steps=cell.budget.steps, curves=history.points)
-            fields["provenance"] = self._provenance(cell, data, sampler)
+            fields["provenance"] = self._provenance(cell, data, sampler)  # roles a model asked for late
             metrics = self._evaluate(cell, model, data, self.suite.metrics)
         except Diverged as exc:
             fields["wall_time"] = time.perf_counter() - t0
@@ -259,11 +264,22 @@ class CellRunner:
         def train_variant(variant: DataBundle) -> Any:
             key = variant.content_hash()
             if key not in variants:
-                fresh, _ = self._build(cell, variant)
-                title = f"{cell.title} · held out {list(variant.held_out)}"
-                with Progress(cell.budget.steps, title, bars=self.options.bars, leave=False, position=1) as bar:
-                    train(fresh, variant, cell.budget, seed=cell.seed, device=self.device,
-                          on_step=lambda s, losses: bar.update(1, **losses))
+                # Metrics run under no_grad: training needs grad back.  The training reseeds and
+                # draws from the global RNGs; restore them so a metric's values do not depend on
+                # whether it or an earlier metric trained the (cached) variant.
+                rng = (np.random.get_state(), random.getstate())
+                cuda = [self.device] if self.device.type == "cuda" else []
+                try:
+                    with torch.random.fork_rng(devices=cuda), torch.inference_mode(False), torch.enable_grad():
+                        fresh, _ = self._build(cell, variant)
+                        title = f"{cell.title} · held out {list(variant.held_out)}"
+                        with Progress(cell.budget.steps, title, bars=self.options.bars, leave=False,
+                                      position=1) as bar:
+                            train(fresh, variant, cell.budget, seed=cell.seed, device=self.device,
+                                  on_step=lambda s, losses: bar.update(1, **losses))
+                finally:
+                    np.random.set_state(rng[0])
+                    random.setstate(rng[1])
                 variants[key] = fresh
             return variants[key]
 

@@ -239,7 +239,8 @@ class Store:
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         """One run with its metrics, JSON columns decoded; a unique prefix of the id is enough."""
-        rows = self._db.execute("SELECT * FROM runs WHERE run_id LIKE ?", (run_id + "%",)).fetchall()
+        rows = self._db.execute("SELECT * FROM runs WHERE substr(run_id, 1, length(?)) = ?",
+                                (run_id, run_id)).fetchall()
         if len(rows) != 1:
             return None
         out = dict(rows[0])

@@ -116,6 +116,14 @@ class _Locator:
         if key is None:
             return f" ({where}, line {start + 1})" if start is not None else f" ({where})"
         key_re = re.compile(rf"^\s*{re.escape(key)}\s*=|[{{,]\s*{re.escape(key)}\s*=")
+        parent, _, last = section.rpartition(".")
+        if start is None and parent:
+            # Inline table on the parent's line (``vae = { latent_dim = 2 }``): look there first, so a
+            # key repeated in an earlier entry is not taken for this one.
+            entry = re.compile(rf'^\s*"?{re.escape(last)}"?\s*=\s*\{{')
+            for i, line in enumerate(self.lines):
+                if entry.match(line) and re.search(rf"\b{re.escape(key)}\s*=", line):
+                    return f" ({where}, line {i + 1})"
         for i in range(start + 1 if start is not None else 0, len(self.lines)):
             if start is not None and i > start and self.lines[i].lstrip().startswith("["):
                 break
@@ -221,6 +229,9 @@ def _axis(raw: Mapping[str, Any], axis: str, registry: Registry, where: str, loc
                              f"got {type(body).__name__} {body!r}")
         body = dict(body)
         component = body.pop("component", label)
+        if not isinstance(component, str):
+            raise SuiteError(f"{where}: [{section}] 'component'{loc(section, 'component')} must be a string "
+                             f"naming a registered {kind}, got {type(component).__name__} {component!r}")
         try:
             spec = registry.get(kind, component).spec
         except SuiteError as exc:

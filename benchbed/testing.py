@@ -140,11 +140,13 @@ def make_eval_context(
             raise RuntimeError("make_eval_context: model was not produced by benchbed.testing.fit")
         key = f"variant:{variant.content_hash()}"
         if key not in cache:
-            cache[key] = fit(
-                cfg.name, variant, steps=cfg.steps, batch_size=cfg.batch_size, seed=cfg.seed, params=cfg.params,
-                sampler=cfg.sampler, sampler_params=cfg.sampler_params, roles=cfg.roles, device=cfg.device,
-                registry=registry,
-            )[0]
+            # Metrics run under no_grad; fitting needs grad (and must not shift the metric's RNG stream).
+            with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.enable_grad():
+                cache[key] = fit(
+                    cfg.name, variant, steps=cfg.steps, batch_size=cfg.batch_size, seed=cfg.seed,
+                    params=cfg.params, sampler=cfg.sampler, sampler_params=cfg.sampler_params, roles=cfg.roles,
+                    device=cfg.device, registry=registry,
+                )[0]
         return cache[key]
 
     device = next((p.device for p in model.parameters()), torch.device("cpu")) if hasattr(model, "parameters") \
@@ -214,8 +216,14 @@ def check_sampler(name: str, registry: Registry | None = None, **params: Any) ->
 
     result = None
     for ctx in (torch.no_grad, torch.inference_mode):
-        with ctx():
-            result = sampler.sample(log_density, torch.randn(16, 2))
+        try:
+            with ctx():
+                result = sampler.sample(log_density, torch.randn(16, 2))
+        except Exception as exc:
+            raise AssertionError(
+                f"sampler {name!r} fails under torch.{ctx.__name__}() (metrics call samplers that way): "
+                f"{type(exc).__name__}: {exc}. Enable gradients for z inside sample() with "
+                "`with torch.inference_mode(False), torch.enable_grad():`") from exc
         assert isinstance(result, SampleResult), f"sampler {name!r} must return SampleResult"
         assert result.z.shape == (16, 2) and torch.isfinite(result.z).all(), f"sampler {name!r}: bad samples"
         for key in ("steps", "step_size", "final_log_density"):

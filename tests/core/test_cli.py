@@ -1,0 +1,305 @@
+"""The command line through ``benchbed.cli.main``: help, list, plugins, run, leaderboard, show, errors."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import benchbed
+from benchbed import cli
+
+HELP = {
+    "run": ["SUITE", "--jobs", "--store", "--executor", "--device", "--retry-failed", "--out", "--no-tables",
+            "--no-bars", "--strict"],
+    "list": ["{models,samplers,datasets,metrics}", "--verbose"],
+    "plugins": ["List loaded plugins"],
+    "leaderboard": ["SUITE", "--format", "--store", "--out"],
+    "show": ["RUN", "--store"],
+}
+
+BUILTIN_SUITE = """
+name = "cli"
+seeds = [0]
+[budget]
+steps = 6
+batch_size = 32
+[datasets.gmm8]
+n_train = 128
+n_val = 64
+n_test = 64
+[models.vae]
+latent_dim = 2
+hidden = [16]
+[metrics.recon_mse]
+"""
+
+
+@pytest.fixture(autouse=True)
+def _restore_sigterm() -> Iterator[None]:
+    """``benchbed run`` installs a SIGTERM handler; keep it from leaking into other tests."""
+    before = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, before)
+
+
+@pytest.mark.parametrize("command", list(HELP))
+def test_help_of_each_subcommand(command: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main([command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: benchbed {command}")
+    for option in HELP[command]:
+        assert option in out, f"'benchbed {command} --help' does not mention {option}"
+
+
+def test_top_level_help_and_version(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert all(c in out for c in HELP)
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])
+    assert capsys.readouterr().out.strip() == f"benchbed {benchbed.__version__}"
+    with pytest.raises(SystemExit) as exc:
+        cli.main([])
+    assert exc.value.code == 2
+
+
+# -- with the real built-in plugins --------------------------------------------------------------------
+
+
+def test_list_all_kinds(capsys) -> None:
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for header in ("models:", "samplers:", "datasets:", "metrics:"):
+        assert f"\n{header}\n" in f"\n{out}"
+    lines = out.splitlines()
+    vae = next(line for line in lines if line.split()[:1] == ["vae"])
+    assert vae.endswith("(generators)")
+    recon = next(line for line in lines if line.split()[:1] == ["recon_mse"])
+    assert "[↓; requires reconstruct]" in recon and recon.endswith("(metrics)")
+    assert "parameters:" not in out
+
+
+def test_list_models_verbose(capsys) -> None:
+    assert cli.main(["list", "models", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("models:\n") and "datasets:" not in out and "gmm8" not in out
+    lines = out.splitlines()
+    i = next(i for i, line in enumerate(lines) if line.split()[:1] == ["vae"])
+    assert lines[i + 1].strip().startswith("parameters: latent_dim=16, ")
+    assert "lr=0.001" in lines[i + 1]
+
+
+def test_plugins_shows_versions_and_components(capsys, monkeypatch) -> None:
+    monkeypatch.delenv("BENCHBED_STRICT_PLUGINS", raising=False)
+    assert cli.main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert f"datasets  (benchbed {benchbed.__version__})" in out
+    assert "    datasets: gmm8, " in out and "    models: vae, abp" in out
+    assert "FAILED" not in out
+
+
+def test_plugins_reports_a_broken_plugin(capsys, monkeypatch, third_party) -> None:
+    monkeypatch.delenv("BENCHBED_STRICT_PLUGINS", raising=False)
+    third_party({"bbt_cli_broken": "raise ImportError('nope')\n"}, {"broken": "bbt_cli_broken"})
+    with pytest.warns(UserWarning, match="'broken'"):
+        assert cli.main(["plugins"]) == 1
+    out = capsys.readouterr().out
+    assert "broken  FAILED: plugin 'broken' from bbthird 1.2.3 failed to import (bbt_cli_broken): ImportError: nope" \
+        in out
+    assert "datasets  (benchbed" in out
+
+
+@pytest.fixture(scope="module")
+def builtin_run(tmp_path_factory) -> tuple[Path, Path, str, str]:
+    """``benchbed run`` once on a tiny built-in suite: (suite file, store, stdout, stderr)."""
+    folder = tmp_path_factory.mktemp("cli")
+    suite = folder / "suite.toml"
+    suite.write_text(BUILTIN_SUITE)
+    store = folder / "store.sqlite"
+    out, err = io.StringIO(), io.StringIO()
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(["run", str(suite), "--store", str(store), "--no-bars"])
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert code == 0, err.getvalue()
+    return suite, store, out.getvalue(), err.getvalue()
+
+
+def test_run_writes_the_three_tables(builtin_run) -> None:
+    suite, store, out, err = builtin_run
+    folder = suite.parent
+    assert f"benchbed: suite cli: 1 cells (1 ok); store {store}" in out
+    for name in ("README.md", "results.csv", "table.tex"):
+        assert f"benchbed: wrote {folder / name}" in out
+        assert (folder / name).is_file()
+    readme = (folder / "README.md").read_text()
+    assert "# Leaderboard: cli" in readme and "| vae |" in readme and "Recon MSE ↓" in readme
+    assert (folder / "results.csv").read_text().startswith("dataset,row,kind,metric,mean,std,n_ok,n,status,reason")
+    assert r"\toprule" in (folder / "table.tex").read_text()
+    assert "[benchbed] suite cli: ok" in err  # plain progress lines without a TTY
+
+
+def test_leaderboard_format_csv(builtin_run, capsys) -> None:
+    suite, store, _, _ = builtin_run
+    assert cli.main(["leaderboard", str(suite), "--store", str(store), "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "dataset,row,kind,metric,mean,std,n_ok,n,status,reason"
+    (row,) = lines[1:]
+    dataset, model, kind, metric, mean, _, n_ok, n, status, _ = row.split(",")
+    assert (dataset, model, kind, metric, n_ok, n, status) == ("gmm8", "vae", "model", "recon_mse", "1", "1", "ok")
+    assert float(mean) > 0
+
+
+def test_leaderboard_writes_files_to_out(builtin_run, tmp_path, capsys) -> None:
+    suite, store, _, _ = builtin_run
+    assert cli.main(["leaderboard", str(suite), "--store", str(store), "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "results.csv", "table.tex"]
+
+
+def test_show_prints_the_provenance_json(builtin_run, capsys) -> None:
+    _, store, _, _ = builtin_run
+    assert cli.main(["leaderboard", str(builtin_run[0]), "--store", str(store), "--format", "md"]) == 0
+    capsys.readouterr()
+    import sqlite3
+
+    with sqlite3.connect(store) as db:
+        (run_id,) = db.execute("SELECT run_id FROM runs WHERE kind='model'").fetchone()
+    assert cli.main(["show", run_id[:6], "--store", str(store)]) == 0
+    run = json.loads(capsys.readouterr().out)
+    assert run["run_id"] == run_id and run["status"] == "ok" and run["model"] == "vae"
+    prov = run["provenance"]
+    assert prov["benchbed"] == benchbed.__version__ and prov["git_commit"]
+    assert {"torch", "pandas", "scikit-learn", "numpy", "python", "device", "data_hashes"} <= set(prov)
+    assert prov["components"]["model"] == {"name": "vae", "plugin": "generators", "distribution": "benchbed",
+                                           "version": benchbed.__version__}
+    assert prov["components"]["dataset"]["plugin"] == "datasets"
+    assert run["curves"].endswith(" points") and run["train_steps"] == 6
+    assert run["config"]["model"]["params"]["latent_dim"] == 2
+    (metric,) = run["metrics"]
+    assert metric["metric"] == "recon_mse" and metric["status"] == "ok" and metric["settings"]["split"] == "test"
+
+
+def test_show_unknown_run_is_an_error(builtin_run, capsys) -> None:
+    _, store, _, _ = builtin_run
+    assert cli.main(["show", "zzzz", "--store", str(store)]) == 2
+    assert capsys.readouterr().err == f"benchbed: error: no run with id (or unique prefix) 'zzzz' in {store}\n"
+
+
+def test_second_run_skips_the_finished_cell(builtin_run, capsys) -> None:
+    suite, store, _, _ = builtin_run
+    assert cli.main(["run", str(suite), "--store", str(store), "--no-bars", "--no-tables"]) == 0
+    out = capsys.readouterr().out
+    assert "1 cells (1 skipped)" in out and "wrote" not in out
+
+
+# -- errors ------------------------------------------------------------------------------------------
+
+
+def test_unknown_suite_lists_known_suites(tmp_path: Path, monkeypatch, capsys) -> None:
+    for name in ("beta", "alpha"):
+        (tmp_path / "leaderboards" / name).mkdir(parents=True)
+        (tmp_path / "leaderboards" / name / "suite.toml").write_text("")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", "nosuch"]) == 2
+    assert capsys.readouterr().err == ("benchbed: error: no suite 'nosuch': not a file, and "
+                                       f"{Path('leaderboards/nosuch/suite.toml')} does not exist; "
+                                       "suites under leaderboards/: alpha, beta\n")
+    monkeypatch.chdir(tmp_path / "leaderboards")
+    assert cli.main(["leaderboard", "nosuch"]) == 2
+    assert "(no leaderboards/ folder here)" in capsys.readouterr().err
+
+
+def test_suite_error_is_reported_not_raised(tmp_path: Path, capsys) -> None:
+    suite = tmp_path / "bad.toml"
+    text = BUILTIN_SUITE.replace("[models.vae]", "[models.vea]")
+    suite.write_text(text)
+    line = text.splitlines().index("[models.vea]") + 1
+    assert cli.main(["run", str(suite), "--store", str(tmp_path / "s.sqlite")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"benchbed: error: {suite}: [models.vea] ({suite}, line {line}): unknown model 'vea'; "
+                          "did you mean ")
+    assert "'vae'" in err.split("did you mean", 1)[1].split("?")[0]
+    assert "Traceback" not in err
+
+
+def test_suite_by_folder_name_and_folder(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "leaderboards" / "mine").mkdir(parents=True)
+    (tmp_path / "leaderboards" / "mine" / "suite.toml").write_text("x")
+    monkeypatch.chdir(tmp_path)
+    assert cli.resolve_suite_path("mine") == Path("leaderboards/mine/suite.toml")
+    assert cli.resolve_suite_path("leaderboards/mine") == Path("leaderboards/mine/suite.toml")
+    assert cli.resolve_suite_path(str(tmp_path / "leaderboards/mine/suite.toml")).is_file()
+
+
+# -- with the fake plugin: exit codes of run -------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_cli(monkeypatch, helpers) -> None:
+    monkeypatch.setattr(cli, "load_plugins", lambda **kw: helpers.fake_plugin_set())
+
+
+def test_run_strict_exit_code(fake_cli, tmp_path: Path, helpers, capsys) -> None:
+    suite = tmp_path / "suite.toml"
+    suite.write_text(helpers.suite_text("[models.bad]\ncomponent = 'linear'\nfail_at = 1\n[models.linear]\n"
+                                        "[metrics.fake_mse]\n"))
+    store = str(tmp_path / "s.sqlite")
+    assert cli.main(["run", str(suite), "--store", store, "--no-tables", "--no-bars"]) == 0
+    assert "2 cells (1 failed, 1 ok)" in capsys.readouterr().out
+    fresh = str(tmp_path / "fresh.sqlite")
+    assert cli.main(["run", str(suite), "--store", fresh, "--no-tables", "--no-bars", "--strict"]) == 1
+
+
+def test_run_strict_still_fails_when_the_failed_cell_is_only_skipped(fake_cli, tmp_path: Path, helpers) -> None:
+    """CI re-running a suite with --strict must not turn green because the failure is already stored."""
+    suite = tmp_path / "suite.toml"
+    suite.write_text(helpers.suite_text("[models.bad]\ncomponent = 'linear'\nfail_at = 1\n[metrics.fake_mse]\n"))
+    store = str(tmp_path / "s.sqlite")
+    assert cli.main(["run", str(suite), "--store", store, "--no-tables", "--no-bars", "--strict"]) == 1
+    assert cli.main(["run", str(suite), "--store", store, "--no-tables", "--no-bars", "--strict"]) == 1
+
+
+def test_run_interrupted_exits_130_then_resumes(fake_cli, tmp_path: Path, helpers, capsys) -> None:
+    flag = tmp_path / "flag"
+    flag.touch()
+    suite = tmp_path / "suite.toml"
+    suite.write_text(helpers.suite_text(f"[models.linear]\nflag_file = '{flag}'\nflag_at = 3\n[metrics.fake_mse]\n"))
+    store = str(tmp_path / "s.sqlite")
+    assert cli.main(["run", str(suite), "--store", store, "--no-tables", "--no-bars"]) == 130
+    assert "interrupted; finished cells are in the store" in capsys.readouterr().err
+    assert cli.main(["run", str(suite), "--store", store, "--no-bars", "--out", str(tmp_path / "t")]) == 0
+    assert "1 cells (1 ok)" in capsys.readouterr().out
+    assert (tmp_path / "t" / "README.md").is_file()
+
+
+def test_list_with_fake_plugin_exact_lines(fake_cli, capsys) -> None:
+    assert cli.main(["list", "metrics"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "metrics:"
+    assert f"  {'fake_mse':16s}  [↓; requires reconstruct]  (fake)" in lines  # (no description)
+    assert f"  {'fake_labels':16s}  [↑]  (fake)" in lines
+    assert cli.main(["list", "samplers", "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert "      parameters: n_steps=5, step_size=0.1, jitter=0.0" in out.splitlines()
+
+
+def test_default_store_is_beside_the_suite(fake_cli, tmp_path: Path, helpers) -> None:
+    folder = tmp_path / "leaderboards" / "s"
+    folder.mkdir(parents=True)
+    (folder / "suite.toml").write_text(helpers.suite_text("[models.linear]\n[metrics.fake_mse]\n"))
+    assert cli.main(["run", str(folder), "--no-bars"]) == 0
+    assert (folder / "results.sqlite").is_file() and (folder / "README.md").is_file()
+    assert os.path.isdir(folder / "checkpoints")

@@ -1,0 +1,249 @@
+"""benchbed.testing: the conformance checks pass on the built-ins and on a correct fake, and fail with a
+helpful AssertionError on deliberately broken components."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from benchbed import DatasetSpec, MetricSpec, ModelSpec, SamplerSpec, hookimpl
+from benchbed.contracts import DataBundle, DatasetInfo, SampleResult, Split
+from benchbed.plugins import load_plugins
+from benchbed.registry import Registry
+from benchbed.testing import (
+    check_dataset,
+    check_metric,
+    check_model,
+    check_sampler,
+    evaluate_metric,
+    fit,
+    load_dataset,
+    make_eval_context,
+)
+
+SMALL_GMM = {"n_train": 256, "n_val": 64, "n_test": 64}
+SMALL_VAE = {"latent_dim": 2, "hidden": (16,)}
+
+
+@pytest.fixture(scope="module")
+def builtins() -> Registry:
+    loaded = load_plugins(strict=False)
+    broken = {"datasets", "generators", "metrics", "samplers"} & set(loaded.failures)
+    assert not broken, {k: loaded.failures[k] for k in broken}
+    return loaded.registry
+
+
+# -- the built-ins pass ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "params"), [("gmm8", SMALL_GMM), ("digits", {})])
+def test_builtin_datasets_pass(builtins: Registry, name: str, params: dict) -> None:
+    bundle = check_dataset(name, registry=builtins, **params)
+    assert bundle.info.name == name
+
+
+@pytest.mark.parametrize(("dataset", "dataset_params"), [("gmm8", SMALL_GMM), ("digits", {})])
+def test_builtin_vae_passes(builtins: Registry, dataset: str, dataset_params: dict) -> None:
+    model = check_model("vae", dataset=dataset, params=SMALL_VAE, dataset_params=dataset_params, registry=builtins)
+    assert {"sample", "reconstruct", "infer"} <= set(model.capabilities)
+
+
+def test_builtin_sampler_and_metric_pass(builtins: Registry) -> None:
+    assert "langevin" in builtins.names("sampler")
+    result = check_sampler("langevin", registry=builtins, n_steps=5)
+    assert result.diagnostics["steps"] == 5
+    check_metric("recon_mse", registry=builtins)
+
+
+def test_builtin_metric_through_fit_and_eval_context(builtins: Registry) -> None:
+    """evaluate_metric('recon_mse') on a fitted VAE beats the same VAE after a single step."""
+    bundle = load_dataset("gmm8", registry=builtins, **SMALL_GMM)
+    values = []
+    for steps in (1, 150):
+        model, history = fit("vae", bundle, steps=steps, batch_size=64, params=SMALL_VAE, registry=builtins)
+        assert len(history) == steps and all("loss" in h or h for h in history)
+        values.append(evaluate_metric("recon_mse", make_eval_context(model, bundle), registry=builtins).value)
+    assert values[1] < 0.7 * values[0], values
+
+
+# -- a correct fake passes ------------------------------------------------------------------------------
+
+
+def test_fake_components_pass(fake_registry: Registry) -> None:
+    check_dataset("toy", registry=fake_registry)
+    check_dataset("toy", registry=fake_registry, labels=True, kind="image")
+    check_model("linear", dataset="toy", registry=fake_registry)
+    check_model("dyn", dataset="toy", registry=fake_registry, sampler="walk")
+    check_sampler("walk", registry=fake_registry)
+    check_metric("fake_mse", registry=fake_registry)
+    check_metric("fake_ref", registry=fake_registry)
+
+
+def test_train_variant_through_testing_helpers(fake_registry: Registry) -> None:
+    """``make_eval_context(...).train_variant`` re-fits the model; metrics run it under no_grad."""
+    bundle = load_dataset("toy", registry=fake_registry, labels=True)
+    model, _ = fit("linear", bundle, steps=20, batch_size=16, registry=fake_registry)
+    ctx = make_eval_context(model, bundle, registry=fake_registry)
+    result = evaluate_metric("fake_outlier", ctx, registry=fake_registry)
+    assert 0 < result.value < 1
+
+
+# -- broken fakes fail with a helpful message --------------------------------------------------------------
+
+
+def _broken_registry(helpers, **components) -> Registry:
+    """The fake plugin plus one more plugin registering ``components`` (name -> spec)."""
+
+    class Broken:
+        @hookimpl
+        def benchbed_register_models(self, register):  # noqa: ANN001, ANN201
+            for spec in components.values():
+                if isinstance(spec, ModelSpec):
+                    register(spec)
+
+        @hookimpl
+        def benchbed_register_datasets(self, register):  # noqa: ANN001, ANN201
+            for spec in components.values():
+                if isinstance(spec, DatasetSpec):
+                    register(spec)
+
+        @hookimpl
+        def benchbed_register_samplers(self, register):  # noqa: ANN001, ANN201
+            for spec in components.values():
+                if isinstance(spec, SamplerSpec):
+                    register(spec)
+
+        @hookimpl
+        def benchbed_register_metrics(self, register):  # noqa: ANN001, ANN201
+            for spec in components.values():
+                if isinstance(spec, MetricSpec):
+                    register(spec)
+
+    return load_plugins(extra=[("fake", helpers.FakePlugin()), ("broken", Broken())], entry_points_enabled=False,
+                        strict=True).registry
+
+
+def _model(helpers, name: str, **overrides) -> type:
+    """A subclass of the fake linear AE with some methods replaced."""
+    return type(name, (helpers.LinearAE,), overrides)
+
+
+def test_model_whose_sample_has_the_wrong_shape(helpers) -> None:
+    cls = _model(helpers, "WrongSample", sample=lambda self, n: torch.zeros(n, 3))
+    reg = _broken_registry(helpers, m=ModelSpec(name="wrong_sample", factory=cls))
+    with pytest.raises(AssertionError, match=r"model 'wrong_sample': sample\(\) shape"):
+        check_model("wrong_sample", dataset="toy", registry=reg)
+
+
+def test_model_that_builds_networks_in_init(helpers) -> None:
+    def __init__(self, *, latent_dim: int = 1) -> None:  # noqa: N807
+        helpers.LinearAE.__init__(self, latent_dim=latent_dim)
+        self.enc = nn.Linear(2, latent_dim)
+
+    cls = _model(helpers, "Eager", __init__=__init__)
+    reg = _broken_registry(helpers, m=ModelSpec(name="eager", factory=cls))
+    with pytest.raises(AssertionError, match=r"model 'eager': the constructor built networks; build them in setup\(\)"):
+        check_model("eager", dataset="toy", registry=reg)
+
+
+def test_model_declaring_a_capability_it_lacks(helpers) -> None:
+    cls = _model(helpers, "Boastful", capabilities=frozenset({"reconstruct", "log_likelihood"}))
+    reg = _broken_registry(helpers, m=ModelSpec(name="boastful", factory=cls))
+    with pytest.raises(AssertionError, match=r"model 'boastful' declares 'log_likelihood' but has no method "
+                                             r"log_likelihood\(\)"):
+        check_model("boastful", dataset="toy", registry=reg)
+
+
+def test_model_with_non_finite_inference(helpers) -> None:
+    cls = _model(helpers, "NaNInfer", infer=lambda self, x: torch.full((x.shape[0], 1), float("nan")),
+                 reconstruct=lambda self, x: self.dec(self.enc(x)))
+    reg = _broken_registry(helpers, m=ModelSpec(name="nan_infer", factory=cls))
+    with pytest.raises(AssertionError, match=r"model 'nan_infer': infer\(\)"):
+        check_model("nan_infer", dataset="toy", registry=reg)
+
+
+def test_model_whose_checkpoint_does_not_restore(helpers) -> None:
+    cls = _model(helpers, "Forgetful", restore=lambda self, state: None)
+    reg = _broken_registry(helpers, m=ModelSpec(name="forgetful", factory=cls))
+    with pytest.raises(AssertionError, match=r"model 'forgetful': checkpoint does not restore 'enc.weight'"):
+        check_model("forgetful", dataset="toy", registry=reg)
+
+
+def test_model_with_positional_hyperparameter(helpers) -> None:
+    def __init__(self, latent_dim: int = 1) -> None:  # noqa: N807
+        helpers.LinearAE.__init__(self, latent_dim=latent_dim)
+
+    cls = _model(helpers, "Positional", __init__=__init__)
+    reg = _broken_registry(helpers, m=ModelSpec(name="positional", factory=cls))
+    with pytest.raises(AssertionError, match="model 'positional': parameter 'latent_dim' must be keyword-only"):
+        check_model("positional", dataset="toy", registry=reg)
+
+
+class _NonDeterministic:
+    def load(self, *, seed: int) -> DataBundle:
+        def split() -> Split:
+            return Split(torch.randn(8, 2))  # ignores the seed
+
+        return DataBundle(DatasetInfo("nd", (2,), "vector"), split(), split(), split())
+
+
+class _OutOfRange:
+    def load(self, *, seed: int) -> DataBundle:
+        g = torch.Generator().manual_seed(seed)
+
+        def split() -> Split:
+            return Split(2 * torch.rand(8, 1, 2, 2, generator=g))  # "images" up to 2
+
+        return DataBundle(DatasetInfo("oor", (1, 2, 2), "image"), split(), split(), split())
+
+
+@pytest.mark.parametrize(("factory", "message"), [
+    (_NonDeterministic, "dataset 'broken_data': splits differ for the same seed"),
+    (_OutOfRange, r"dataset 'broken_data': images outside \[0, 1\]"),
+])
+def test_broken_datasets(helpers, factory: type, message: str) -> None:
+    reg = _broken_registry(helpers, d=DatasetSpec(name="broken_data", factory=factory))
+    with pytest.raises(AssertionError, match=message):
+        check_dataset("broken_data", registry=reg)
+
+
+class _NoDiagnostics:
+    def sample(self, log_density, z0):  # noqa: ANN001, ANN201
+        return SampleResult(z0.clone(), {"steps": 0.0, "step_size": 0.0})
+
+
+class _GradOnly:
+    """Enables grad but not inference mode off: breaks when a metric runs under torch.inference_mode()."""
+
+    def sample(self, log_density, z0):  # noqa: ANN001, ANN201
+        with torch.enable_grad():
+            z = z0.detach().clone().requires_grad_(True)
+            (g,) = torch.autograd.grad(log_density(z).sum(), z)
+        z = (z + 0.1 * g).detach()
+        return SampleResult(z, {"steps": 1.0, "step_size": 0.1, "final_log_density": float(log_density(z).mean())})
+
+
+def test_broken_sampler(helpers) -> None:
+    reg = _broken_registry(helpers, s=SamplerSpec(name="lazy", factory=_NoDiagnostics))
+    with pytest.raises(AssertionError, match="sampler 'lazy': diagnostics lack 'final_log_density'"):
+        check_sampler("lazy", registry=reg)
+
+
+def test_sampler_failing_under_inference_mode_gets_an_assertion_naming_the_mode(helpers) -> None:
+    reg = _broken_registry(helpers, s=SamplerSpec(name="grad_only", factory=_GradOnly))
+    with pytest.raises(AssertionError, match=r"sampler 'grad_only'.*inference_mode"):
+        check_sampler("grad_only", registry=reg)
+
+
+class _NoEvaluate:
+    pass
+
+
+def test_broken_metrics(helpers) -> None:
+    reg = _broken_registry(helpers, a=MetricSpec(name="no_eval", factory=_NoEvaluate, higher_is_better=True),
+                           b=MetricSpec(name="no_direction", factory=_NoEvaluate, higher_is_better="yes"))
+    with pytest.raises(AssertionError, match=r"metric 'no_eval': no evaluate\(\)"):
+        check_metric("no_eval", registry=reg)
+    with pytest.raises(AssertionError, match="metric 'no_direction': higher_is_better must be a bool"):
+        check_metric("no_direction", registry=reg)

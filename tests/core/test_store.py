@@ -1,0 +1,174 @@
+"""The SQLite result store: claims, lookups, provenance, schema checks."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas
+import pytest
+import sklearn
+import torch
+
+import benchbed
+from benchbed.errors import StoreError
+from benchbed.store import HEARTBEAT_STALE_S, Store
+
+
+def _identity(seed: int = 0) -> dict:
+    return {"suite": "s", "model": "m", "model_component": "linear", "sampler": "", "dataset": "toy", "seed": seed,
+            "config": {"seed": seed}}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "results.sqlite")
+    yield s
+    s.close()
+
+
+def _set(store: Store, run_id: str, **cols: object) -> None:
+    with store.transaction() as db:
+        db.execute(f"UPDATE runs SET {', '.join(f'{k}=?' for k in cols)} WHERE run_id=?", (*cols.values(), run_id))
+
+
+def test_new_cell_is_claimed_and_finished_cell_is_not(store: Store) -> None:
+    first = store.claim("aaa", _identity())
+    assert (first.acquired, first.status, first.holder) == (True, None, "")
+    assert store.status("aaa") == "running"
+    assert store.claim("aaa", _identity()).acquired  # our own claim is ours to take again
+    store.finish("aaa", status="ok", fields={"train_steps": 5},
+                 metrics=[{"metric": "x", "component": "x", "status": "ok", "value": 1.5}])
+    again = store.claim("aaa", _identity())
+    assert (again.acquired, again.status, again.holder) == (False, "ok", "")
+    store.finish("aaa", status="failed", error="boom")
+    assert not store.claim("aaa", _identity()).acquired
+    assert store.claim("aaa", _identity(), retry_failed=True).acquired
+
+
+def test_claim_of_a_dead_process_is_stale_and_taken_over(store: Store) -> None:
+    store.claim("bbb", _identity())
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    _set(store, "bbb", pid=dead.pid)
+    assert store.foreign_claims(["bbb"]) == []
+    claim = store.claim("bbb", _identity())
+    assert (claim.acquired, claim.status) == (True, "running")
+    assert store.run("bbb")["pid"] == os.getpid()
+
+
+def test_claim_of_a_live_foreign_process_is_held(store: Store) -> None:
+    store.claim("ccc", _identity())
+    live = subprocess.Popen(["sleep", "30"])
+    try:
+        _set(store, "ccc", pid=live.pid)
+        claim = store.claim("ccc", _identity())
+        assert (claim.acquired, claim.status, claim.holder) == (False, "running", f"{socket.gethostname()}:{live.pid}")
+        assert store.foreign_claims(["ccc", "unknown"]) == ["ccc"]
+    finally:
+        live.kill()
+        live.wait()
+    assert store.claim("ccc", _identity()).acquired
+
+
+def test_claim_from_another_host_is_stale_only_after_the_heartbeat_timeout(store: Store) -> None:
+    store.claim("ddd", _identity())
+    _set(store, "ddd", host="elsewhere", pid=12345, heartbeat=time.time())
+    assert store.claim("ddd", _identity()).holder == "elsewhere:12345"
+    _set(store, "ddd", heartbeat=time.time() - HEARTBEAT_STALE_S - 10)
+    assert store.claim("ddd", _identity()).acquired
+
+
+def test_release_leaves_an_interrupted_cell_to_resume(store: Store) -> None:
+    store.claim("eee", _identity())
+    store.put_metrics("eee", [{"metric": "x", "component": "x", "status": "ok", "value": 2.0}])
+    store.release("eee")
+    run = store.run("eee")
+    assert (run["status"], run["pid"], run["metrics"]) == ("interrupted", 0, [])
+    assert store.claim("eee", _identity()).acquired
+
+
+def test_run_lookup_by_unique_prefix(store: Store) -> None:
+    for run_id in ("abc123", "abd456"):
+        store.claim(run_id, _identity())
+    assert store.run("abc")["run_id"] == "abc123"
+    assert store.run("abd456")["run_id"] == "abd456"
+    assert store.run("ab") is None  # ambiguous
+    assert store.run("zzz") is None
+    assert store.run("a_c") is None, "'_' is a LIKE wildcard: a prefix must match literally"
+
+
+def test_json_columns_round_trip(store: Store) -> None:
+    store.claim("fff", _identity())
+    store.finish("fff", status="ok", fields={"provenance": {"torch": "x"}, "curves": [{"step": 0.0, "loss": 1.0}]},
+                 metrics=[{"metric": "m", "component": "c", "status": "ok", "value": 0.25,
+                           "settings": {"k": 3, "t": (1, 2)}, "details": {"per_class": {"0": 0.5}}}])
+    run = store.run("fff")
+    assert run["config"] == {"seed": 0} and run["provenance"] == {"torch": "x"}
+    assert run["curves"] == [{"step": 0.0, "loss": 1.0}]
+    (m,) = run["metrics"]
+    assert (m["value"], m["settings"], m["details"]) == (0.25, {"k": 3, "t": [1, 2]}, {"per_class": {"0": 0.5}})
+    assert store.metric_hashes("fff") == {"m": ""}
+
+
+def test_schema_version_mismatch_and_garbage_file(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    Store(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    with pytest.raises(StoreError, match=f"store {path}: schema version 99, this benchbed reads 1"):
+        Store(path)
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match=f"cannot open result store {garbage}"):
+        Store(garbage)
+
+
+def test_provenance_of_a_finished_run(make_suite, runner, helpers, fake_registry) -> None:
+    suite = make_suite("[models.linear]\n[models.dyn]\n[metrics.fake_mse]\n[metrics.fake_na]\n")
+    _, store = runner(suite)
+    lin, dyn = helpers.model_runs(store)
+    p = lin["provenance"]
+    assert p["benchbed"] == benchbed.__version__
+    assert p["git_commit"] and p["git_commit"] != "unknown"
+    assert p["torch"].split("+")[0] == torch.__version__.split("+")[0]
+    assert p["pandas"] == pandas.__version__ and p["scikit-learn"] == sklearn.__version__
+    assert p["python"] and p["numpy"] and p["pluggy"]
+    assert p["device"].startswith("cpu (")
+    fake = {"plugin": "fake", "distribution": "(in-process)", "version": "0"}
+    assert p["components"]["model"] == {"name": "linear", **fake}
+    assert p["components"]["dataset"] == {"name": "toy", **fake}
+    assert p["components"]["metrics"] == [{"name": "fake_mse", **fake}, {"name": "fake_na", **fake}]
+    assert "sampler" not in p["components"] and dyn["provenance"]["components"]["sampler"]["name"] == "walk"
+    bundle = fake_registry.dataset("toy").factory().load(seed=0)
+    assert p["data_hashes"] == {s: getattr(bundle, s).content_hash() for s in ("train", "val", "test")}
+    assert lin["data_hash"] == bundle.content_hash()
+    assert p["suite_file"] == str(suite.path)
+    assert lin["train_steps"] == 24 and lin["n_params"] == 2 * 1 + 1 + 1 * 2 + 2
+    assert 0 < lin["train_time"] <= lin["wall_time"]
+    assert lin["curves"][0]["step"] == 0.0 and lin["curves"][-1]["step"] == 23.0
+    assert lin["config"]["model"]["params"]["lr"] == 0.05 and lin["config"]["budget"] == {"steps": 24,
+                                                                                         "batch_size": 16}
+    assert lin["host"] == socket.gethostname() and lin["finished_at"] >= lin["started_at"] > 0
+    (mse,) = [m for m in lin["metrics"] if m["metric"] == "fake_mse"]
+    assert mse["settings"] == {"split": "test", "n_examples": 32} and mse["settings_hash"]
+    assert mse["wall_time"] >= 0
+
+
+def test_failed_and_diverged_runs_carry_their_provenance(make_suite, runner, helpers) -> None:
+    """DESIGN §4: every record holds versions, commit, device and plugins, failures included (which
+    version of which plugin failed is exactly what a user needs to know)."""
+    suite = make_suite("[models.bad]\ncomponent = 'linear'\nfail_at = 2\n[models.nan]\ncomponent = 'linear'\n"
+                       "nan_at = 2\n[metrics.fake_mse]\n")
+    _, store = runner(suite)
+    for run in helpers.model_runs(store):
+        assert run["status"] in ("failed", "diverged")
+        prov = run["provenance"]
+        assert prov.get("benchbed") == benchbed.__version__, f"{run['model']}: no provenance: {prov}"
+        assert prov["components"]["model"]["plugin"] == "fake" and prov["git_commit"]
+        assert run["data_hash"] and run["n_params"] == 7

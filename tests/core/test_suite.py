@@ -1,0 +1,267 @@
+"""Suite files and parameter schemas: every error names the file, the key and the line."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from benchbed.contracts import Budget
+from benchbed.errors import SuiteError
+from benchbed.grid import plan
+from benchbed.params import resolve, schema
+from benchbed.registry import Registry
+from benchbed.sampling import BoundSampler
+from benchbed.suite import TOP_KEYS, load_suite, parse_suite
+
+VALID_KEYS = ", ".join(sorted(TOP_KEYS))
+LINEAR_PARAMS = ("latent_dim, lr, noise, hidden, scale, mode, fail_at, fail_seed, nan_at, flag_file, flag_at, "
+                 "flag_action")
+
+
+def _error(make_suite, body: str, header: str | None = None) -> str:
+    """The SuiteError message of loading ``body``."""
+    with pytest.raises(SuiteError) as exc:
+        make_suite(body) if header is None else make_suite(body, header=header)
+    return str(exc.value)
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> str:
+    return str(tmp_path / "suite.toml")
+
+
+def test_valid_suite_resolves_defaults_and_coerces(make_suite, path: str) -> None:
+    suite = make_suite("""
+        [models.lin]
+        component = "linear"
+        lr = 1
+        hidden = [8, 8]
+        [metrics.fake_mse]
+    """)
+    (lin,) = suite.models
+    assert (lin.label, lin.component) == ("lin", "linear")
+    assert lin.params["lr"] == 1.0 and isinstance(lin.params["lr"], float)  # int accepted for float
+    assert lin.params["hidden"] == (8, 8)  # TOML array -> tuple
+    assert lin.params["latent_dim"] == 1 and lin.params["mode"] == "plain"  # defaults filled in
+    assert dict(lin.given) == {"lr": 1.0, "hidden": (8, 8)}
+    assert suite.name == "t" and suite.seeds == (0,) and suite.budget == Budget(24, 16)
+    assert suite.device == "auto" and suite.checkpoint_every == 0 and suite.path == Path(path)
+    assert suite.folder == Path(path).parent and suite.samplers == ()
+
+
+def test_int_given_for_optional_float_is_coerced(make_suite) -> None:
+    """``scale: float | None``: ``scale = 2`` must behave exactly like ``scale = 2.0`` (value and run id)."""
+    a = make_suite("[models.linear]\nscale = 2\n[metrics.fake_mse]\n", name="a.toml")
+    b = make_suite("[models.linear]\nscale = 2.0\n[metrics.fake_mse]\n", name="b.toml")
+    assert isinstance(a.models[0].params["scale"], float)
+    assert a.models[0].identity() == b.models[0].identity()
+
+
+def test_unknown_component_suggests_close_match(make_suite, path: str) -> None:
+    msg = _error(make_suite, "[models.lineer]\n[metrics.fake_mse]\n")
+    assert msg == (f"{path}: [models.lineer] ({path}, line 7): unknown model 'lineer'; did you mean 'linear'? "
+                   "(registered models: dyn, linear)")
+
+
+def test_unknown_builtin_component_suggests_vae(tmp_path: Path) -> None:
+    from benchbed.plugins import load_plugins
+
+    registry = load_plugins(strict=False).registry
+    text = "seeds = [0]\n[budget]\nsteps = 1\nbatch_size = 1\n[datasets.gmm8]\n[models.vea]\n[metrics.recon_mse]\n"
+    with pytest.raises(SuiteError, match=r"line 6\): unknown model 'vea'; did you mean 'vae'"):
+        parse_suite(text, registry, path=tmp_path / "s.toml")
+
+
+def test_unknown_component_through_alias(make_suite, path: str) -> None:
+    msg = _error(make_suite, '[models.mine]\ncomponent = "lineer"\n[metrics.fake_mse]\n')
+    assert msg.startswith(f"{path}: [models.mine] ({path}, line 7): unknown model 'lineer'; did you mean 'linear'?")
+
+
+def test_non_string_component_is_a_suite_error(make_suite, path: str) -> None:
+    msg = _error(make_suite, "[models.mine]\ncomponent = 3\n[metrics.fake_mse]\n")
+    assert path in msg and "component" in msg
+
+
+def test_unknown_parameter_lists_valid_ones(make_suite, path: str) -> None:
+    msg = _error(make_suite, "[models.lin]\ncomponent = 'linear'\nlatnet_dim = 2\n[metrics.fake_mse]\n")
+    assert msg == (f"{path}: model 'lin' (component 'linear'): unknown parameter 'latnet_dim' ({path}, line 9); "
+                   f"valid parameters: {LINEAR_PARAMS}")
+
+
+def test_wrong_type_names_key_file_and_line(make_suite, path: str) -> None:
+    msg = _error(make_suite, "[models.linear]\nlr = 0.1\nlatent_dim = \"two\"\n[metrics.fake_mse]\n")
+    assert msg == f"{path}: model 'linear': parameter 'latent_dim' ({path}, line 9) must be int, got str 'two'"
+
+
+@pytest.mark.parametrize(("value", "shown"), [("true", "bool True"), ("1.5", "float 1.5"), ("[1]", "list [1]")])
+def test_wrong_type_variants_for_int(make_suite, path: str, value: str, shown: str) -> None:
+    msg = _error(make_suite, f"[models.linear]\nlatent_dim = {value}\n[metrics.fake_mse]\n")
+    assert msg.endswith(f"parameter 'latent_dim' ({path}, line 8) must be int, got {shown}")
+
+
+def test_wrong_type_in_tuple_and_inline_table(make_suite, path: str) -> None:
+    msg = _error(make_suite, "[models]\nlinear = { hidden = [1, \"x\"] }\n[metrics.fake_mse]\n")
+    assert msg.startswith(f"{path}: model 'linear': parameter 'hidden' ({path}, line 8) must be ")
+    assert msg.endswith("got list [1, 'x']")
+
+
+def test_literal_parameter_lists_allowed_values(make_suite) -> None:
+    msg = _error(make_suite, "[models.linear]\nmode = \"fancyy\"\n[metrics.fake_mse]\n")
+    assert "'mode'" in msg and "got str 'fancyy'" in msg
+    assert "'plain'" in msg and "'fancy'" in msg, f"the message should list the allowed values: {msg}"
+
+
+def test_invalid_toml_reports_line_and_column(make_suite, path: str) -> None:
+    msg = _error(make_suite, "[models.linear\n[metrics.fake_mse]\n")
+    assert re.fullmatch(rf"{re.escape(path)}: invalid TOML: .* \(at line 7, column \d+\)", msg), msg
+
+
+def test_missing_file(tmp_path: Path, fake_registry: Registry) -> None:
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(SuiteError, match=f"cannot read suite file {re.escape(str(missing))}: No such file"):
+        load_suite(missing, fake_registry)
+
+
+def test_unknown_top_level_key(make_suite, path: str) -> None:
+    header = 'name = "t"\nseed = [1]\n[budget]\nsteps = 2\nbatch_size = 2\n[datasets.toy]\n'
+    msg = _error(make_suite, "[models.linear]\n[metrics.fake_mse]\n", header=header)
+    assert msg == f"{path}: unknown top-level key 'seed' ({path}, line 2); valid keys: {VALID_KEYS}"
+    msg = _error(make_suite, "[model.linear]\n[metrics.fake_mse]\n")
+    assert msg.startswith(f"{path}: unknown top-level key 'model'")
+
+
+@pytest.mark.parametrize(("seeds", "expected"), [
+    ("[]", "must be a non-empty list of integers, got []"),
+    ("[0, \"1\"]", "must be a non-empty list of integers, got [0, '1']"),
+    ("[true]", "must be a non-empty list of integers, got [True]"),
+    ("[0.5]", "must be a non-empty list of integers, got [0.5]"),
+    ("3", "must be list, got int 3"),
+])
+def test_bad_seeds(make_suite, path: str, seeds: str, expected: str) -> None:
+    header = f'name = "t"\nseeds = {seeds}\n[budget]\nsteps = 2\nbatch_size = 2\n[datasets.toy]\n'
+    msg = _error(make_suite, "[models.linear]\n[metrics.fake_mse]\n", header=header)
+    assert msg == f"{path}: 'seeds' ({path}, line 2) {expected}"
+
+
+def test_bad_budget(make_suite, path: str) -> None:
+    base = 'seeds = [0]\n[datasets.toy]\n[models.linear]\n[metrics.fake_mse]\n'
+    msg = _error(make_suite, "", header=base + "[budget]\nsteps = 2\nbatch_size = 2\nepochs = 3\n")
+    assert msg == f"{path}: unknown budget key 'epochs' in [budget] ({path}, line 8); valid: steps, batch_size"
+    msg = _error(make_suite, "", header=base + "[budget]\nsteps = 0\nbatch_size = 2\n")
+    assert msg == f"{path}: [budget] 'steps' ({path}, line 6) must be a positive integer, got 0"
+    msg = _error(make_suite, "", header=base + "[budget]\nsteps = 2\nbatch_size = 2.5\n")
+    assert msg == f"{path}: [budget] 'batch_size' ({path}, line 7) must be a positive integer, got 2.5"
+    msg = _error(make_suite, "", header=base + "[budget]\nsteps = 2\n")
+    assert msg == f"{path}: [budget] needs 'batch_size' ({path}, line 5)"
+    msg = _error(make_suite, "", header=base)
+    assert msg == f"{path}: [budget] needs 'steps' ({path})"
+
+
+def test_bad_model_budget(make_suite, path: str) -> None:
+    msg = _error(make_suite, "[models.linear]\nbudget = { epochs = 1 }\n[metrics.fake_mse]\n")
+    assert msg == (f"{path}: unknown budget key 'epochs' in [models.linear.budget] ({path}, line 8); "
+                   "valid: steps, batch_size")
+
+
+@pytest.mark.parametrize("axis", ["models", "datasets", "metrics"])
+def test_missing_axis(make_suite, path: str, axis: str) -> None:
+    tables = {"models": "[models.linear]\n", "datasets": "[datasets.toy]\n", "metrics": "[metrics.fake_mse]\n"}
+    header = 'seeds = [0]\n[budget]\nsteps = 2\nbatch_size = 2\n'
+    body = "".join(t for a, t in tables.items() if a != axis)
+    msg = _error(make_suite, body, header=header)
+    assert msg == f"{path}: the suite names no {axis} (add a [{axis}.<name>] table)"
+
+
+def test_axis_entry_must_be_a_table(make_suite, path: str) -> None:
+    msg = _error(make_suite, "[models]\nlinear = 3\n[metrics.fake_mse]\n")
+    assert msg.startswith(f"{path}: [models.linear] ({path}, line 8) must be a table of parameters, got int 3")
+
+
+def test_alias_and_budget_overrides(make_suite, fake_registry: Registry) -> None:
+    header = 'name = "t"\nseeds = [0, 1]\n[budget]\nsteps = 24\nbatch_size = 16\n'
+    suite = make_suite("""
+        [datasets.toy]
+        budget = { batch_size = 8, steps = 10 }
+        [models.small]
+        component = "linear"
+        latent_dim = 2
+        [models.small.budget]
+        steps = 7
+        [models.linear]
+        [metrics.fake_mse]
+    """, header=header)
+    small, plain = suite.models
+    (toy,) = suite.datasets
+    assert small.component == "linear" and small.params["latent_dim"] == 2 and small.budget == {"steps": 7}
+    assert suite.budget_for(small, toy) == Budget(steps=7, batch_size=8)  # model > data set > suite
+    assert suite.budget_for(plain, toy) == Budget(steps=10, batch_size=8)
+    cells, notes = plan(suite, fake_registry)
+    assert len(cells) == 4 and not notes  # 2 models x 1 data set x 2 seeds
+    assert len({c.run_id for c in cells}) == 4
+
+
+def test_sampler_role_tables(make_suite, fake_registry: Registry, path: str) -> None:
+    suite = make_suite("""
+        [models.dyn]
+        [samplers.walk]
+        step_size = 0.2
+        posterior = { n_steps = 2 }
+        [samplers.walk.prior]
+        n_steps = 9
+        [metrics.fake_mse]
+    """)
+    (walk,) = suite.samplers
+    assert dict(walk.given) == {"step_size": 0.2}
+    assert {k: dict(v) for k, v in walk.roles.items()} == {"posterior": {"n_steps": 2}, "prior": {"n_steps": 9}}
+    msg = _error(make_suite, "[models.dyn]\n[samplers.walk]\nposterior = { n_stepz = 2 }\n[metrics.fake_mse]\n")
+    assert msg == (f"{path}: sampler 'walk' role 'posterior': unknown parameter 'n_stepz' ({path}, line 9); "
+                   "valid parameters: n_steps, step_size, jitter")
+    msg = _error(make_suite, "[models.dyn]\n[samplers.walk.prior]\nn_steps = 1.5\n[metrics.fake_mse]\n")
+    assert msg == (f"{path}: sampler 'walk' role 'prior': parameter 'n_steps' ({path}, line 9) must be int, "
+                   "got float 1.5")
+
+
+def test_bound_sampler_precedence(fake_registry: Registry) -> None:
+    """model defaults < suite sampler parameters < the suite's role table; unknown model defaults dropped."""
+    bound = BoundSampler(fake_registry.sampler("walk"), {"step_size": 0.2}, {"posterior": {"n_steps": 2}})
+    post = bound("posterior", n_steps=9, step_size=0.5, target_accept=0.6)
+    prior = bound("prior", n_steps=9, step_size=0.5)
+    assert (post.n_steps, post.step_size, prior.n_steps, prior.step_size) == (2, 0.2, 9, 0.2)
+    assert bound.resolved == {"posterior": {"n_steps": 2, "step_size": 0.2, "jitter": 0.0},
+                              "prior": {"n_steps": 9, "step_size": 0.2, "jitter": 0.0}}
+    with pytest.raises(SuiteError, match="sampler 'walk' \\(role 'prior'\\): parameter 'n_steps' must be int"):
+        bound("prior", n_steps="many")
+
+
+def test_plan_sampler_axis(make_suite, fake_registry: Registry) -> None:
+    suite = make_suite("[models.dyn]\n[models.linear]\n[samplers.walk]\n[samplers.slow]\ncomponent = 'walk'\n"
+                       "step_size = 0.01\n[metrics.fake_mse]\n")
+    cells, notes = plan(suite, fake_registry)
+    assert [(c.model.label, c.sampler_label) for c in cells] == [("dyn", "walk"), ("dyn", "slow"), ("linear", "")]
+    assert not notes
+    suite = make_suite("[models.dyn]\n[metrics.fake_mse]\n", name="nosampler.toml")
+    (cell,) = plan(suite, fake_registry)[0]
+    assert cell.sampler is not None and cell.sampler.component == "walk"  # the default sampler
+
+
+def test_resolve_directly() -> None:
+    def factory(*, a: int, b: float = 1.0, c: tuple[float, ...] = (), d: int | None = None) -> None: ...
+
+    assert [p.name for p in schema(factory).values()] == ["a", "b", "c", "d"]
+    assert resolve(factory, {"a": 1, "c": [1.5, 2.5]}, what="x") == {"a": 1, "c": (1.5, 2.5), "b": 1.0, "d": None}
+    with pytest.raises(SuiteError, match="^x: required parameter 'a' is missing$"):
+        resolve(factory, {}, what="x")
+    with pytest.raises(SuiteError, match="^x: unknown parameter 'e' @here; valid parameters: a, b, c, d$"):
+        resolve(factory, {"a": 1, "e": 2}, what="x", where=lambda k: " @here")
+    with pytest.raises(SuiteError, match="parameter 'd' must be "):
+        resolve(factory, {"a": 1, "d": "3"}, what="x")
+
+
+def test_wrong_type_in_second_inline_table_points_at_its_line(make_suite, path: str) -> None:
+    """Two inline tables with the same key: the line must be the offending entry's, not the first one's."""
+    msg = _error(make_suite, "[models]\nlin = { component = 'linear', lr = 0.1 }\n"
+                                "lin2 = { component = 'linear', lr = 'x' }\n[metrics.fake_mse]\n")
+    assert msg == (f"{path}: model 'lin2' (component 'linear'): parameter 'lr' ({path}, line 9) must be float, "
+                   "got str 'x'")
