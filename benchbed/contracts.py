@@ -30,9 +30,14 @@ class Capability(StrEnum):
     SAMPLE = "sample"  # sample(n) -> Tensor[n, *D]
     INFER = "infer"  # infer(x[B, *D]) -> z[B, *Z]
     RECONSTRUCT = "reconstruct"  # reconstruct(x[B, *D]) -> x_hat[B, *D]
-    LOG_JOINT = "log_joint"  # log_joint(x, z) -> [B]: log p(x|z) + log_prior(z); prior's log Z left out
-    LOG_PRIOR = "log_prior"  # log_prior(z) -> [B], unnormalised; sample_prior_base(n) draws its base
-    LOG_PARTITION = "log_partition"  # log_partition(n) -> (log Z estimate, n used); EBM priors only
+    # log_joint(x, z) -> [B]: log p(x|z) + log_prior(z), with log p(x|z) normalised in x (nats), so
+    # log_joint - log_prior is the decoder likelihood; the prior's log Z is left out.
+    LOG_JOINT = "log_joint"
+    # log_prior(z) -> [B], possibly unnormalised; a model declaring it also has sample_prior_base(n)
+    # -> z [n, *Z]: exact prior draws when the model has no log_partition, else draws of the base p0.
+    LOG_PRIOR = "log_prior"
+    # log_partition(n) -> (estimate of log ∫ exp(log_prior(z)) dz, n samples used); EBM priors only.
+    LOG_PARTITION = "log_partition"
     PROPOSAL = "proposal"  # proposal(x) -> torch.distributions.Distribution over z, batch shape [B]
     ANOMALY_SCORE = "anomaly_score"  # anomaly_score(x) -> [B], higher = more anomalous
     CLASSIFY = "classify"  # classify(x) -> logits [B, K]

@@ -318,7 +318,8 @@ class CellRunner:
                     if not callable(getattr(metric, "references", None)):
                         continue
                     data = self.data(dataset, seed)
-                    if self.registry.metric(entry.component).needs_labels and not data.info.n_classes:
+                    spec = self.registry.metric(entry.component)
+                    if (spec.needs_labels and not data.info.n_classes) or data.info.kind not in spec.data_kinds:
                         continue
                     seed_everything(seed)
                     for ref in metric.references(data):

@@ -271,6 +271,10 @@ def _check_capabilities(name: str, model: Any, bundle: DataBundle) -> None:
             if "log_prior" in caps:
                 lp = model.log_prior(z)
                 assert lp.shape == (n,) and torch.isfinite(lp).all(), f"model {name!r}: log_prior() shape"
+                assert callable(getattr(model, "sample_prior_base", None)), \
+                    f"model {name!r} declares log_prior but has no sample_prior_base(n)"
+                base = model.sample_prior_base(n)
+                assert tuple(base.shape) == tuple(z.shape), f"model {name!r}: sample_prior_base() shape"
         for cap, method in (("anomaly_score", "anomaly_score"), ("log_likelihood", "log_likelihood")):
             if cap in caps:
                 v = getattr(model, method)(x)

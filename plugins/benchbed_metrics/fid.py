@@ -1,0 +1,117 @@
+"""FID (DESIGN §5): pytorch-fid's Inception pool3 features and Fréchet distance, model samples vs the test split.
+
+Weights are read from the torch hub cache or ``$BENCHBED_FID_WEIGHTS`` (see :mod:`benchbed_metrics.weights`);
+without them the metric is ``n/a`` with instructions.  Reference statistics of a split are cached on disk
+by (weights hash, split content hash, count), since every cell of a suite compares against the same split.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+
+from benchbed.contracts import EvalContext, MetricResult
+from benchbed_metrics._batching import draw_samples, head, map_batches, require, split_of
+from benchbed_metrics.frechet import FeatureStats, feature_stats, frechet_distance
+from benchbed_metrics.weights import cache_dir, fid_weights_path, sha256_file
+
+_NETS: dict[str, torch.nn.Module] = {}
+
+
+def prepare_images(x: torch.Tensor, *, quantize: bool) -> torch.Tensor:
+    """Clamp to [0, 1] and, as writing 8-bit image files for pytorch-fid would, round to multiples of 1/255."""
+    x = x.float().clamp(0.0, 1.0)
+    return torch.round(x * 255.0) / 255.0 if quantize else x
+
+
+def _net(weights_sha: str, dims: int, device: torch.device) -> torch.nn.Module:
+    from benchbed_metrics.inception import FIDInceptionFeatures
+
+    key = f"{weights_sha}:{dims}:{device}"
+    if key not in _NETS:
+        _NETS.clear()  # keep one ~100 MB network in memory at most
+        _NETS[key] = FIDInceptionFeatures(fid_weights_path(), dims).to(device)
+    return _NETS[key]
+
+
+class FID:
+    """Fréchet Inception Distance.
+
+    Args:
+        n_samples: generated images.
+        n_reference: images of the reference split (``None`` = all of it).
+        split: reference split (DESIGN §5: the test split).
+        batch_size: images per Inception forward pass (and per ``sample`` call).
+        quantize: round images to 8 bits first, as pytorch-fid's file-based pipeline sees them.
+        cache_reference: keep the reference statistics on disk under the benchbed cache.
+        dims: Inception feature size, pytorch-fid's ``--dims``; only 2048 (pool3) is the standard FID.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_samples: int = 5000,
+        n_reference: int | None = None,
+        split: str = "test",
+        batch_size: int = 50,
+        quantize: bool = True,
+        cache_reference: bool = True,
+        dims: Literal[64, 192, 768, 2048] = 2048,
+    ) -> None:
+        self.dims = dims
+        self.n_samples = n_samples
+        self.n_reference = n_reference
+        self.split = split
+        self.batch_size = batch_size
+        self.quantize = quantize
+        self.cache_reference = cache_reference
+
+    def _stats(self, x: torch.Tensor, net: torch.nn.Module, device: torch.device) -> FeatureStats:
+        x = prepare_images(x, quantize=self.quantize)
+        return feature_stats(map_batches(net, x, batch_size=self.batch_size, device=device))
+
+    def _reference(self, ctx: EvalContext, net: torch.nn.Module, sha: str) -> FeatureStats:
+        ref = head(split_of(ctx.data, self.split), self.n_reference)
+        key = f"{sha[:16]}_d{self.dims}_{ref.content_hash()}_{len(ref)}_q{int(self.quantize)}"
+        if key in ctx.cache:
+            return ctx.cache[key]
+        path = cache_dir("fid_stats") / f"{key}.npz" if self.cache_reference else None
+        if path is not None and path.is_file():
+            with np.load(path) as f:
+                stats = FeatureStats(mu=f["mu"], sigma=f["sigma"], n=int(f["n"]))
+        else:
+            stats = self._stats(ref.x, net, ctx.device)
+            if path is not None:
+                tmp = path.with_suffix(".tmp.npz")
+                np.savez(tmp, mu=stats.mu, sigma=stats.sigma, n=stats.n)
+                tmp.replace(path)  # atomic: parallel cells never read a half-written file
+        ctx.cache[key] = stats
+        return stats
+
+    def evaluate(self, ctx: EvalContext) -> MetricResult:
+        """FID between ``n_samples`` model samples and the reference split."""
+        require(ctx.model, "sample", metric="fid")
+        weights = fid_weights_path()  # raises NotApplicable with instructions when absent
+        sha = sha256_file(weights)
+        net = _net(sha, self.dims, ctx.device)
+        ref = self._reference(ctx, net, sha)
+        gen = self._stats(draw_samples(ctx.model, self.n_samples, batch_size=self.batch_size), net, ctx.device)
+        value = frechet_distance(gen, ref)
+        return MetricResult(
+            value=value,
+            settings={
+                "feature_extractor": f"pytorch-fid InceptionV3 {'pool3' if self.dims == 2048 else 'early block'} "
+                f"({self.dims})",
+                "dims": self.dims,
+                "weights_file": weights.name,
+                "weights_sha256": sha,
+                "n_samples": gen.n,
+                "n_reference": ref.n,
+                "reference_split": self.split,
+                "quantize_8bit": self.quantize,
+                "resize": "bilinear 299x299 (align_corners=False)",
+            },
+            details={"reference_split_hash": head(split_of(ctx.data, self.split), self.n_reference).content_hash()},
+        )

@@ -1,0 +1,50 @@
+"""Registers the metrics components (the same entry-point path a third-party plugin uses).
+
+Registering is cheap: the metric modules import torch but nothing heavy; pytorch-fid, scipy and the
+Inception network are loaded only inside ``evaluate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from benchbed import MetricSpec, hookimpl
+
+
+@hookimpl
+def benchbed_register_metrics(register: Callable[[MetricSpec], None]) -> None:
+    from benchbed_metrics.fd_domain import FDDomain, FDRaw
+    from benchbed_metrics.fid import FID
+    from benchbed_metrics.loglik import LogLikelihood, LogLikelihoodBPD
+    from benchbed_metrics.outlier import OutlierAUPRC, OutlierAUROC
+    from benchbed_metrics.recon import ReconMSE
+
+    image, vector = frozenset({"image"}), frozenset({"vector"})
+    specs = [
+        MetricSpec(name="recon_mse", factory=ReconMSE, higher_is_better=False, requires=frozenset({"reconstruct"}),
+                   label="Recon MSE", tags=("reconstruction",),
+                   description="reconstruction MSE per pixel/coordinate on the test split ([0,1] scale)"),
+        MetricSpec(name="fid", factory=FID, higher_is_better=False, requires=frozenset({"sample"}), data_kinds=image,
+                   label="FID", tags=("sample-quality",),
+                   description="pytorch-fid InceptionV3 pool3 Fréchet distance, samples vs test split (local weights)"),
+        MetricSpec(name="fd_domain", factory=FDDomain, higher_is_better=False, requires=frozenset({"sample"}),
+                   data_kinds=image, label="FD-domain", tags=("sample-quality",),
+                   description="Fréchet distance on features of a small benchbed-trained CNN, samples vs test split"),
+        MetricSpec(name="fd_raw", factory=FDRaw, higher_is_better=False, requires=frozenset({"sample"}),
+                   data_kinds=vector, label="FD-raw", tags=("sample-quality",),
+                   description="Fréchet distance on raw coordinates, samples vs test split"),
+        MetricSpec(name="loglik", factory=LogLikelihood, higher_is_better=True, label="log-lik (nats)",
+                   tags=("likelihood",),
+                   description="test log-likelihood, nats per example (exact / IWAE / AIS / Parzen, named)"),
+        MetricSpec(name="loglik_bpd", factory=LogLikelihoodBPD, higher_is_better=False, data_kinds=image,
+                   label="bits/dim", tags=("likelihood",),
+                   description="test negative log-likelihood in bits per dimension (8-bit scale), estimator named"),
+        MetricSpec(name="outlier_auroc", factory=OutlierAUROC, higher_is_better=True, needs_labels=True,
+                   label="Outlier AUROC", tags=("outlier",),
+                   description="held-out-class outlier AUROC, mean over classes (one training per class)"),
+        MetricSpec(name="outlier_auprc", factory=OutlierAUPRC, higher_is_better=True, needs_labels=True,
+                   label="Outlier AUPRC", tags=("outlier",),
+                   description="held-out-class outlier average precision, mean over classes"),
+    ]
+    for spec in specs:
+        register(spec)
