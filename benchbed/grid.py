@@ -72,9 +72,10 @@ def plan(suite: Suite, registry: Registry) -> tuple[list[Cell], list[str]]:
                 if not spec.uses_sampler:
                     cells.append(Cell(suite.name, model, None, dataset, seed, budget))
                     continue
-                accepted = [s for s in suite.samplers if spec.accepts_sampler(s.component)]
+                axis = [s for s in suite.samplers if model.samplers is None or s.label in model.samplers]
+                accepted = [s for s in axis if spec.accepts_sampler(s.component)]
                 if seed == suite.seeds[0] and dataset is suite.datasets[0]:
-                    for s in suite.samplers:
+                    for s in axis:
                         if s not in accepted:
                             notes.append(f"model {model.label!r} does not accept sampler {s.label!r} "
                                          f"(it accepts {', '.join(spec.samplers or ())}); no cell for that pair")

@@ -6,6 +6,8 @@ parameters, checked against the factory signature.  Reserved keys:
 * ``component``: the registered name, when the entry name is an alias (``[models.jgmmn_noreg]``
   with ``component = "jgmmn"``), so an ablation is one more table;
 * ``budget``: per-model or per-data-set override of ``steps`` / ``batch_size``;
+* ``samplers`` (models only): the sampler entries this model pairs with (default: all of the axis),
+  so an expensive sampler can be run with one model only;
 * in a sampler entry, any table-valued key is a role (``prior``, ``posterior``) whose values
   override the sampler parameters for that role.
 
@@ -57,6 +59,7 @@ class Entry:
     given: Mapping[str, Any] = field(default_factory=dict)
     roles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     budget: Mapping[str, int] = field(default_factory=dict)
+    samplers: tuple[str, ...] | None = None
 
     def identity(self) -> dict[str, Any]:
         """What defines this entry for hashing: component, parameters, roles."""
@@ -240,11 +243,19 @@ def _axis(raw: Mapping[str, Any], axis: str, registry: Registry, where: str, loc
             if axis in ("models", "datasets") else {}
         roles = {k: body.pop(k) for k in [k for k, v in body.items() if isinstance(v, dict)]} \
             if axis == "samplers" else {}
+        pairs = None
+        if axis == "models" and "samplers" in body:
+            pairs = body.pop("samplers")
+            known = [str(k) for k in raw.get("samplers", {})]
+            if not isinstance(pairs, list) or not all(isinstance(p, str) and p in known for p in pairs):
+                raise SuiteError(f"{where}: [{section}] 'samplers'{loc(section, 'samplers')} must list sampler "
+                                 f"entries of this suite ({', '.join(known) or 'none'}), got {pairs!r}")
+            pairs = tuple(pairs)
         what = f"{where}: {kind} {label!r}" + (f" (component {component!r})" if component != label else "")
         params = resolve(spec.factory, body, what=what, where=lambda key, s=section: loc(s, key))
         for role, values in roles.items():
             resolve(spec.factory, values, what=f"{what} role {role!r}",
                     where=lambda key, s=f"{section}.{role}": loc(s, key))
         given = {k: params[k] for k in body}
-        entries.append(Entry(label, component, params, given, roles, budget))
+        entries.append(Entry(label, component, params, given, roles, budget, pairs))
     return tuple(entries)
