@@ -266,6 +266,9 @@ class Model(Protocol):
         """Number of trainable parameters (a leaderboard cost column)."""
         ...
 
+    # Optional: ``resolved_settings() -> dict`` of settings derived from the data in ``setup`` (kernel
+    # scales, phase lengths); the runner stores them with the result's provenance.
+
 
 @dataclass(frozen=True)
 class MetricResult:

@@ -212,6 +212,8 @@ class CellRunner:
             history, train_time = self._train(cell, model, data, cell.title)
             fields.update(train_time=train_time, train_steps=cell.budget.steps, curves=history.points)
             fields["provenance"] = self._provenance(cell, data, sampler)  # roles a model asked for late
+            if callable(getattr(model, "resolved_settings", None)):  # settings a model derived from the data
+                fields["provenance"]["model_settings"] = model.resolved_settings()
             metrics = self._evaluate(cell, model, data, self.suite.metrics)
         except Diverged as exc:
             fields["wall_time"] = time.perf_counter() - t0

@@ -1,0 +1,205 @@
+"""JGMMN: joint generative moment-matching network (IJCAI 2018, pp. 2121-2127), as reconstructed here.
+
+Only the abstract is public (methods.md §2): a generation network G and an inference network E are
+learned together by a joint MMD (JMMD) between two joint distributions, plus a "multi-modal
+regularisation" that makes the inferred-code distribution consistent with the sample distribution.
+The formulation implemented here (our reconstruction, not the paper's text):
+
+* Structured prior: p(z) = 1/K sum_k N(z; mu_k, s^2 I) (:mod:`benchbed_mmd.priors`); K defaults to
+  the data set's number of classes (10 when unlabelled).
+* Generation joint P_G(x, z) = p(z) delta(x - G(z)): pairs (G(z_i), z_i), z_i ~ p(z).
+  Inference joint Q_E(x, z) = p_data(x) delta(z - E(x)): pairs (x_j, E(x_j)).
+* JMMD with the product kernel (Long et al., ICML 2017, "JAN": the joint MMD over layers)
+
+      k((x, z), (x', z')) = k_x(x, x') * k_z(z, z'),   i.e.  K = K_x ∘ K_z (elementwise),
+
+  each factor a sum of Gaussian kernels ``sum_q exp(-d^2 / (2 v_q))``, estimated by the biased
+  V-statistic over the n + m pairs (:func:`benchbed_mmd.mmd.joint_mmd2`).
+* Multi-modal regulariser: R = MMD^2({E(x_j)}, {z_i}) with the z-kernel, i.e. the inferred codes
+  are matched to samples of the structured prior.
+* Loss, minimised over G and E jointly with one optimiser (sqrt as in GMMN, Li et al. 2015 §3.3):
+
+      L = sqrt(JMMD^2) + lambda * sqrt(R),   lambda = ``reg_weight`` (0 turns the regulariser off).
+
+Bounded codes (our design decision): E ends in ``b * tanh(h / b)``, so codes stay in the box
+[-b, b]^latent_dim around the prior (b = ``code_bound``, by default prior_radius + 4 prior_std).
+Without it, the encoder can lower the data-data term of the V-statistic by sending the codes of data
+that G does not yet cover far from everything, where every Gaussian kernel and its gradient
+vanish, so they never come back: on gmm8 (400 steps) 10% of the codes reached norm ~1e3 and
+G(E(x)) had squared error ~1e10.
+
+Capabilities: ``sample`` = G(z) with z ~ p(z); ``infer`` = E(x); ``reconstruct`` = G(E(x)).
+Kernel variances "auto": for x as in GMMN (:func:`benchbed_mmd.nets.resolve_variances`), for z the
+median heuristic on prior samples.  The values used are kept in buffers (saved with checkpoints).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from benchbed.contracts import Batch, Capability, SetupContext
+from benchbed.model import LatentModel
+from benchbed_mmd.kernels import MultiScaleGaussian, median_heuristic_variances
+from benchbed_mmd.mmd import joint_mmd2, mmd2, sqrt_loss
+from benchbed_mmd.nets import (
+    OPTIMIZERS,
+    OUTPUTS,
+    check_choice,
+    check_positive,
+    make_optimizer,
+    mlp,
+    output_layer,
+    resolve_variances,
+)
+from benchbed_mmd.priors import mixture_means, sample_mixture
+
+
+class SoftBound(nn.Module):
+    """``b * tanh(h / b)``: the identity near 0, saturating smoothly at +-b."""
+
+    def __init__(self, bound: float) -> None:
+        super().__init__()
+        self.bound = bound
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.bound * torch.tanh(h / self.bound)
+
+
+class JGMMN(LatentModel):
+    """Generation network G and inference network E matched jointly by JMMD, plus a prior regulariser.
+
+    Args:
+        latent_dim: size of z.
+        n_modes: mixture components K of the prior; 0 = the data set's classes (10 if unlabelled).
+        prior_radius: distance of each mode mean from the origin.
+        prior_std: std of each mode.
+        hidden: hidden widths of G, latent side first (E mirrors them).
+        x_variances: data-kernel variances; ``None`` = auto.
+        z_variances: latent-kernel variances; ``None`` = median heuristic on prior samples.
+        reg_weight: lambda, the weight of the multi-modal regulariser (0 = off).
+        code_bound: E's outputs lie in [-b, b]^latent_dim; ``None`` = prior_radius + 4 prior_std,
+            ``inf`` = unbounded.
+        output: G's output, "auto" (sigmoid for images, linear for vectors), "sigmoid" or "linear".
+        n_samples: prior samples per step; 0 = the minibatch size.
+        optimizer, lr, momentum: one optimiser over G and E ("adam": beta1 = momentum).
+    """
+
+    capabilities = frozenset({Capability.SAMPLE, Capability.INFER, Capability.RECONSTRUCT})
+
+    def __init__(
+        self,
+        *,
+        latent_dim: int = 10,
+        n_modes: int = 0,
+        prior_radius: float = 1.0,
+        prior_std: float = 0.1,
+        hidden: tuple[int, ...] = (64, 256, 256, 1024),
+        x_variances: tuple[float, ...] | None = None,
+        z_variances: tuple[float, ...] | None = None,
+        reg_weight: float = 1.0,
+        code_bound: float | None = None,
+        output: str = "auto",
+        n_samples: int = 0,
+        optimizer: str = "adam",
+        lr: float = 2e-3,
+        momentum: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.n_modes = n_modes
+        self.prior_radius = prior_radius
+        self.prior_std = prior_std
+        self.hidden = tuple(hidden)
+        self.x_variances = None if x_variances is None else tuple(x_variances)
+        self.z_variances = None if z_variances is None else tuple(z_variances)
+        self.reg_weight = reg_weight
+        self.code_bound = code_bound
+        self.output = output
+        self.n_samples = n_samples
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+
+    def setup(self, ctx: SetupContext) -> None:
+        """Build G, E, the prior and the kernels for ``ctx.info``."""
+        owner = "model 'jgmmn'"
+        check_choice(owner, "output", self.output, OUTPUTS)
+        check_choice(owner, "optimizer", self.optimizer, OPTIMIZERS)
+        check_positive(owner, "lr", self.lr)
+        check_positive(owner, "prior_std", self.prior_std)
+        if self.reg_weight < 0:
+            raise ValueError(f"{owner}: parameter 'reg_weight' must be >= 0, got {self.reg_weight!r}")
+        self.info = ctx.info
+        self.device = ctx.device
+        k = self.n_modes or ctx.info.n_classes or 10
+        self.register_buffer("prior_means", mixture_means(k, self.latent_dim, self.prior_radius))
+        d = ctx.info.dim
+        self.generator = mlp([self.latent_dim, *self.hidden, d], nn.ReLU, output_layer(ctx.info, self.output))
+        bound = self.prior_radius + 4 * self.prior_std if self.code_bound is None else self.code_bound
+        check_positive(owner, "code_bound", bound)
+        out = None if math.isinf(bound) else SoftBound(bound)
+        self.encoder = mlp([d, *reversed(self.hidden), self.latent_dim], nn.ReLU, out)
+        vx = resolve_variances(self.x_variances, ctx.train.x, ctx.info, seed=ctx.seed)
+        if self.z_variances is not None:
+            vz = tuple(float(v) for v in self.z_variances)
+        else:
+            gen = torch.Generator().manual_seed(ctx.seed)
+            vz = median_heuristic_variances(sample_mixture(self.prior_means, self.prior_std, 1000, gen))
+        self.register_buffer("x_kernel_variances", torch.tensor(vx, dtype=torch.float64))
+        self.register_buffer("z_kernel_variances", torch.tensor(vz, dtype=torch.float64))
+        self.to(ctx.device)
+        params = [*self.generator.parameters(), *self.encoder.parameters()]
+        self.optimizers = {"ge": make_optimizer(self.optimizer, params, self.lr, self.momentum)}
+
+    # ----------------------------------------------------------------------------- pieces
+    @property
+    def kernels(self) -> tuple[MultiScaleGaussian, MultiScaleGaussian]:
+        """(k_x, k_z), read from the buffers so a restored model uses its own scales."""
+        return (
+            MultiScaleGaussian(tuple(float(v) for v in self.x_kernel_variances)),
+            MultiScaleGaussian(tuple(float(v) for v in self.z_kernel_variances)),
+        )
+
+    def sample_prior(self, n: int) -> torch.Tensor:
+        """z ~ p(z), the structured mixture prior: [n, latent_dim]."""
+        return sample_mixture(self.prior_means, self.prior_std, n)
+
+    def losses(self, x: torch.Tensor, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """JMMD^2 of (G(z), z) vs (x, E(x)), the regulariser R, and the total loss (x: [B, D] flat)."""
+        kx, kz = self.kernels
+        gz = self.generator(z)
+        ex = self.encoder(x)
+        jmmd2 = joint_mmd2([gz, z], [x, ex], [kx, kz])
+        reg = mmd2(ex, z, kz)
+        total = sqrt_loss(jmmd2)
+        if self.reg_weight > 0:
+            total = total + self.reg_weight * sqrt_loss(reg)
+        return {"loss": total, "jmmd2": jmmd2, "reg_mmd2": reg}
+
+    def train_step(self, batch: Batch, step: int) -> Mapping[str, float]:
+        """One joint update of G and E."""
+        x = batch.x.reshape(batch.x.shape[0], -1)
+        z = self.sample_prior(self.n_samples or x.shape[0])
+        out = self.losses(x, z)
+        opt = self.optimizers["ge"]
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        opt.step()
+        return {k: float(v.detach()) for k, v in out.items()}
+
+    # ----------------------------------------------------------------------------- capabilities
+    def sample(self, n: int) -> torch.Tensor:
+        """G(z), z ~ p(z): [n, *D] in the data scale."""
+        return self.generator(self.sample_prior(n)).reshape(n, *self.info.shape)
+
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        """E(x): [B, latent_dim]."""
+        return self.encoder(x.reshape(x.shape[0], -1))
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """G(E(x)): [B, *D]."""
+        return self.generator(self.infer(x)).reshape(x.shape[0], *self.info.shape)

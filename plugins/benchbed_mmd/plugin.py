@@ -1,0 +1,45 @@
+"""Registers the mmd components (the same entry-point path a third-party plugin uses).
+
+Models: ``gmmn``, ``gmmn_ae``, ``jgmmn`` (no dynamics: ``uses_sampler=False``).
+Metric: ``mmd`` (MMD^2 of model samples against the test split, lower is better).
+Registering is cheap: the spec modules are imported here, but nothing is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from benchbed import MetricSpec, ModelSpec, hookimpl
+
+
+@hookimpl
+def benchbed_register_models(register: Callable[[ModelSpec], None]) -> None:
+    """The GMMN family."""
+    from benchbed_mmd.gmmn import GMMN
+    from benchbed_mmd.gmmn_ae import GMMNAE
+    from benchbed_mmd.jgmmn import JGMMN
+
+    register(ModelSpec(
+        name="gmmn", factory=GMMN, tags=("mmd", "implicit"),
+        description="GMMN (Li et al. 2015): uniform noise -> MLP, trained on sqrt(MMD^2), multi-scale kernel",
+    ))
+    register(ModelSpec(
+        name="gmmn_ae", factory=GMMNAE, tags=("mmd", "implicit", "autoencoder"),
+        description="GMMN+AE (Li et al. 2015): GMMN in the code space of a frozen dropout auto-encoder",
+    ))
+    register(ModelSpec(
+        name="jgmmn", factory=JGMMN, tags=("mmd", "inference"),
+        description="JGMMN (IJCAI 2018, reconstructed): joint MMD of (G(z),z) vs (x,E(x)) + prior regulariser",
+    ))
+
+
+@hookimpl
+def benchbed_register_metrics(register: Callable[[MetricSpec], None]) -> None:
+    """Sample MMD against the test split."""
+    from benchbed_mmd.metric import SampleMMD
+
+    register(MetricSpec(
+        name="mmd", factory=SampleMMD, higher_is_better=False, requires=frozenset({"sample"}),
+        label="MMD²", tags=("sample-quality",),
+        description="MMD^2 (unbiased, multi-scale Gaussian kernel, median heuristic) of samples vs the test split",
+    ))
