@@ -110,6 +110,10 @@ class GMMN(LatentModel):
         self.optimizers = {"g": make_optimizer(self.optimizer, self.generator.parameters(), self.lr, self.momentum)}
         self.decay_step = int(self.decay_at * ctx.budget.steps)
 
+    def resolved_settings(self) -> dict[str, object]:
+        """Settings derived from the data in ``setup`` (stored with the result's provenance)."""
+        return {"kernel_variances": [float(v) for v in self.kernel_variances], "decay_step": self.decay_step}
+
     @property
     def kernel(self) -> MultiScaleGaussian:
         """The training kernel (variances read from the buffer, so a restored model uses its own)."""

@@ -146,6 +146,10 @@ class GMMNAE(LatentModel):
         gmmn_steps = max(1, ctx.budget.steps - self.ae_steps)
         self.decay_step = self.ae_steps + int(self.decay_at * gmmn_steps)
 
+    def resolved_settings(self) -> dict[str, object]:
+        """Settings derived from the budget in ``setup`` (stored with the result's provenance)."""
+        return {"ae_steps": self.ae_steps, "decay_step": self.decay_step}
+
     # ----------------------------------------------------------------------------- training
     def _ae_step(self, x: torch.Tensor) -> dict[str, float]:
         out = self.decoder(self.encoder(x))

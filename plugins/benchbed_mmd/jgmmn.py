@@ -155,6 +155,11 @@ class JGMMN(LatentModel):
         params = [*self.generator.parameters(), *self.encoder.parameters()]
         self.optimizers = {"ge": make_optimizer(self.optimizer, params, self.lr, self.momentum)}
 
+    def resolved_settings(self) -> dict[str, object]:
+        """Kernel variances derived from the data in ``setup`` (stored with the result's provenance)."""
+        return {"x_kernel_variances": [float(v) for v in self.x_kernel_variances],
+                "z_kernel_variances": [float(v) for v in self.z_kernel_variances]}
+
     # ----------------------------------------------------------------------------- pieces
     @property
     def kernels(self) -> tuple[MultiScaleGaussian, MultiScaleGaussian]:
