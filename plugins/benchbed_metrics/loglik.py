@@ -198,7 +198,12 @@ class LogLikelihood:
 
     def evaluate(self, ctx: EvalContext) -> MetricResult:
         test = head(ctx.data.test, self.n_examples)
-        log_p, extra = self.log_p(ctx.model, ctx.data, test.x, ctx.device)
+        # ``loglik`` and ``loglik_bpd`` with equal settings share one estimate per cell: the unit is
+        # only a change of scale, and AIS is the most expensive thing a cell computes.
+        key = f"loglik:{sorted((k, repr(v)) for k, v in vars(self).items())}:{test.content_hash()}"
+        if key not in ctx.cache:
+            ctx.cache[key] = self.log_p(ctx.model, ctx.data, test.x, ctx.device)
+        log_p, extra = ctx.cache[key]
         data = ctx.data
         settings: dict[str, Any] = {**extra, "unit": self.unit, "n_examples": len(test)}
         values = to_unit(log_p, data.info.dim, self.unit)

@@ -200,3 +200,28 @@ def test_estimator_choice_and_bpd(make_ctx) -> None:
     digits = load_dataset("digits", seed=0)
     res = evaluate_metric("loglik_bpd", make_ctx(Uniform(), digits))
     assert res.value == pytest.approx(8.0) and res.settings["unit"] == "bpd"
+
+
+def test_loglik_and_bpd_share_one_estimate_per_cell() -> None:
+    """The second unit reuses the first's per-example estimates: same numbers, no second AIS/IWAE run."""
+    import math as _math
+
+    from benchbed.testing import evaluate_metric, fit, load_dataset, make_eval_context
+
+    bundle = load_dataset("digits", seed=0)
+    model, _ = fit("vae", bundle, steps=20, batch_size=100)
+    ctx = make_eval_context(model, bundle, seed=0)
+    nats = evaluate_metric("loglik", ctx, n_examples=50, k=20)
+    calls = {"n": 0}
+    original = model.proposal
+
+    def counting(x):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        return original(x)
+
+    model.proposal = counting
+    bpd = evaluate_metric("loglik_bpd", ctx, n_examples=50, k=20)
+    assert calls["n"] == 0
+    expected = -nats.value / (bundle.info.dim * _math.log(2)) + 8
+    assert abs(bpd.value - expected) < 1e-9
+    assert bpd.settings["estimator"] == nats.settings["estimator"] == "iwae"
