@@ -318,9 +318,10 @@ class EvalContext:
 class Metric(Protocol):
     """An evaluation metric: keyword settings stored by the constructor, work in ``evaluate``.
 
-    A metric may also define ``references(data: DataBundle) -> list[ReferenceRow]``: model-free rows
-    (the true log-likelihood of synthetic data, a logistic-regression baseline) that the runner
-    stores once per (data set, seed) and the leaderboard shows beside the models.
+    A metric may also define ``references(data: DataBundle[, seed: int]) -> list[ReferenceRow]``:
+    model-free rows (the true log-likelihood of synthetic data, a logistic-regression baseline) that
+    the runner stores once per (data set, seed) and the leaderboard shows beside the models; the
+    cell seed is passed when the method takes a ``seed`` keyword.
     """
 
     def evaluate(self, ctx: EvalContext) -> MetricResult:

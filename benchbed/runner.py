@@ -7,6 +7,7 @@ live process is left to it, and a cell whose process died is resumed from its la
 
 from __future__ import annotations
 
+import inspect
 import random
 import time
 import traceback
@@ -324,7 +325,9 @@ class CellRunner:
                     if (spec.needs_labels and not data.info.n_classes) or data.info.kind not in spec.data_kinds:
                         continue
                     seed_everything(seed)
-                    for ref in metric.references(data):
+                    takes_seed = "seed" in inspect.signature(metric.references).parameters
+                    refs = metric.references(data, seed=seed) if takes_seed else metric.references(data)
+                    for ref in refs:
                         ident = {"suite": self.suite.name, "model": ref.label, "model_component": "",
                                  "sampler": "", "dataset": dataset.label, "seed": seed,
                                  "config": {"reference": ref.label, "metric": entry.identity(),

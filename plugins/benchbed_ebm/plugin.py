@@ -1,0 +1,43 @@
+"""Registers the ebm components (the same entry-point path a third-party plugin uses).
+
+Models: ``hlebm`` (multi-layer generator with a joint latent EBM prior), ``svebm`` (symbol-vector
+coupling latent EBM, semi-supervised), ``triangle`` (divergence triangle).  Metric: ``accuracy``.
+Model classes are imported inside the hooks so registering stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from benchbed import MetricSpec, ModelSpec, hookimpl
+
+
+@hookimpl
+def benchbed_register_models(register: Callable[[ModelSpec], None]) -> None:
+    from benchbed_ebm.hlebm import HLEBM
+    from benchbed_ebm.svebm import SVEBM
+    from benchbed_ebm.triangle import DivergenceTriangle
+
+    register(ModelSpec(
+        name="hlebm", factory=HLEBM, uses_sampler=True, default_sampler="langevin", tags=("ebm", "hierarchical"),
+        description="multi-layer generator with a joint latent-space EBM prior (Cui et al. 2023), MLE or variational",
+    ))
+    register(ModelSpec(
+        name="svebm", factory=SVEBM, uses_sampler=True, default_sampler="langevin", tags=("ebm", "semi-supervised"),
+        description="latent EBM of symbol-vector coupling (Pang & Wu 2021), semi-supervised classifier",
+    ))
+    register(ModelSpec(
+        name="triangle", factory=DivergenceTriangle, tags=("ebm", "vae"),
+        description="divergence triangle (Han et al. 2019): generator + inference + data-space EBM, no MCMC",
+    ))
+
+
+@hookimpl
+def benchbed_register_metrics(register: Callable[[MetricSpec], None]) -> None:
+    from benchbed_ebm.accuracy import Accuracy
+
+    register(MetricSpec(
+        name="accuracy", factory=Accuracy, higher_is_better=True, requires=frozenset({"classify"}),
+        needs_labels=True, label="Accuracy", tags=("classification",),
+        description="test-split accuracy of classify(); reference row: logistic regression on the same labels",
+    ))

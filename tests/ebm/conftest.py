@@ -1,0 +1,29 @@
+"""Shared helpers of the ebm plugin's tests: an exact Gaussian-kernel MMD and the untrained baseline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+
+
+def gaussian_mmd2(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Biased (V-statistic) MMD^2 with one Gaussian kernel exp(-d^2 / h).
+
+    ``h`` is the median squared distance within ``b`` (the reference sample), so the kernel is
+    fixed by the data and never by the model under test.
+    """
+    a, b = a.flatten(1).double(), b.flatten(1).double()
+    d_bb = torch.cdist(b, b) ** 2
+    h = d_bb[d_bb > 0].median()
+
+    def k(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-(torch.cdist(u, v) ** 2) / h)
+
+    return float(k(a, a).mean() + k(b, b).mean() - 2.0 * k(a, b).mean())
+
+
+@pytest.fixture
+def mmd2() -> Callable[[torch.Tensor, torch.Tensor], float]:
+    return gaussian_mmd2

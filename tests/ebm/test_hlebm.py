@@ -1,0 +1,167 @@
+"""hlebm: densities against independent references, learning under both schemes, the hierarchy probe."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Normal
+
+from benchbed.testing import fit, load_dataset
+
+# CPU test scale: small nets and short chains, learning rates raised so that a few hundred steps learn.
+SMALL = {"latent_dims": (16, 8), "cond_width": 64, "cond_layers": 2, "ebm_widths": (64, 32), "hidden": 64,
+         "g_lr": 1e-3, "cond_lr": 1e-3, "i_lr": 1e-3}
+MLE_ROLES = {"prior": {"n_steps": 10}, "posterior": {"n_steps": 10, "step_size": 0.2}}
+VAR_ROLES = {"prior": {"n_steps": 10}}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny(digits):
+    """A 3-layer variational model after two steps: enough to have non-trivial nets."""
+    params = {**SMALL, "latent_dims": (4, 3, 2), "scheme": "variational"}
+    model, _ = fit("hlebm", digits, steps=2, batch_size=32, params=params, roles=VAR_ROLES)
+    return model
+
+
+def test_base_density_and_residuals_match_torch_distributions(tiny) -> None:
+    prior = tiny.prior
+    with torch.no_grad():
+        z = prior.sample_base(5)
+        z1, z2, z3 = prior.split(z)
+        ref = Normal(0.0, 1.0).log_prob(z3).sum(-1)
+        for zl, zup, cond in ((z1, z2, prior.conds[0]), (z2, z3, prior.conds[1])):
+            mu, sigma = cond(zup)
+            ref = ref + Normal(mu, sigma).log_prob(zl).sum(-1)
+        assert torch.allclose(prior.base_log_prob(z), ref, atol=1e-5)
+        assert torch.allclose(prior.from_residual(prior.to_residual(z)), z, atol=1e-5)
+        # log_prior = sum of the layer-wise terms + base, exactly.
+        f = sum(prior.energy_terms(z))
+        assert torch.allclose(tiny.log_prior(z), f + ref, atol=1e-5)
+
+
+def test_proposal_and_log_joint_match_independent_formulas(tiny, digits) -> None:
+    x = digits.test.x[:6]
+    with torch.no_grad():
+        q = tiny.proposal(x)
+        z = q.sample((3,))  # [3, 6, Z]
+        assert z.shape == (3, 6, sum(tiny.latent_dims))
+        x_m = 2 * x - 1
+        mu, sigma = tiny.inference.first_params(x_m)
+        z1, z2, z3 = torch.split(z, tiny.latent_dims, dim=-1)
+        ref = Normal(mu, sigma).log_prob(z1).sum(-1)
+        for lower, upper, up in ((z1, z2, tiny.inference.ups[0]), (z2, z3, tiny.inference.ups[1])):
+            m, s = up(lower)
+            ref = ref + Normal(m, s).log_prob(upper).sum(-1)
+        assert torch.allclose(q.log_prob(z), ref, atol=1e-4)
+        # log p(x|z) in the data scale: N(2x-1; g(z1), 0.3^2) plus log|d(2x-1)/dx| = 64 log 2.
+        zz = z[0]
+        lik = Normal(tiny.gen(zz[:, :4]), 0.3).log_prob(x_m).flatten(1).sum(1) + 64 * math.log(2.0)
+        assert torch.allclose(tiny.log_joint(x, zz), lik + tiny.log_prior(zz), atol=1e-3)
+        assert torch.allclose(tiny.anomaly_score(x), -tiny.log_joint(x, tiny.infer(x)), atol=1e-4)
+
+
+def test_log_partition_is_exact_for_constant_energies(tiny) -> None:
+    with torch.no_grad():
+        saved = [(f[-1].weight.clone(), f[-1].bias.clone()) for f in tiny.prior.energies]
+        try:
+            for f, c in zip(tiny.prior.energies, (0.5, -2.0, 1.0), strict=True):
+                f[-1].weight.zero_()
+                f[-1].bias.fill_(c)
+            value, n = tiny.log_partition(64)  # Z = E_base[exp(sum_l c_l)] = exp(-0.5)
+            assert n == 64 and value == pytest.approx(-0.5, abs=1e-5)
+        finally:
+            for f, (w, b) in zip(tiny.prior.energies, saved, strict=True):
+                f[-1].weight.copy_(w)
+                f[-1].bias.copy_(b)
+
+
+def _scores(model, bundle, mmd2) -> tuple[float, float]:
+    x = bundle.test.x[:300]
+    torch.manual_seed(0)
+    with torch.no_grad():
+        rec = float(((model.reconstruct(x) - x) ** 2).mean())
+        return rec, mmd2(model.sample(300), x)
+
+
+def _assert_learned(untrained, model, bundle, mmd2) -> None:
+    rec0, mmd0 = _scores(untrained, bundle, mmd2)
+    rec, mmd = _scores(model, bundle, mmd2)
+    # The per-pixel training mean reconstructs every image with MSE ~0.073: learning the mean is not enough.
+    mean_image = float(((bundle.test.x[:300] - bundle.train.x.mean(0)) ** 2).mean())
+    assert rec < 0.6 * mean_image and rec < 0.4 * rec0, (rec, rec0, mean_image)
+    assert mmd < 0.35 * mmd0, (mmd, mmd0)
+
+
+@pytest.fixture(scope="module")
+def variational(digits):
+    """(untrained, trained) 2-layer models of the variational scheme, shared by the tests below."""
+    params = {**SMALL, "scheme": "variational"}
+    untrained, _ = fit("hlebm", digits, steps=0, batch_size=64, params=params, roles=VAR_ROLES)
+    model, _ = fit("hlebm", digits, steps=250, batch_size=64, params=params, roles=VAR_ROLES)
+    return untrained, model
+
+
+def test_hlebm_mle_learns_digits(digits, mmd2) -> None:
+    params = {**SMALL, "scheme": "mle"}
+    untrained, _ = fit("hlebm", digits, steps=0, batch_size=64, params=params, roles=MLE_ROLES)
+    model, _ = fit("hlebm", digits, steps=200, batch_size=64, params=params, roles=MLE_ROLES)
+    _assert_learned(untrained, model, digits, mmd2)
+
+
+def test_hlebm_variational_learns_digits(variational, digits, mmd2) -> None:
+    _assert_learned(*variational, digits, mmd2)
+
+
+@pytest.fixture(scope="module")
+def digit_classifier(digits):
+    """Logistic regression on the digits training split (~0.95 test accuracy): names a sample's digit."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=3000).fit(digits.train.x.flatten(1).numpy(), digits.train.y.numpy())
+
+
+def resample_effect(model, layer: int, classifier, n: int = 60, k: int = 6) -> tuple[float, float]:
+    """How much resampling one layer's code changes samples, all other residuals fixed.
+
+    Returns ``(pixel_variance, class_flip_rate)``:
+    * pixel_variance: variance over the ``k`` resamples, averaged over pixels and the ``n`` base
+      samples (the magnitude of the change, in [0,1]-pixel units squared);
+    * class_flip_rate: fraction of resamples whose digit (``classifier``) differs from the first
+      resample's: a semantic, global change (identity) rather than a local one (style).
+    """
+    torch.manual_seed(1)
+    with torch.no_grad():
+        s = model.sample_with_fixed(layer, n, k)  # [n, k, 1, 8, 8]
+    pixel_variance = float(s.var(dim=1).mean())
+    pred = torch.as_tensor(classifier.predict(s.reshape(n * k, -1).numpy())).reshape(n, k)
+    return pixel_variance, float((pred[:, 1:] != pred[:, :1]).float().mean())
+
+
+def test_top_layer_code_is_used_after_training(variational, digit_classifier) -> None:
+    """Training routes information through z_2: resampling it (z_1's residual fixed) now changes the
+    samples and their digit, where in the untrained model it changes almost nothing."""
+    untrained, model = variational
+    var0, flip0 = resample_effect(untrained, 2, digit_classifier)
+    var, flip = resample_effect(model, 2, digit_classifier)
+    assert var > 5 * var0 and flip > flip0 + 0.05, (var, var0, flip, flip0)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured, not yet true at CPU test budgets: after 250-1000 steps (digits, both schemes, 2 and "
+    "3 layers, sigma 0.15-0.3) resampling z_1's residual changes pixels ~7-80x more and flips the digit "
+    "~2-9x more often than resampling z_2; see the ebm plugin report",
+)
+def test_upper_layer_changes_samples_more_globally_than_lower(variational, digit_classifier) -> None:
+    """Cui et al.'s hierarchical-representation claim, with the measure of :func:`resample_effect`."""
+    _, model = variational
+    var_low, flip_low = resample_effect(model, 1, digit_classifier)
+    var_top, flip_top = resample_effect(model, 2, digit_classifier)
+    assert var_top > var_low and flip_top > flip_low, (var_top, var_low, flip_top, flip_low)
