@@ -1,0 +1,164 @@
+"""Latent log-densities whose gradient costs one tape-free pass: fewer ops per Langevin step.
+
+A short-run chain on a small MLP spends most of its time in autograd bookkeeping, not arithmetic
+(a digits-sized LEBM step is ~20 small matmuls).  :func:`fused_log_density` turns
+``fn(z, need_grad) -> (log p [B], grad [B, *Z] | None)`` into an ordinary log-density whose autograd
+graph is a single node holding the precomputed gradient, so any sampler that calls
+``torch.autograd.grad(log_density(z).sum(), z)`` gets the exact gradient for the price of ``fn``.
+
+:func:`jet` gives a module's forward pass plus its vector-Jacobian product with respect to its
+input: by hand for ``nn.Sequential`` stacks of Linear and point-wise activations (one matmul and one
+fused aten backward kernel per layer, nothing recorded), and through autograd for anything else
+(e.g. a conv generator, whose arithmetic dominates anyway).  The results are not differentiable a
+second time (no Hessians): models that need double backward (SRI's step-size learning) must use
+plain closures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from benchbed_generators.nets import Reshape
+
+GradFn = Callable[[torch.Tensor, bool], tuple[torch.Tensor, torch.Tensor | None]]
+
+_POINTWISE = (nn.LeakyReLU, nn.GELU, nn.Tanh, nn.SiLU, nn.Identity)
+
+
+class _Fused(torch.autograd.Function):
+    """Value of ``fn`` in forward; the saved gradient, scaled per chain, in backward."""
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, fn: GradFn) -> torch.Tensor:  # type: ignore[override]
+        need = bool(ctx.needs_input_grad[0])
+        value, grad = fn(z.detach(), need)
+        if need:
+            ctx.save_for_backward(grad)
+        return value
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, g_out: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        (grad,) = ctx.saved_tensors
+        return g_out.reshape((-1,) + (1,) * (grad.dim() - 1)) * grad, None
+
+
+def fused_log_density(fn: GradFn) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A log-density ``z -> [B]`` whose autograd gradient is the one ``fn`` returns."""
+    return lambda z: _Fused.apply(z, fn)
+
+
+def _flat_layers(module: nn.Module) -> list[nn.Module] | None:
+    """The leaves of nested ``nn.Sequential`` if all are Linear/point-wise/Reshape, else ``None``."""
+    if not isinstance(module, nn.Sequential):
+        return [module] if isinstance(module, (nn.Linear, Reshape, nn.Flatten, *_POINTWISE)) else None
+    out: list[nn.Module] = []
+    for child in module:
+        leaves = _flat_layers(child)
+        if leaves is None:
+            return None
+        out += leaves
+    return out
+
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+Backward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (v, input, output) -> v
+
+
+def _layer_pair(layer: nn.Module) -> tuple[Forward, Backward] | None:
+    """(forward, input-VJP) of one supported layer, as direct functional/aten calls.
+
+    Calling the functions directly skips ``nn.Module.__call__`` and the isinstance chain on every
+    Langevin step; ``None`` drops a no-op layer.
+    """
+    aten = torch.ops.aten
+    if isinstance(layer, nn.Linear):
+        w, b = layer.weight, layer.bias
+        return (lambda h: F.linear(h, w, b)), (lambda v, i, o: v @ w)  # d(h W^T + b)/dh = W
+    if isinstance(layer, nn.LeakyReLU):
+        slope = layer.negative_slope
+        return (lambda h: F.leaky_relu(h, slope)), (lambda v, i, o: aten.leaky_relu_backward(v, i, slope, False))
+    if isinstance(layer, nn.GELU):
+        approx = layer.approximate
+        return (lambda h: F.gelu(h, approximate=approx)), (lambda v, i, o: aten.gelu_backward(v, i, approximate=approx))
+    if isinstance(layer, nn.Tanh):
+        return torch.tanh, (lambda v, i, o: aten.tanh_backward(v, o))
+    if isinstance(layer, nn.SiLU):
+        return F.silu, (lambda v, i, o: aten.silu_backward(v, i))
+    if isinstance(layer, (Reshape, nn.Flatten)):
+        return layer.forward, (lambda v, i, o: v.reshape(i.shape))
+    return None  # nn.Identity
+
+
+class _MLPJet:
+    """Forward with a tape of (input, output) per layer and a hand-written input VJP."""
+
+    def __init__(self, layers: list[nn.Module]) -> None:
+        self.pairs = [pair for pair in map(_layer_pair, layers) if pair is not None]
+        last = layers[-1] if layers else None
+        # A final Linear to one output (an energy head): the VJP of out.sum() starts at its weight row.
+        self.scalar_head = last.weight if isinstance(last, nn.Linear) and last.out_features == 1 else None
+
+    def forward(self, h: torch.Tensor, need_grad: bool) -> tuple[torch.Tensor, list[Any]]:
+        tape: list[Any] = []
+        for fwd, _ in self.pairs:
+            out = fwd(h)
+            if need_grad:
+                tape.append((h, out))
+            h = out
+        return h, tape
+
+    def vjp(self, tape: list[Any], v: torch.Tensor) -> torch.Tensor:
+        for (_, bwd), (inp, out) in zip(reversed(self.pairs), reversed(tape), strict=True):
+            v = bwd(v, inp, out)
+        return v
+
+    def vjp_sum(self, tape: list[Any]) -> torch.Tensor:
+        """Gradient of ``out.sum()`` with respect to the input (per example, since rows are independent)."""
+        if self.scalar_head is None or len(tape) < 2:
+            return self.vjp(tape, torch.ones_like(tape[-1][1]))
+        v = self.scalar_head.expand(tape[-1][0].shape[0], -1)  # skips a [B,1] x [1,H] product
+        for (_, bwd), (inp, out) in zip(reversed(self.pairs[:-1]), reversed(tape[:-1]), strict=True):
+            v = bwd(v, inp, out)
+        return v
+
+
+class _AutogradJet:
+    """Fallback for any module: forward under a local graph, VJP by ``torch.autograd.grad``."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def forward(self, h: torch.Tensor, need_grad: bool) -> tuple[torch.Tensor, Any]:
+        if not need_grad:
+            return self.module(h), None
+        with torch.enable_grad():
+            leaf = h.detach().requires_grad_(True)
+            out = self.module(leaf)
+        return out.detach(), (leaf, out)
+
+    def vjp(self, tape: Any, v: torch.Tensor) -> torch.Tensor:
+        leaf, out = tape
+        (g,) = torch.autograd.grad(out, leaf, grad_outputs=v)
+        return g
+
+    def vjp_sum(self, tape: Any) -> torch.Tensor:
+        """Gradient of ``out.sum()`` with respect to the input."""
+        return self.vjp(tape, torch.ones_like(tape[1]))
+
+
+def is_dense_stack(module: nn.Module) -> bool:
+    """Whether ``module`` is a (nested) Sequential of Linear/point-wise layers: the hand-written path."""
+    return _flat_layers(module) is not None
+
+
+def jet(module: nn.Module) -> _MLPJet | _AutogradJet:
+    """Forward + input-VJP for ``module``: hand-written for MLP stacks, autograd otherwise."""
+    layers = _flat_layers(module)
+    return _MLPJet(layers) if layers is not None else _AutogradJet(module)

@@ -1,0 +1,1 @@
+"""benchbed built-in plugin: lebm."""

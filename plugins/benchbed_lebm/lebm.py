@@ -1,0 +1,244 @@
+"""Latent-space EBM prior, LEBM (Pang, Han, Nijkamp, Zhu, Wu, NeurIPS 2020; methods.md §3).
+
+Model:  p(x, z) = p_alpha(z) p_beta(x | z),
+        p_alpha(z) = exp(f_alpha(z)) N(z; 0, I) / Z(alpha),   p_beta(x | z) = N(g_beta(z), sigma^2 I).
+
+Learning (MLE with short-run MCMC, methods.md §3 "Learning gradients"):
+    d/d alpha log p(x) = E_{p(z|x)}[grad f(z)] - E_{p_alpha(z)}[grad f(z)]   (Z(alpha) cancels)
+    d/d beta  log p(x) = E_{p(z|x)}[grad_beta log p_beta(x|z)]
+Both expectations use non-persistent short-run chains from N(0, I): the suite's "prior" sampler on
+f(z) + log N(z) (official K0=60, s0=0.4) and its "posterior" sampler on
+log p(x|z) + f(z) + log N(z) (K1=20, s1=0.1).  Losses follow the official code:
+``loss_g = sum((g(z_post) - x)^2) / B`` and ``loss_e = -(f(z_post).mean() - f(z_prior).mean())``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from benchbed.contracts import Batch, Capability, SetupContext
+from benchbed_generators.base import GENERATOR_CAPABILITIES, DynamicsGenerator
+from benchbed_generators.dynamics import accepts_generator, frozen, run_chains, run_concurrently
+from benchbed_generators.fused import fused_log_density, is_dense_stack, jet
+from benchbed_generators.nets import ARCHS, build_generator, resolve_arch
+from benchbed_generators.scale import std_normal_log_prob
+from benchbed_lebm.nets import EnergyMLP, Ref32Generator
+
+
+class LEBM(DynamicsGenerator):
+    """Generator with a latent EBM prior, trained with short-run prior and posterior dynamics.
+
+    Args:
+        latent_dim: nz (official 100).
+        arch: "ref32" (official 32x32 ConvT generator), or "auto"/"mlp"/"conv" (shared builders).
+        hidden: MLP generator hidden widths (digits-sized default 100-256-256-D).
+        ngf: width of the "ref32" generator.
+        energy_hidden: widths of the energy MLP (official 200, 200).
+        energy_activation: "gelu" (official), "lrelu" or "silu".
+        obs_std: sigma of p(x|z) in the [-1, 1] working scale (official 0.3).
+        prior_steps, prior_step_size: defaults of the "prior" sampler role (official 60, 0.4).
+        posterior_steps, posterior_step_size: defaults of the "posterior" role (official 20, 0.1).
+        lr_e, lr_g: Adam learning rates of the energy and the generator (official 2e-5, 1e-4).
+        beta1, beta2: Adam betas of both (official 0.5, 0.999).
+        lr_decay: learning-rate factor per epoch of the training split (official 0.998).
+        infer_rounds: posterior sampler runs at test time (1 = the official K1 steps).
+        partition_samples: default J for :meth:`log_partition`.
+        fused: give the samplers log-densities with hand-written MLP gradients (:mod:`.fused`);
+            identical values and gradients, fewer operations per step.
+        parallel_chains: on a CPU with >= 2 intra-op threads and an MLP generator, run the prior and
+            posterior chains of a training step side by side in two threads (each seeded from the
+            global RNG, so runs stay reproducible).  Needs a sampler whose ``sample`` takes
+            ``generator``.
+    """
+
+    model_name = "lebm"
+    capabilities = GENERATOR_CAPABILITIES | {Capability.LOG_PARTITION}
+
+    def __init__(
+        self,
+        *,
+        latent_dim: int = 100,
+        arch: str = "auto",
+        hidden: tuple[int, ...] = (256, 256),
+        ngf: int = 64,
+        energy_hidden: tuple[int, ...] = (200, 200),
+        energy_activation: str = "gelu",
+        obs_std: float = 0.3,
+        prior_steps: int = 60,
+        prior_step_size: float = 0.4,
+        posterior_steps: int = 20,
+        posterior_step_size: float = 0.1,
+        lr_e: float = 2e-5,
+        lr_g: float = 1e-4,
+        beta1: float = 0.5,
+        beta2: float = 0.999,
+        lr_decay: float = 0.998,
+        infer_rounds: int = 1,
+        partition_samples: int = 10000,
+        fused: bool = True,
+        parallel_chains: bool = True,
+    ) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.arch = arch
+        self.hidden = tuple(hidden)
+        self.ngf = ngf
+        self.energy_hidden = tuple(energy_hidden)
+        self.energy_activation = energy_activation
+        self.obs_std = obs_std
+        self.prior_steps = prior_steps
+        self.prior_step_size = prior_step_size
+        self.posterior_steps = posterior_steps
+        self.posterior_step_size = posterior_step_size
+        self.lr_e = lr_e
+        self.lr_g = lr_g
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.lr_decay = lr_decay
+        self.infer_rounds = infer_rounds
+        self.partition_samples = partition_samples
+        self.fused = fused
+        self.parallel_chains = parallel_chains
+
+    # --------------------------------------------------------------------------- building
+    def _build_generator(self, ctx: SetupContext) -> nn.Module:
+        info = ctx.info
+        if self.arch not in (*ARCHS, "ref32"):
+            raise ValueError(f"model 'lebm': parameter 'arch' must be one of {(*ARCHS, 'ref32')}, got {self.arch!r}")
+        if self.arch == "ref32":
+            if info.kind != "image" or tuple(info.shape[1:]) != (32, 32):
+                raise ValueError(
+                    f"model 'lebm': arch='ref32' needs 32x32 images; data set {info.name!r} "
+                    f"has shape {tuple(info.shape)}"
+                )
+            # channels_last weights take oneDNN's faster transposed-convolution kernels on CPU
+            # (about 10% per generator pass here); the values are the same up to summation order.
+            return Ref32Generator(self.latent_dim, info.shape[0], self.ngf).to(memory_format=torch.channels_last)
+        arch = resolve_arch(info, self.arch, owner="model 'lebm'")
+        return build_generator(info, self.latent_dim, arch, self.hidden, ngf=self.ngf)
+
+    def setup(self, ctx: SetupContext) -> None:
+        """Build g, f, both optimisers and the prior/posterior samplers of the suite's sampler axis."""
+        self._setup_common(ctx)
+        self.generator = self._build_generator(ctx)
+        self.energy = EnergyMLP(self.latent_dim, self.energy_hidden, self.energy_activation)
+        self.to(ctx.device)
+        self.prior_sampler = ctx.sampler("prior", n_steps=self.prior_steps, step_size=self.prior_step_size)
+        self.posterior_sampler = ctx.sampler(
+            "posterior", n_steps=self.posterior_steps, step_size=self.posterior_step_size
+        )
+        betas = (self.beta1, self.beta2)
+        self.optimizers = {
+            "generator": torch.optim.Adam(self.generator.parameters(), lr=self.lr_g, betas=betas),
+            "energy": torch.optim.Adam(self.energy.parameters(), lr=self.lr_e, betas=betas),
+        }
+        self._steps_per_epoch = max(1, len(ctx.train) // max(1, min(ctx.budget.batch_size, len(ctx.train))))
+
+    def _networks(self) -> tuple[nn.Module, ...]:
+        return (self.generator, self.energy)
+
+    # --------------------------------------------------------------------------- densities
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """Unnormalised log p_alpha(z) = f(z) + log N(z; 0, I): [B, Z] -> [B] (log Z left out)."""
+        return self.energy(z) + std_normal_log_prob(z)
+
+    def _energy_jet(self) -> Any:
+        # EnergyMLP's stack gets the hand-written VJP; any other f (e.g. one swapped in by a test)
+        # goes through autograd.
+        return jet(self.energy.net if isinstance(self.energy, EnergyMLP) else self.energy)
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Prior short-run dynamics from N(0, I) on f(z) + log N(z; 0, I): [n, Z]."""
+        log_density = fused_log_density(self._fused_fn(None)) if self.fused else self.log_prior
+        z0 = torch.randn(n, self.latent_dim, device=self.device, generator=generator)
+        return run_chains(self.prior_sampler, log_density, z0, self.energy, generator=generator).z
+
+    def log_partition(self, n: int | None = None) -> tuple[float, int]:
+        """log Z = log E_{N(0,I)}[exp f(z)] ~ logsumexp_j f(z_j) - log J, z_j ~ N(0, I) (methods.md §10).
+
+        Unbiased for Z, biased low for log Z (Jensen).  Returns ``(estimate, J)``.
+        """
+        n = self.partition_samples if n is None else n
+        with torch.no_grad():
+            fs = torch.cat([self.energy(self.sample_prior_base(min(4096, n - i))) for i in range(0, n, 4096)])
+        return float(torch.logsumexp(fs, 0) - math.log(n)), n
+
+    # --------------------------------------------------------------------------- training
+    def _set_lr(self, step: int) -> None:
+        """ExponentialLR per epoch, computed from the step so checkpoints need no scheduler state."""
+        factor = self.lr_decay ** (step // self._steps_per_epoch)
+        for name, lr in (("generator", self.lr_g), ("energy", self.lr_e)):
+            for group in self.optimizers[name].param_groups:
+                group["lr"] = lr * factor
+
+    def _learn_generator(self, z_post: torch.Tensor, x_m: torch.Tensor) -> float:
+        """One Adam step on sum ||g(z_post) - x||^2 / B (official loss, no 1/(2 sigma^2))."""
+        loss_g = (self.generator(z_post) - x_m).pow(2).sum() / x_m.shape[0]
+        opt_g = self.optimizers["generator"]
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        return loss_g.item()
+
+    def _learn_energy(self, z_post: torch.Tensor, z_prior: torch.Tensor) -> dict[str, float]:
+        """One Adam step on -(mean f(z_post) - mean f(z_prior)) (the MLE gradient of alpha)."""
+        # One energy pass over both chain sets (same gradient as two passes).
+        f_post, f_prior = self.energy(torch.cat([z_post, z_prior])).split([z_post.shape[0], z_prior.shape[0]])
+        f_post, f_prior = f_post.mean(), f_prior.mean()
+        loss_e = f_prior - f_post
+        opt_e = self.optimizers["energy"]
+        opt_e.zero_grad(set_to_none=True)
+        loss_e.backward()
+        opt_e.step()
+        return {"loss_e": loss_e.item(), "f_post": f_post.item(), "f_prior": f_prior.item()}
+
+    def _side_by_side(self) -> bool:
+        """Whether :attr:`parallel_chains` applies: CPU, >= 2 intra-op threads, seedable samplers, and
+        a dense (MLP) generator.  A conv generator's chains are arithmetic-bound and use both cores
+        through intra-op threads already; pinning them to one thread would halve their speed."""
+        return (
+            self.parallel_chains
+            and self.device.type == "cpu"
+            and torch.get_num_threads() >= 2
+            and is_dense_stack(self.generator)
+            and accepts_generator(self.prior_sampler)
+            and accepts_generator(self.posterior_sampler)
+        )
+
+    def train_step(self, batch: Batch, step: int) -> Mapping[str, float]:
+        """Posterior and prior short-run chains, one Adam step for g, one for f.
+
+        Side by side (:attr:`parallel_chains`): thread A runs the posterior chains and then the
+        generator step, thread B the prior chains.  The prior chains never read g, so this is the
+        same algorithm as the sequential order (chains, g step, f step); only the noise comes from
+        two per-step generators instead of the global stream.
+        """
+        self._set_lr(step)
+        x_m = self.scale.to_model(batch.x.to(self.device))
+        b = x_m.shape[0]
+        if not self._side_by_side():
+            z_post, z_prior = self.infer_m(x_m), self.sample_latent(b)
+            loss_g = self._learn_generator(z_post, x_m)
+            return {"loss_g": loss_g, **self._learn_energy(z_post, z_prior)}
+
+        # Each chain set gets its own generator seeded from the global RNG: reproducible, resumable.
+        gen_post, gen_prior = (
+            torch.Generator(device=self.device).manual_seed(s) for s in torch.randint(0, 2**62, (2,)).tolist()
+        )
+
+        def posterior_then_generator() -> tuple[torch.Tensor, float]:
+            z0 = torch.randn(b, self.latent_dim, device=self.device, generator=gen_post)
+            with frozen(self.generator):  # only this thread touches g
+                z = run_chains(self.posterior_sampler, self.posterior_log_density(x_m), z0, generator=gen_post).z
+            return z, self._learn_generator(z, x_m)
+
+        with frozen(self.energy):  # both threads read f; neither writes it
+            (z_post, loss_g), z_prior = run_concurrently(
+                posterior_then_generator, lambda: self.sample_latent(b, gen_prior)
+            )
+        return {"loss_g": loss_g, **self._learn_energy(z_post, z_prior)}

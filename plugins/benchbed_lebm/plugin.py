@@ -1,0 +1,24 @@
+"""Registers the lebm components (the same entry-point path a third-party plugin uses)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from benchbed import ModelSpec, hookimpl
+
+
+@hookimpl
+def benchbed_register_models(register: Callable[[ModelSpec], None]) -> None:
+    """LEBM: generator with a latent-space EBM prior (Pang et al., NeurIPS 2020)."""
+    from benchbed_lebm.lebm import LEBM
+
+    register(
+        ModelSpec(
+            name="lebm",
+            factory=LEBM,
+            description="latent-space EBM prior (Pang et al. 2020): short-run prior and posterior dynamics",
+            tags=("ebm", "generator", "mcmc"),
+            uses_sampler=True,
+            default_sampler="langevin",
+        )
+    )
