@@ -194,3 +194,11 @@ def test_renamed_labels_follow_the_suite(make_suite, runner, fake_registry) -> N
     tables, _ = build_tables(store, after, fake_registry)
     assert [t.dataset for t in tables] == ["line"]
     assert set(tables[0].frame.index) == {"quick", "oracle"}  # the reference row follows the data set
+
+
+def test_tex_escape_leaves_no_unicode_that_pdflatex_rejects() -> None:
+    from benchbed.leaderboard import tex_escape
+
+    text = tex_escape("MMD² ↓ 0.1 ± 0.02 · 2×, ≈ & 50% #1 a_b")
+    assert text.isascii(), text
+    assert text == (r"MMD$^2$ $\downarrow$ 0.1 $\pm$ 0.02 $\cdot$ 2$\times$, $\approx$ \& 50\% \#1 a\_b")
