@@ -212,7 +212,8 @@ class CellRunner:
             fields["provenance"] = self._provenance(cell, data, sampler)  # failed cells carry it too
             history, train_time = self._train(cell, model, data, cell.title)
             fields.update(train_time=train_time, train_steps=cell.budget.steps, curves=history.points)
-            fields["provenance"] = self._provenance(cell, data, sampler)  # roles a model asked for late
+            if sampler is not None:  # roles a model asked for during training
+                fields["provenance"]["sampler_roles"] = sampler.resolved
             if callable(getattr(model, "resolved_settings", None)):  # settings a model derived from the data
                 fields["provenance"]["model_settings"] = model.resolved_settings()
             metrics = self._evaluate(cell, model, data, self.suite.metrics)
@@ -320,7 +321,10 @@ class CellRunner:
                     metric = self.registry.metric(entry.component).factory(**entry.params)
                     if not callable(getattr(metric, "references", None)):
                         continue
-                    data = self.data(dataset, seed)
+                    try:
+                        data = self.data(dataset, seed)
+                    except Exception:  # noqa: BLE001 - the data set's cells record the error
+                        continue
                     spec = self.registry.metric(entry.component)
                     if (spec.needs_labels and not data.info.n_classes) or data.info.kind not in spec.data_kinds:
                         continue

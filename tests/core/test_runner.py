@@ -257,3 +257,24 @@ def test_sampler_axis_notes_and_default_sampler(make_suite, runner, helpers) -> 
     (run,) = helpers.model_runs(store)
     assert run["sampler"] == "walk" and run["status"] == "ok"
     assert run["provenance"]["components"]["sampler"]["name"] == "walk"
+
+
+def test_a_data_set_that_fails_to_load_fails_its_cells_and_the_grid_goes_on(tmp_path) -> None:
+    """MNIST files missing: its cells are 'failed' with the data error; the other data set's cells run."""
+    from benchbed.execute import run_suite
+    from benchbed.plugins import load_plugins
+    from benchbed.runner import RunOptions
+    from benchbed.store import Store
+    from benchbed.suite import parse_suite
+
+    registry = load_plugins(strict=True).registry
+    suite = parse_suite(
+        f"""name = "missing"\nseeds = [0]\n[budget]\nsteps = 5\nbatch_size = 32\n
+[datasets.gmm8]\nn_train = 64\n[datasets.mnist]\nroot = "{tmp_path / 'nodata'}"\n
+[models.vae]\n[metrics.recon_mse]\n[metrics.loglik]\nn_examples = 10\nk = 5\n""", registry)
+    store = Store(tmp_path / "s.sqlite")
+    summary = run_suite(suite, registry, store, options=RunOptions(bars=False))
+    status = {o.title: (o.status, o.message) for o in summary.outcomes}
+    assert status["vae · gmm8 · seed 0"][0] == "ok"
+    failed, message = status["vae · mnist · seed 0"]
+    assert failed == "failed" and "DataError" in message and "nodata" in message
