@@ -45,14 +45,24 @@ class ConditionalGaussian(nn.Module):
     Parameterised as in Cui et al.'s ``_netGzi_mlp``: the MLP outputs ``(mu, log sigma)`` and
     ``sigma = exp(log sigma) + 0.01``.  Used for the top-down prior p(z_l | z_{l+1}) and for the
     bottom-up inference q(z_{l+1} | z_l).
+
+    With ``skip=True`` the mean gets a bias-free linear path, ``mu(c) = W c + mlp_mu(c)``, ``W``
+    initialised (semi-)orthogonal: a residual top-down step in which the condition carries through
+    (see ``benchbed_ebm.hlebm``, "Linear skip"); ``sigma`` is unchanged.
     """
 
-    def __init__(self, d_in: int, d_out: int, *, width: int, n_layers: int) -> None:
+    def __init__(self, d_in: int, d_out: int, *, width: int, n_layers: int, skip: bool = False) -> None:
         super().__init__()
         self.net = mlp([d_in] + [width] * n_layers + [2 * d_out])
+        self.skip: nn.Linear | None = None
+        if skip:
+            self.skip = nn.Linear(d_in, d_out, bias=False)
+            nn.init.orthogonal_(self.skip.weight)
 
     def forward(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, log_sigma = self.net(c).chunk(2, dim=-1)
+        if self.skip is not None:
+            mu = mu + self.skip(c)
         return mu, log_sigma.clamp(max=LOG_SIGMA_MAX).exp() + SIGMA_FLOOR
 
     def log_prob(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,7 @@ class JointLatentPrior(nn.Module):
         cond_width, cond_layers: the MLP of each p(z_l | z_{l+1}) (official: 200 units, 4 layers).
         ebm_widths, ebm_layers: per-layer MLP of f_l (official: f_1 3 x 200, f_2 2 x 100); the last
             entry is reused for higher layers.
+        cond_skip: give each mu_l a linear path from z_{l+1} (``ConditionalGaussian(skip=True)``).
     """
 
     def __init__(
@@ -52,13 +53,15 @@ class JointLatentPrior(nn.Module):
         cond_layers: int,
         ebm_widths: Sequence[int],
         ebm_layers: Sequence[int],
+        cond_skip: bool = False,
     ) -> None:
         super().__init__()
         if len(dims) < 2:
             raise ValueError(f"JointLatentPrior: needs two or more latent layers, got dims={tuple(dims)}")
         self.dims = tuple(int(d) for d in dims)
         self.conds = nn.ModuleList(
-            ConditionalGaussian(self.dims[l + 1], self.dims[l], width=cond_width, n_layers=cond_layers)
+            ConditionalGaussian(self.dims[l + 1], self.dims[l], width=cond_width, n_layers=cond_layers,
+                                skip=cond_skip)
             for l in range(len(self.dims) - 1)
         )
         self.energies = nn.ModuleList(
