@@ -21,8 +21,9 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from benchbed_samplers.langevin import Langevin
 from torch import nn
+
+from benchbed_samplers.langevin import Langevin
 
 N_STEPS = 60  # LEBM prior chain length
 STEP = 0.4

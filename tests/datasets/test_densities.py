@@ -13,9 +13,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from benchbed_datasets._base import generator
 
 from benchbed.testing import load_registry_strict
+from benchbed_datasets._base import generator
 
 # name -> (parameters, half-width of the grid box, grid step).  Half-widths are multiples of BIN.
 CASES = {

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from benchbed.errors import DataError
+from benchbed.testing import load_dataset
 from benchbed_datasets._base import ParameterError
 from benchbed_datasets.cifar import CIFAR10
 from benchbed_datasets.files import md5sum
 from benchbed_datasets.idx import MNIST, FashionMNIST
 from benchbed_datasets.svhn import SVHN
-
-from benchbed.errors import DataError
-from benchbed.testing import load_dataset
 
 TINY = {"verify": False, "n_val": 10}
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from benchbed_datasets._base import ParameterError
-from benchbed_datasets.linear_gaussian import LinearGaussian
 from sklearn.decomposition import FactorAnalysis
 
 from benchbed.testing import load_dataset
+from benchbed_datasets._base import ParameterError
+from benchbed_datasets.linear_gaussian import LinearGaussian
 
 PARAMS = {"n_train": 3000, "n_val": 100, "n_test": 500, "dim": 6, "latent_dim": 2, "noise_std": 0.3}
 

@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
-from benchbed_datasets._base import ParameterError
-from benchbed_datasets.shapes import CENTRE_MAX, R_MAX, Shapes, render
 
 from benchbed.testing import load_dataset
+from benchbed_datasets._base import ParameterError
+from benchbed_datasets.shapes import CENTRE_MAX, R_MAX, Shapes, render
 
 SMALL = {"n_train": 300, "n_val": 30, "n_test": 60}
 

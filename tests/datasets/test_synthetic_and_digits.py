@@ -7,6 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
+
+from benchbed.errors import SuiteError
+from benchbed.testing import load_dataset
 from benchbed_datasets._base import ParameterError
 from benchbed_datasets.digits import Digits
 from benchbed_datasets.mixtures import GMM8, GMM25
@@ -14,9 +17,6 @@ from benchbed_datasets.pinwheel import Pinwheel
 from benchbed_datasets.rings import Rings
 from benchbed_datasets.splits import stratified_pick
 from benchbed_datasets.swissroll import SwissRoll
-
-from benchbed.errors import SuiteError
-from benchbed.testing import load_dataset
 
 SMALL = {"n_train": 300, "n_val": 60, "n_test": 90}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from benchbed_samplers.hmc import HMC, hmc_transition
 
 

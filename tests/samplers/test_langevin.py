@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from benchbed_samplers.langevin import Langevin
 from torch import nn
 
 from benchbed.errors import Diverged
+from benchbed_samplers.langevin import Langevin
 
 
 def test_update_is_langevin_with_half_squared_step() -> None:

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from torch import nn
+
 from benchbed_samplers._common import dynamics_mode
 from benchbed_samplers.short_run import ShortRun
-from torch import nn
 
 
 @dataclass(frozen=True)
