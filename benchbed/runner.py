@@ -28,7 +28,7 @@ from benchbed.registry import Registry
 from benchbed.sampling import BoundSampler
 from benchbed.store import Store
 from benchbed.suite import Entry, Suite, config_hash
-from benchbed.training import History, resolve_device, seed_everything, setup_model, train
+from benchbed.training import History, nested_training, resolve_device, seed_everything, setup_model, train
 
 
 @dataclass(frozen=True)
@@ -268,22 +268,12 @@ class CellRunner:
         def train_variant(variant: DataBundle) -> Any:
             key = variant.content_hash()
             if key not in variants:
-                # Metrics run under no_grad: training needs grad back.  The training reseeds and
-                # draws from the global RNGs; restore them so a metric's values do not depend on
-                # whether it or an earlier metric trained the (cached) variant.
-                rng = (np.random.get_state(), random.getstate())
-                cuda = [self.device] if self.device.type == "cuda" else []
-                try:
-                    with torch.random.fork_rng(devices=cuda), torch.inference_mode(False), torch.enable_grad():
-                        fresh, _ = self._build(cell, variant)
-                        title = f"{cell.title} · held out {list(variant.held_out)}"
-                        with Progress(cell.budget.steps, title, bars=self.options.bars, leave=False,
-                                      position=1) as bar:
-                            train(fresh, variant, cell.budget, seed=cell.seed, device=self.device,
-                                  on_step=lambda s, losses: bar.update(1, **losses))
-                finally:
-                    np.random.set_state(rng[0])
-                    random.setstate(rng[1])
+                with nested_training(self.device):
+                    fresh, _ = self._build(cell, variant)
+                    title = f"{cell.title} · held out {list(variant.held_out)}"
+                    with Progress(cell.budget.steps, title, bars=self.options.bars, leave=False, position=1) as bar:
+                        train(fresh, variant, cell.budget, seed=cell.seed, device=self.device,
+                              on_step=lambda s, losses: bar.update(1, **losses))
                 variants[key] = fresh
             return variants[key]
 

@@ -33,7 +33,7 @@ from benchbed.plugins import load_registry
 from benchbed.registry import Registry
 from benchbed.sampling import BoundSampler
 from benchbed.specs import ComponentSpec
-from benchbed.training import History, resolve_device, setup_model, train
+from benchbed.training import History, nested_training, resolve_device, setup_model, train
 
 _REGISTRY: Registry | None = None
 
@@ -140,8 +140,7 @@ def make_eval_context(
             raise RuntimeError("make_eval_context: model was not produced by benchbed.testing.fit")
         key = f"variant:{variant.content_hash()}"
         if key not in cache:
-            # Metrics run under no_grad; fitting needs grad (and must not shift the metric's RNG stream).
-            with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.enable_grad():
+            with nested_training(resolve_device(cfg.device)):
                 cache[key] = fit(
                     cfg.name, variant, steps=cfg.steps, batch_size=cfg.batch_size, seed=cfg.seed,
                     params=cfg.params, sampler=cfg.sampler, sampler_params=cfg.sampler_params, roles=cfg.roles,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,24 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@contextmanager
+def nested_training(device: torch.device) -> Iterator[None]:
+    """Allow training inside metric evaluation (outlier variants) without side effects on it.
+
+    Metrics run under ``no_grad``; training needs grad back.  Training reseeds and draws from the
+    global RNGs; they are restored afterwards, so a metric's values do not depend on whether it or
+    an earlier metric trained a (cached) variant.
+    """
+    state = (np.random.get_state(), random.getstate())
+    cuda = [device] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=cuda), torch.inference_mode(False), torch.enable_grad():
+            yield
+    finally:
+        np.random.set_state(state[0])
+        random.setstate(state[1])
 
 
 def resolve_device(name: str = "auto") -> torch.device:
