@@ -183,6 +183,30 @@ LogDensity = Callable[[torch.Tensor], torch.Tensor]
 
 
 @runtime_checkable
+class GradLogDensity(Protocol):
+    """Optional fast path of a :data:`LogDensity`: its gradient without an autograd tape.
+
+    A model whose log-density has a cheaper gradient than autograd's (hand-written VJPs of a small
+    MLP, say) returns an object with both methods.  ``__call__`` must stay differentiable with
+    autograd, because samplers that differentiate through their own dynamics (``short_run``'s
+    step-size learning) or third-party samplers use only that.  Samplers that need just values and
+    gradients may call ``value_and_grad`` instead.  Both must describe the same function.
+    """
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        """``log p(z)``: [B, *Z] -> [B]."""
+        ...
+
+    def value_and_grad(self, z: torch.Tensor, *, value: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """``(log p(z) [B] or None when value=False, grad_z log p(z) [B, *Z])``, both detached.
+
+        Must not modify ``z``, and must not return a tensor that aliases ``z`` or a parameter
+        (callers update their states in place).
+        """
+        ...
+
+
+@runtime_checkable
 class Sampler(Protocol):
     """A latent sampler.  May be an ``nn.Module`` when it has learned parameters (``short_run``)."""
 

@@ -110,7 +110,8 @@ class DynamicsGenerator(LatentModel):
         return None
 
     def _fused_fn(self, x_m: torch.Tensor | None) -> GradFn:
-        """``(z, need_grad) -> (log p, grad)`` of the posterior (or of the prior when ``x_m`` is None).
+        """``(z, need_value, need_grad) -> (log p, grad)`` of the posterior (of the prior when ``x_m``
+        is None); either output is ``None`` when not asked for.
 
         log p = [f(z)] + log N(z; 0, I) - ||x_m - g(z)||^2 / (2 sigma^2)
         grad  = [grad f(z)] - z + J_g(z)^T (x_m - g(z)) / sigma^2
@@ -118,18 +119,20 @@ class DynamicsGenerator(LatentModel):
         e_jet, g_jet, inv = self._energy_jet(), jet(self.generator), self._inv_two_var
         norm_const = 0.5 * math.log(2 * math.pi) * self.latent_dim  # of log N(z; 0, I)
 
-        def fn(z: torch.Tensor, need_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-            value = (z * z).sum(1).mul_(-0.5).sub_(norm_const)  # log N(z; 0, I), z is [B, Z]
+        def fn(z: torch.Tensor, need_value: bool, need_grad: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+            value = (z * z).sum(1).mul_(-0.5).sub_(norm_const) if need_value else None  # log N(z; 0, I)
             grad = None  # accumulated out of place: a VJP may return a view of a weight
             if e_jet is not None:
-                f, e_tape = e_jet.forward(z, need_grad)
-                value = value.add_(f.reshape(-1))
+                f, e_tape = e_jet.forward(z, need_grad, need_value)
+                if value is not None:
+                    value = value.add_(f.reshape(-1))
                 if need_grad:
                     grad = e_jet.vjp_sum(e_tape) - z
             if x_m is not None:
                 g, g_tape = g_jet.forward(z, need_grad)
                 r = x_m - g
-                value = value.sub_(r.pow(2).flatten(1).sum(1).mul_(inv))
+                if value is not None:
+                    value = value.sub_(r.pow(2).flatten(1).sum(1).mul_(inv))
                 if need_grad:
                     g_grad = g_jet.vjp(g_tape, r.mul_(2.0 * inv))  # r is not needed afterwards
                     grad = g_grad - z if grad is None else grad.add_(g_grad)

@@ -1,10 +1,15 @@
 """Latent log-densities whose gradient costs one tape-free pass: fewer ops per Langevin step.
 
-A short-run chain on a small MLP spends most of its time in autograd bookkeeping, not arithmetic
-(a digits-sized LEBM step is ~20 small matmuls).  :func:`fused_log_density` turns
-``fn(z, need_grad) -> (log p [B], grad [B, *Z] | None)`` into an ordinary log-density whose autograd
-graph is a single node holding the precomputed gradient, so any sampler that calls
-``torch.autograd.grad(log_density(z).sum(), z)`` gets the exact gradient for the price of ``fn``.
+A short-run chain on a small MLP spends much of its time in autograd bookkeeping rather than
+arithmetic (a digits-sized LEBM step is ~20 small matmuls).  :class:`FusedLogDensity` wraps
+``fn(z, need_value, need_grad) -> (log p [B] | None, grad [B, *Z] | None)`` as a log-density that
+offers both paths of :class:`benchbed.contracts.GradLogDensity`:
+
+* ``value_and_grad(z, value=...)`` calls ``fn`` directly: no tape at all, and no value work on the
+  steps that only need the gradient (the Langevin and HMC samplers use this);
+* calling it gives an ordinary autograd log-density whose graph is a single node holding the
+  precomputed gradient, so a sampler that calls ``torch.autograd.grad(log_density(z).sum(), z)``
+  gets the exact gradient for the price of ``fn``.
 
 :func:`jet` gives a module's forward pass plus its vector-Jacobian product with respect to its
 input: by hand for ``nn.Sequential`` stacks of Linear and point-wise activations (one matmul and one
@@ -26,7 +31,8 @@ from torch.autograd.function import once_differentiable
 
 from benchbed_generators.nets import Reshape
 
-GradFn = Callable[[torch.Tensor, bool], tuple[torch.Tensor, torch.Tensor | None]]
+#: ``(z, need_value, need_grad) -> (log p [B] or None, grad [B, *Z] or None)``.
+GradFn = Callable[[torch.Tensor, bool, bool], tuple[torch.Tensor | None, torch.Tensor | None]]
 
 _POINTWISE = (nn.LeakyReLU, nn.GELU, nn.Tanh, nn.SiLU, nn.Identity)
 
@@ -37,7 +43,7 @@ class _Fused(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, fn: GradFn) -> torch.Tensor:  # type: ignore[override]
         need = bool(ctx.needs_input_grad[0])
-        value, grad = fn(z.detach(), need)
+        value, grad = fn(z.detach(), True, need)
         if need:
             ctx.save_for_backward(grad)
         return value
@@ -49,9 +55,30 @@ class _Fused(torch.autograd.Function):
         return g_out.reshape((-1,) + (1,) * (grad.dim() - 1)) * grad, None
 
 
-def fused_log_density(fn: GradFn) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A log-density ``z -> [B]`` whose autograd gradient is the one ``fn`` returns."""
-    return lambda z: _Fused.apply(z, fn)
+class FusedLogDensity:
+    """A log-density ``z -> [B]`` computed by ``fn``, with both paths of ``GradLogDensity``."""
+
+    def __init__(self, fn: GradFn) -> None:
+        self.fn = fn
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        return _Fused.apply(z, self.fn)
+
+    def value_and_grad(self, z: torch.Tensor, *, value: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """``(log p(z) or None, grad_z log p(z))`` in one tape-free pass of ``fn``.
+
+        Under ``no_grad``: nothing is recorded even when the caller left the weights trainable
+        (an autograd-based jet re-enables gradients for its own local graph).
+        """
+        with torch.no_grad():
+            out, grad = self.fn(z.detach(), value, True)
+        assert grad is not None  # fn computes the gradient whenever need_grad is True
+        return out, grad
+
+
+def fused_log_density(fn: GradFn) -> FusedLogDensity:
+    """A log-density ``z -> [B]`` whose gradient is the one ``fn`` returns (see the module docstring)."""
+    return FusedLogDensity(fn)
 
 
 def _flat_layers(module: nn.Module) -> list[nn.Module] | None:
@@ -105,14 +132,18 @@ class _MLPJet:
         # A final Linear to one output (an energy head): the VJP of out.sum() starts at its weight row.
         self.scalar_head = last.weight if isinstance(last, nn.Linear) and last.out_features == 1 else None
 
-    def forward(self, h: torch.Tensor, need_grad: bool) -> tuple[torch.Tensor, list[Any]]:
+    def forward(self, h: torch.Tensor, need_grad: bool, need_out: bool = True) -> tuple[torch.Tensor | None, list[Any]]:
+        """``(output or None, tape)``.  ``need_out=False`` skips a scalar head's product: the input
+        VJP of ``out.sum()`` needs only its weight row (:meth:`vjp_sum`)."""
+        skip_head = not need_out and self.scalar_head is not None and len(self.pairs) >= 2
+        pairs = self.pairs[:-1] if skip_head else self.pairs
         tape: list[Any] = []
-        for fwd, _ in self.pairs:
+        for fwd, _ in pairs:
             out = fwd(h)
             if need_grad:
                 tape.append((h, out))
             h = out
-        return h, tape
+        return (h if pairs is self.pairs else None), tape
 
     def vjp(self, tape: list[Any], v: torch.Tensor) -> torch.Tensor:
         for (_, bwd), (inp, out) in zip(reversed(self.pairs), reversed(tape), strict=True):
@@ -120,11 +151,15 @@ class _MLPJet:
         return v
 
     def vjp_sum(self, tape: list[Any]) -> torch.Tensor:
-        """Gradient of ``out.sum()`` with respect to the input (per example, since rows are independent)."""
-        if self.scalar_head is None or len(tape) < 2:
+        """Gradient of ``out.sum()`` with respect to the input (per example, since rows are independent).
+
+        ``tape`` may or may not hold the scalar head's entry (see ``need_out`` of :meth:`forward`).
+        """
+        if self.scalar_head is None or len(self.pairs) < 2:
             return self.vjp(tape, torch.ones_like(tape[-1][1]))
-        v = self.scalar_head.expand(tape[-1][0].shape[0], -1)  # skips a [B,1] x [1,H] product
-        for (_, bwd), (inp, out) in zip(reversed(self.pairs[:-1]), reversed(tape[:-1]), strict=True):
+        body = tape[: len(self.pairs) - 1]
+        v = self.scalar_head.expand(body[-1][1].shape[0], -1)  # skips a [B,1] x [1,H] product
+        for (_, bwd), (inp, out) in zip(reversed(self.pairs[:-1]), reversed(body), strict=True):
             v = bwd(v, inp, out)
         return v
 
@@ -135,7 +170,8 @@ class _AutogradJet:
     def __init__(self, module: nn.Module) -> None:
         self.module = module
 
-    def forward(self, h: torch.Tensor, need_grad: bool) -> tuple[torch.Tensor, Any]:
+    def forward(self, h: torch.Tensor, need_grad: bool, need_out: bool = True) -> tuple[torch.Tensor, Any]:
+        """``(output, tape)``; ``need_out`` is accepted for symmetry with the hand-written jet."""
         if not need_grad:
             return self.module(h), None
         with torch.enable_grad():

@@ -13,7 +13,7 @@ gradient work and no ``.grad`` is written.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -95,6 +95,44 @@ def log_density_and_grad(
     if not create_graph:
         logp = logp.detach()
     return logp, grad
+
+
+#: ``(z, want_value) -> (log p [B] or None, grad [B, *Z])``: see :func:`gradient_evaluator`.
+Evaluator = Callable[[torch.Tensor, bool], tuple[torch.Tensor | None, torch.Tensor]]
+
+
+def gradient_evaluator(log_density: LogDensity, who: str) -> Evaluator:
+    """The cheapest way to get ``grad_z log p(z)`` (and, on request, ``log p(z)``) of ``log_density``.
+
+    A log-density that offers ``value_and_grad`` (:class:`benchbed.contracts.GradLogDensity`) is
+    asked directly: no autograd tape, and no value work on the steps that only need the gradient
+    (all but the last step of a Langevin chain, all but the last leapfrog step of an HMC
+    trajectory).  Any other callable gets one autograd pass per call (:func:`log_density_and_grad`).
+    ``z`` is never made to require grad, so the caller may update it in place afterwards.
+
+    Raises:
+        ValueError: the fast path returned a gradient whose shape is not ``z``'s.
+    """
+    fast = getattr(log_density, "value_and_grad", None)
+    if callable(fast):
+
+        def evaluate_fast(z: torch.Tensor, want_value: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+            value, grad = fast(z, value=want_value)
+            if grad.shape != z.shape or (want_value and (value is None or tuple(value.shape) != (z.shape[0],))):
+                raise ValueError(
+                    f"sampler {who!r}: log_density.value_and_grad(z) must return (value [B], grad shaped like "
+                    f"z {tuple(z.shape)}), got grad {tuple(grad.shape)}"
+                )
+            return value, grad
+
+        return evaluate_fast
+
+    def evaluate_autograd(z: torch.Tensor, want_value: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+        # A detached alias as the leaf: the graph is freed before the caller touches z again.
+        value, grad = log_density_and_grad(log_density, z.detach().requires_grad_(True), who)
+        return (value if want_value else None), grad
+
+    return evaluate_autograd
 
 
 def check_finite(z: torch.Tensor, who: str, step_size: float, n_steps: int) -> None:

@@ -41,6 +41,7 @@ from benchbed_samplers._common import (
     apply_overrides,
     check_finite,
     dynamics_mode,
+    gradient_evaluator,
     log_density_and_grad,
     per_chain_sq_norm,
     start_chains,
@@ -72,12 +73,16 @@ def _transition(
     p0 = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
     # Leapfrog (Neal eq. 5.18-5.20): half momentum step, alternating full steps, half step at the end.
     p = p0 + 0.5 * eps * grad
-    z_new, logp_new, grad_new = z, logp, grad
+    evaluate = gradient_evaluator(log_density, _WHO)
+    z_new, grad_new = z, grad
+    value: torch.Tensor | None = None
     for i in range(n_leapfrog):
-        z_new = (z_new + eps * p).detach().requires_grad_(True)
-        logp_new, grad_new = log_density_and_grad(log_density, z_new, _WHO)
-        p = p + (eps if i < n_leapfrog - 1 else 0.5 * eps) * grad_new
-    z_new = z_new.detach()
+        last = i == n_leapfrog - 1
+        z_new = z_new + eps * p
+        value, grad_new = evaluate(z_new, last)  # the value only where the Metropolis test needs it
+        p = p + (0.5 * eps if last else eps) * grad_new
+    assert value is not None  # n_leapfrog >= 1, and the last step asks for it
+    logp_new = value
     # Metropolis correction on the Hamiltonian (Neal eq. 5.21); NaN (diverged) -> reject.
     log_ratio = (logp_new - 0.5 * per_chain_sq_norm(p)) - (logp - 0.5 * per_chain_sq_norm(p0))
     log_ratio = torch.nan_to_num(log_ratio, nan=-math.inf)

@@ -57,13 +57,12 @@ from torch import nn
 from benchbed.contracts import LogDensity, SampleResult
 from benchbed_samplers._common import (
     apply_overrides,
-    check_finite,
     dynamics_mode,
     log_density_and_grad,
     log_density_checked,
     start_chains,
 )
-from benchbed_samplers.langevin import langevin_chain
+from benchbed_samplers.langevin import run_langevin
 
 _WHO = "short_run"
 _LOG_2PI_E = math.log(2.0 * math.pi) + 1.0
@@ -151,28 +150,14 @@ class ShortRun(nn.Module):
         Diagnostics: ``steps``, ``step_size``, ``final_log_density`` (mean), ``grad_norm``.
         """
         cfg = apply_overrides({"n_steps": self.n_steps, "noise": self.noise}, overrides, _WHO)
-        s = self.step_size
-        with dynamics_mode():
-            z, grad = langevin_chain(
-                log_density,
-                start_chains(z0, _WHO),
-                n_steps=int(cfg["n_steps"]),
-                step_size=s,
-                noise=bool(cfg["noise"]),
-                who=_WHO,
-                generator=generator,
-            )
-            check_finite(z, _WHO, s, int(cfg["n_steps"]))
-            with torch.no_grad():
-                final = log_density_checked(log_density, z, _WHO)
-        return SampleResult(
-            z=z,
-            diagnostics={
-                "steps": float(cfg["n_steps"]),
-                "step_size": s,
-                "final_log_density": float(final.mean()),
-                "grad_norm": math.nan if grad is None else float(grad.flatten(1).norm(dim=1).mean()),
-            },
+        return run_langevin(
+            log_density,
+            z0,
+            n_steps=int(cfg["n_steps"]),
+            step_size=self.step_size,
+            noise=bool(cfg["noise"]),
+            who=_WHO,
+            generator=generator,
         )
 
     def free_energy(

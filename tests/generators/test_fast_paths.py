@@ -65,6 +65,13 @@ def test_fused_log_density_matches_autograd(
         assert torch.allclose(g_fast, g_slow, rtol=1e-4, atol=1e-4)
         with torch.no_grad():  # value-only path (a sampler's final evaluation)
             assert torch.allclose(fast(z), v_slow, rtol=1e-5, atol=1e-4)
+        # The tape-free path of GradLogDensity: same gradient, with the value or without it.
+        v_direct, g_direct = fast.value_and_grad(z)
+        none, g_only = fast.value_and_grad(z, value=False)
+        assert none is None
+        assert torch.allclose(v_direct, v_slow, rtol=1e-5, atol=1e-4)
+        for g in (g_direct, g_only):
+            assert torch.allclose(g, g_slow, rtol=1e-4, atol=1e-4)
 
 
 def test_run_concurrently_returns_both_results_and_restores_threads() -> None:
