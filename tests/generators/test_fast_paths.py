@@ -13,6 +13,7 @@ from benchbed.testing import bound_sampler, build_model, fit
 from benchbed.training import setup_model
 from benchbed_generators.dynamics import run_concurrently
 from benchbed_generators.fused import fused_log_density
+from benchbed_lebm.nets import ColumnConvTranspose2d, ProjectionConvTranspose2d, Ref32Generator
 
 
 def _value_and_grad(log_density: Any, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,3 +117,34 @@ def test_lebm_parallel_chains_are_reproducible(digits: Any) -> None:
         assert torch.equal(value, states[1][key]), key
     # The parallel path draws its chains from other generators than the sequential one.
     assert any(not torch.equal(v, sequential.state_dict()[k]) for k, v in states[0].items())
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gemm_transposed_convolutions_equal_the_plain_layers(channels_last: bool) -> None:
+    """The 32x32 generator with its first and last layers as GEMMs computes what the official
+    nn.ConvTranspose2d layers compute: outputs and all gradients, in either memory layout."""
+    torch.manual_seed(0)
+    fast, plain = Ref32Generator(12, 3, ngf=8), Ref32Generator(12, 3, ngf=8, gemm_layers=False)
+    assert isinstance(fast.net[0], ProjectionConvTranspose2d) and isinstance(fast.net[6], ColumnConvTranspose2d)
+    plain.load_state_dict(fast.state_dict())  # same parameters, so checkpoints interchange
+    if channels_last:
+        fast = fast.to(memory_format=torch.channels_last)
+    z, x = torch.randn(5, 12, requires_grad=True), torch.rand(5, 3, 32, 32)
+    out_fast, out_plain = fast(z), plain(z)
+    torch.testing.assert_close(out_fast, out_plain, rtol=1e-5, atol=1e-6)
+    grads_fast = torch.autograd.grad((out_fast - x).pow(2).sum(), [z, *fast.parameters()])
+    grads_plain = torch.autograd.grad((out_plain - x).pow(2).sum(), [z, *plain.parameters()])
+    for g_fast, g_plain in zip(grads_fast, grads_plain, strict=True):
+        torch.testing.assert_close(g_fast, g_plain, rtol=1e-4, atol=1e-5)
+
+
+def test_gemm_layers_fall_back_outside_their_special_case() -> None:
+    """A projection layer given a 2x2 input, or a column layer with output padding, is the parent's."""
+    torch.manual_seed(0)
+    proj, ref = ProjectionConvTranspose2d(4, 6, 3), torch.nn.ConvTranspose2d(4, 6, 3)
+    ref.load_state_dict(proj.state_dict())
+    h = torch.randn(2, 4, 2, 2)
+    torch.testing.assert_close(proj(h), ref(h))
+    col, ref = ColumnConvTranspose2d(4, 2, 3, 2, 1, output_padding=1), torch.nn.ConvTranspose2d(4, 2, 3, 2, 1, 1)
+    ref.load_state_dict(col.state_dict())
+    torch.testing.assert_close(col(h), ref(h))
