@@ -8,7 +8,7 @@ for vector data.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -64,39 +64,67 @@ def _out_act(info: DatasetInfo) -> nn.Module | None:
     return nn.Tanh() if info.kind == "image" else None
 
 
+def _leaky() -> nn.Module:
+    return nn.LeakyReLU(0.2)
+
+
+def conv_generator(
+    info: DatasetInfo,
+    latent_dim: int,
+    ngf: int,
+    act: Callable[[], nn.Module] = _leaky,
+    out: nn.Module | None = None,
+) -> nn.Sequential:
+    """[B, latent_dim] -> [B, *info.shape]: Linear to ``2ngf x H/4 x W/4``, then two stride-2 4x4
+    transposed convolutions (2ngf -> ngf -> C), ``act()`` between the layers, ``out`` at the end."""
+    c, h, w = info.shape
+    layers: list[nn.Module] = [
+        nn.Linear(latent_dim, 2 * ngf * (h // 4) * (w // 4)),
+        act(),
+        Reshape(2 * ngf, h // 4, w // 4),
+        nn.ConvTranspose2d(2 * ngf, ngf, 4, 2, 1),
+        act(),
+        nn.ConvTranspose2d(ngf, c, 4, 2, 1),
+    ]
+    return nn.Sequential(*layers, *([out] if out is not None else []))
+
+
+def conv_encoder(
+    info: DatasetInfo,
+    out_dim: int,
+    ndf: int,
+    act: Callable[[], nn.Module] = _leaky,
+    out: nn.Module | None = None,
+) -> nn.Sequential:
+    """[B, *info.shape] -> [B, out_dim]: two stride-2 4x4 convolutions (C -> ndf -> 2ndf), ``act()``
+    after each, then a Linear and ``out``."""
+    c, h, w = info.shape
+    layers: list[nn.Module] = [
+        nn.Conv2d(c, ndf, 4, 2, 1),
+        act(),
+        nn.Conv2d(ndf, 2 * ndf, 4, 2, 1),
+        act(),
+        nn.Flatten(),
+        nn.Linear(2 * ndf * (h // 4) * (w // 4), out_dim),
+    ]
+    return nn.Sequential(*layers, *([out] if out is not None else []))
+
+
 def build_generator(info: DatasetInfo, latent_dim: int, arch: str, hidden: Sequence[int], ngf: int = 64) -> nn.Module:
     """g(z): [B, latent_dim] -> [B, *info.shape] in the working scale.
 
-    MLP: ``latent_dim -> hidden... -> D``; conv: Linear to ``2ngf x H/4 x W/4`` then two stride-2
-    transposed convolutions (H/4 -> H/2 -> H).
+    MLP: ``latent_dim -> hidden... -> D``; conv: :func:`conv_generator` with LeakyReLU(0.2).
     """
     if arch == "mlp":
         return nn.Sequential(mlp([latent_dim, *hidden, info.dim], out_act=_out_act(info)), Reshape(*info.shape))
-    c, h, w = info.shape
-    return nn.Sequential(
-        nn.Linear(latent_dim, 2 * ngf * (h // 4) * (w // 4)),
-        nn.LeakyReLU(0.2),
-        Reshape(2 * ngf, h // 4, w // 4),
-        nn.ConvTranspose2d(2 * ngf, ngf, 4, 2, 1),
-        nn.LeakyReLU(0.2),
-        nn.ConvTranspose2d(ngf, c, 4, 2, 1),
-        nn.Tanh(),
-    )
+    return conv_generator(info, latent_dim, ngf, out=_out_act(info))
 
 
 def build_encoder(info: DatasetInfo, out_dim: int, arch: str, hidden: Sequence[int], ndf: int = 64) -> nn.Module:
     """e(x): [B, *info.shape] (working scale) -> [B, out_dim].
 
-    MLP: ``D -> reversed(hidden)... -> out_dim``; conv: two stride-2 convolutions then a Linear.
+    MLP: ``D -> reversed(hidden)... -> out_dim``; conv: :func:`conv_encoder` with LeakyReLU(0.2).
     """
     if arch == "mlp":
         return nn.Sequential(nn.Flatten(), mlp([info.dim, *reversed(tuple(hidden)), out_dim]))
-    c, h, w = info.shape
-    return nn.Sequential(
-        nn.Conv2d(c, ndf, 4, 2, 1),
-        nn.LeakyReLU(0.2),
-        nn.Conv2d(ndf, 2 * ndf, 4, 2, 1),
-        nn.LeakyReLU(0.2),
-        nn.Flatten(),
-        nn.Linear(2 * ndf * (h // 4) * (w // 4), out_dim),
-    )
+    return conv_encoder(info, out_dim, ndf)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from benchbed.contracts import DatasetInfo
+from benchbed_generators.nets import Reshape, conv_encoder, conv_generator
 from benchbed_mmd.kernels import dim_scaled_gmmn_variances, median_heuristic_variances
 
 OUTPUTS = ("auto", "sigmoid", "linear")
@@ -99,3 +100,17 @@ def set_schedule(opt: torch.optim.Optimizer, kind: str, lr: float, momentum: flo
         group["lr"] = lr / 10.0 if decayed else lr
         if kind == "sgd":
             group["momentum"] = 1.0 - (1.0 - momentum) / 10.0 if decayed else momentum
+
+
+
+def flat_conv_generator(info: DatasetInfo, in_dim: int, channels: int, out: nn.Module | None = None) -> nn.Sequential:
+    """[B, in_dim] -> [B, D] flat images (the MMD models work with flat vectors): the generator
+    family's conv generator (:func:`benchbed_generators.nets.conv_generator`, ``channels`` maps)
+    with ReLU as in the GMMN nets, ``out`` (the sigmoid for [0, 1] images) and a flatten."""
+    return nn.Sequential(conv_generator(info, in_dim, channels, act=nn.ReLU, out=out), nn.Flatten())
+
+
+def flat_conv_encoder(info: DatasetInfo, out_dim: int, channels: int, out: nn.Module | None = None) -> nn.Sequential:
+    """[B, D] flat images -> [B, out_dim]: unflatten, then the generator family's conv encoder
+    (:func:`benchbed_generators.nets.conv_encoder`) with ReLU and ``out``."""
+    return nn.Sequential(Reshape(*info.shape), conv_encoder(info, out_dim, channels, act=nn.ReLU, out=out))
