@@ -1,8 +1,9 @@
-"""Shared helpers of the ebm plugin's tests: an exact Gaussian-kernel MMD and the untrained baseline."""
+"""Shared helpers of the ebm plugin's tests: an exact Gaussian-kernel MMD and the learning scores."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -27,3 +28,17 @@ def gaussian_mmd2(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.fixture
 def mmd2() -> Callable[[torch.Tensor, torch.Tensor], float]:
     return gaussian_mmd2
+
+
+def recon_and_sample_mmd(model: Any, bundle: Any, n: int = 300) -> tuple[float, float]:
+    """(reconstruction MSE, sample MMD^2) of ``model`` on the first ``n`` test images (fixed seed)."""
+    x = bundle.test.x[:n]
+    torch.manual_seed(0)
+    with torch.no_grad():
+        rec = float(((model.reconstruct(x) - x) ** 2).mean())
+        return rec, gaussian_mmd2(model.sample(n), x)
+
+
+@pytest.fixture
+def scores() -> Callable[[Any, Any], tuple[float, float]]:
+    return recon_and_sample_mmd
