@@ -84,7 +84,3 @@ class BottomUpPosterior(Distribution):
             m, s = up(zs[l])
             total = total + normal_log_prob(zs[l + 1], m, s)
         return total
-
-    @property
-    def mean(self) -> torch.Tensor:  # pragma: no cover - only a greedy approximation exists
-        raise NotImplementedError("BottomUpPosterior has no closed-form mean; use BottomUpInference.mean_code")
