@@ -131,12 +131,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     store = _store(args, suite)
     if args.format:
         tables, notes = leaderboard.build_tables(store, suite, registry)
-        caption = f"benchbed suite {suite.name}:"
-        render = {"md": lambda: leaderboard.readme(suite, tables, notes, store),
-                  "csv": lambda: leaderboard.to_csv(tables),
-                  "tex": lambda: leaderboard.to_latex(tables, notes, caption=caption)}
-        text = render[args.format]()
-        sys.stdout.write(text)
+        sys.stdout.write(leaderboard.render(args.format, store, suite, tables, notes))
         return 0
     for path in leaderboard.write(store, suite, registry, Path(args.out) if args.out else (suite.folder or Path.cwd())):
         print(f"benchbed: wrote {path}")
@@ -165,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="train and evaluate every cell of a suite, then write its tables",
                          description="Train and evaluate every cell of SUITE not already in the store (resumable), "
-                                     "then write README.md, results.csv and table.tex beside the suite file.")
+                                     "then write README.md, results.csv, table.tex and index.html beside the "
+                                     "suite file.")
     run.add_argument("suite", metavar="SUITE", help="suite file, or name of a folder under leaderboards/")
     run.add_argument("--jobs", "-j", type=int, default=1, help="cells run in parallel in a local process pool")
     run.add_argument("--store", help="SQLite result store (default: results.sqlite beside the suite file)")
@@ -190,9 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     lb = sub.add_parser("leaderboard", help="build a suite's tables from its store",
                         description="Build a suite's tables from the store: with --format print one format, "
-                                    "otherwise write README.md, results.csv and table.tex.")
+                                    "otherwise write README.md, results.csv, table.tex and index.html.")
     lb.add_argument("suite", metavar="SUITE")
-    lb.add_argument("--format", choices=["md", "csv", "tex"], help="print this format to stdout")
+    lb.add_argument("--format", choices=["md", "csv", "tex", "html"], help="print this format to stdout")
     lb.add_argument("--store", help="SQLite result store (default: results.sqlite beside the suite file)")
     lb.add_argument("--out", help="folder for the files (default: the suite's folder)")
     lb.set_defaults(func=cmd_leaderboard)

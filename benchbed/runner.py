@@ -22,6 +22,7 @@ import torch
 from benchbed.contracts import DataBundle, EvalContext, MetricResult
 from benchbed.errors import Diverged, NotApplicable
 from benchbed.grid import Cell, incompatibility
+from benchbed.preview import make_preview
 from benchbed.progress import Progress
 from benchbed.provenance import device_description, environment
 from benchbed.registry import Registry
@@ -217,6 +218,8 @@ class CellRunner:
             if callable(getattr(model, "resolved_settings", None)):  # settings a model derived from the data
                 fields["provenance"]["model_settings"] = model.resolved_settings()
             metrics = self._evaluate(cell, model, data, self.suite.metrics)
+            if reason := self._store_preview(cell, model, data):
+                fields["provenance"]["preview_error"] = reason
         except Diverged as exc:
             fields["wall_time"] = time.perf_counter() - t0
             self.store.finish(run_id, status="diverged", error=str(exc), fields=fields)
@@ -233,9 +236,11 @@ class CellRunner:
         """A finished cell whose metric set changed: evaluate the new metrics on the saved final model."""
         have = self.store.metric_hashes(cell.run_id)
         todo = tuple(m for m in self.suite.metrics if have.get(m.label) != _metric_settings_hash(m))
-        if not todo:
+        if not todo and self.store.preview(cell.run_id) is not None:
             return CellOutcome(cell.run_id, cell.title, "skipped", "finished before (ok)")
         state = self._load_checkpoint(cell.run_id)
+        if state is None and not todo:  # only the preview is missing: not worth a failure
+            return CellOutcome(cell.run_id, cell.title, "skipped", "finished before (ok)")
         if state is None:
             rows = [self._row(m, "failed", reason="the cell's final checkpoint is missing: delete the run to "
                               "retrain it") for m in todo]
@@ -246,9 +251,29 @@ class CellRunner:
         model.restore(state["model"])
         if hasattr(model, "eval"):
             model.eval()
-        self.store.put_metrics(cell.run_id, self._evaluate(cell, model, data, todo))
-        return CellOutcome(cell.run_id, cell.title, "evaluated", f"{len(todo)} new metric(s)",
-                           seconds=time.perf_counter() - t0)
+        if todo:
+            self.store.put_metrics(cell.run_id, self._evaluate(cell, model, data, todo))
+        if self.store.preview(cell.run_id) is None:  # stores made before previews existed
+            self._store_preview(cell, model, data)
+        detail = f"{len(todo)} new metric(s)" if todo else "sample preview drawn"
+        return CellOutcome(cell.run_id, cell.title, "evaluated", detail, seconds=time.perf_counter() - t0)
+
+    def _store_preview(self, cell: Cell, model: Any, data: DataBundle) -> str:
+        """Draw and store the cell's sample preview after its metrics; returns why it failed, or ''.
+
+        A preview is an illustration, so its failure never fails the cell.  A model that cannot sample,
+        or whose sampling failed, gets an empty payload, so that a later run does not try again.
+        """
+        payload, reason = b"", ""
+        try:
+            seed_everything(cell.seed)
+            preview = make_preview(model, data)
+            payload = b"" if preview is None else preview.to_bytes()
+        except Exception as exc:  # noqa: BLE001 - recorded in the run's provenance instead
+            reason = _error_text(exc)
+        self.store.put_preview(cell.run_id, payload)
+        return reason
+
 
     # -- metrics --------------------------------------------------------------------------------
 

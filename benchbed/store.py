@@ -65,6 +65,10 @@ CREATE TABLE IF NOT EXISTS metrics (
     PRIMARY KEY (run_id, metric)
 );
 CREATE INDEX IF NOT EXISTS runs_suite ON runs(suite);
+CREATE TABLE IF NOT EXISTS previews (        -- a few samples per run, for the HTML leaderboard
+    run_id TEXT PRIMARY KEY REFERENCES runs(run_id) ON DELETE CASCADE,
+    payload BLOB NOT NULL                    -- benchbed.preview.Preview.to_bytes(), or empty: none
+);
 """
 
 FINISHED = ("ok", "failed", "diverged", "n/a")
@@ -235,7 +239,18 @@ class Store:
                        (run_id, *cols.values()))
             self._put_metric(db, run_id, metric)
 
+    def put_preview(self, run_id: str, payload: bytes) -> None:
+        """Store (or replace) a run's sample preview (bytes of :class:`benchbed.preview.Preview`)."""
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO previews (run_id, payload) VALUES (?, ?)", (run_id, payload))
+
     # -- reading --------------------------------------------------------------------------------
+
+    def preview(self, run_id: str) -> bytes | None:
+        """A run's stored sample preview; ``b""`` if it has none (cannot sample), ``None`` if not yet drawn."""
+        row = self._db.execute("SELECT payload FROM previews WHERE run_id=?", (run_id,)).fetchone()
+        return None if row is None else bytes(row[0])
+
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         """One run with its metrics, JSON columns decoded; a unique prefix of the id is enough."""

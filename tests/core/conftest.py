@@ -103,8 +103,10 @@ class LinearAE(LatentModel):
         flag_file: str = "",
         flag_at: int = -1,
         flag_action: str = "interrupt",
+        sample_fails: bool = False,
     ) -> None:
         super().__init__()
+        self.sample_fails = sample_fails
         self.latent_dim = latent_dim
         self.lr = lr
         self.noise = noise
@@ -154,6 +156,8 @@ class LinearAE(LatentModel):
         return self.dec(self.infer(x)).view(x.shape)
 
     def sample(self, n: int) -> torch.Tensor:
+        if self.sample_fails:
+            raise RuntimeError("fake sampling failure")
         return self.dec(torch.randn(n, self.latent_dim, device=self.dec.weight.device)).view(n, *self.shape)
 
 

@@ -138,17 +138,18 @@ def builtin_run(tmp_path_factory) -> tuple[Path, Path, str, str]:
     return suite, store, out.getvalue(), err.getvalue()
 
 
-def test_run_writes_the_three_tables(builtin_run) -> None:
+def test_run_writes_the_tables_and_the_page(builtin_run) -> None:
     suite, store, out, err = builtin_run
     folder = suite.parent
     assert f"benchbed: suite cli: 1 cells (1 ok); store {store}" in out
-    for name in ("README.md", "results.csv", "table.tex"):
+    for name in ("README.md", "results.csv", "table.tex", "index.html"):
         assert f"benchbed: wrote {folder / name}" in out
         assert (folder / name).is_file()
     readme = (folder / "README.md").read_text()
     assert "# Leaderboard: cli" in readme and "| vae |" in readme and "Recon MSE ↓" in readme
     assert (folder / "results.csv").read_text().startswith("dataset,row,kind,metric,mean,std,n_ok,n,status,reason")
     assert r"\toprule" in (folder / "table.tex").read_text()
+    assert '<table class="sortable">' in (folder / "index.html").read_text()
     assert "[benchbed] suite cli: ok" in err  # plain progress lines without a TTY
 
 
@@ -166,7 +167,7 @@ def test_leaderboard_format_csv(builtin_run, capsys) -> None:
 def test_leaderboard_writes_files_to_out(builtin_run, tmp_path, capsys) -> None:
     suite, store, _, _ = builtin_run
     assert cli.main(["leaderboard", str(suite), "--store", str(store), "--out", str(tmp_path)]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "results.csv", "table.tex"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "index.html", "results.csv", "table.tex"]
 
 
 def test_show_prints_the_provenance_json(builtin_run, capsys) -> None:

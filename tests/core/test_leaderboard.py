@@ -170,10 +170,10 @@ def test_stale_runs_of_an_edited_suite_are_not_shown(make_suite, runner, fake_re
     assert len({r["run_id"] for r in store.frame() if r["kind"] == "model"}) == 4
 
 
-def test_write_produces_three_files_with_readme_provenance(filled, fake_registry, tmp_path) -> None:
+def test_write_produces_four_files_with_readme_provenance(filled, fake_registry, tmp_path) -> None:
     suite, store, _ = filled
     paths = leaderboard.write(store, suite, fake_registry, tmp_path / "out")
-    assert [p.name for p in paths] == ["README.md", "results.csv", "table.tex"]
+    assert [p.name for p in paths] == ["README.md", "results.csv", "table.tex", "index.html"]
     readme = paths[0].read_text()
     assert readme.startswith("# Leaderboard: lb\n")
     assert "Reproduce with `benchbed run lb`." in readme

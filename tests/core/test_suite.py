@@ -17,7 +17,7 @@ from benchbed.suite import TOP_KEYS, load_suite, parse_suite
 
 VALID_KEYS = ", ".join(sorted(TOP_KEYS))
 LINEAR_PARAMS = ("latent_dim, lr, noise, hidden, scale, mode, fail_at, fail_seed, nan_at, flag_file, flag_at, "
-                 "flag_action")
+                 "flag_action, sample_fails")
 
 
 def _error(make_suite, body: str, header: str | None = None) -> str:
