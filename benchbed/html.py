@@ -128,6 +128,11 @@ def tile(images: np.ndarray, lo: float, hi: float, gap: int = 1) -> np.ndarray:
     return canvas[..., 0] if c == 1 else canvas
 
 
+def count_outside(points: np.ndarray, centre: np.ndarray, half: np.ndarray) -> int:
+    """How many of ``points`` [n, k] lie outside the box ``centre`` +- ``half`` ([k] each)."""
+    return int((np.abs(points - centre) > half).any(axis=1).sum())
+
+
 def samples_figure(previews: Sequence[tuple[str, Preview]]) -> str:
     """The test data, then each model's samples: a PNG data URI.  All previews of one data set."""
     data = previews[0][1].data
@@ -149,6 +154,10 @@ def samples_figure(previews: Sequence[tuple[str, Preview]]) -> str:
             if x is not data:
                 s = x.reshape(len(x), -1).astype(np.float32)
                 ax.scatter(s[:, x_col], s[:, y_col], s=1, c="#d62728", linewidths=0)
+                # The view is the data's extent; say how many samples fell outside it rather than
+                # zooming out until the data is a dot.
+                if outside := count_outside(s[:, [x_col, y_col]], centre[[x_col, y_col]], half[[x_col, y_col]]):
+                    label = f"{label} ({outside}/{len(s)} outside)"
             ax.set_xlim(centre[x_col] - half[x_col], centre[x_col] + half[x_col])
             ax.set_ylim(centre[y_col] - half[y_col], centre[y_col] + half[y_col])
         ax.set_title(label, fontsize=7)

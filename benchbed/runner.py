@@ -233,7 +233,8 @@ class CellRunner:
         return CellOutcome(run_id, cell.title, "ok", "", True, fields["wall_time"])
 
     def _evaluate_missing(self, cell: Cell, t0: float) -> CellOutcome:
-        """A finished cell whose metric set changed: evaluate the new metrics on the saved final model."""
+        """A finished cell whose metric set changed, or that has no sample preview yet (a store written
+        before previews existed): evaluate / draw what is missing from the saved final model."""
         have = self.store.metric_hashes(cell.run_id)
         todo = tuple(m for m in self.suite.metrics if have.get(m.label) != _metric_settings_hash(m))
         if not todo and self.store.preview(cell.run_id) is not None:
@@ -273,7 +274,6 @@ class CellRunner:
             reason = _error_text(exc)
         self.store.put_preview(cell.run_id, payload)
         return reason
-
 
     # -- metrics --------------------------------------------------------------------------------
 

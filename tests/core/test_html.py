@@ -208,3 +208,8 @@ def test_curve_limits_skip_the_initial_spike() -> None:
     lo, hi = html.curve_limits(points, ["loss"])
     assert lo < 1.1 and 1.99 < hi < 2.2
     assert html.curve_limits([{"step": 0.0, "loss": float("nan")}], ["loss"]) is None
+
+
+def test_count_outside_the_data_view() -> None:
+    pts = np.array([[0.0, 0.0], [2.5, 0.0], [0.0, -3.0], [1.9, 1.9]])
+    assert html.count_outside(pts, np.zeros(2), np.full(2, 2.0)) == 2
