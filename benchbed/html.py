@@ -39,7 +39,8 @@ tr.reference td { color: #666; font-style: italic; }
 img { max-width: 100%; } .note { color: #555; font-size: 0.85em; }
 """
 
-# Click a header: sort by that column (numbers numerically, empty cells last); click again: reverse.
+# Click a header: sort by that column; click again: reverse.  Numbers sort numerically and come
+# before text cells (n/a, failed) in both directions; empty cells come last.
 _SCRIPT = """
 document.querySelectorAll("table.sortable").forEach(function (table) {
   table.querySelectorAll("th").forEach(function (th, col) {
@@ -48,12 +49,12 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
       table.querySelectorAll("th").forEach(function (h) { h.classList.remove("asc", "desc"); });
       th.classList.add(asc ? "asc" : "desc");
       var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
-      function key(row) { var v = row.cells[col].getAttribute("data-sort"); return v === "" ? null : v; }
+      function rank(v) { return v === "" ? 2 : (isNaN(parseFloat(v)) ? 1 : 0); }
       rows.sort(function (a, b) {
-        var x = key(a), y = key(b);
-        if (x === null || y === null) { return (x === null) - (y === null); }
-        var nx = parseFloat(x), ny = parseFloat(y);
-        var d = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+        var x = a.cells[col].getAttribute("data-sort"), y = b.cells[col].getAttribute("data-sort");
+        var rx = rank(x), ry = rank(y);
+        if (rx !== ry) { return rx - ry; }
+        var d = rx === 0 ? parseFloat(x) - parseFloat(y) : x.localeCompare(y);
         return asc ? d : -d;
       });
       rows.forEach(function (r) { body.appendChild(r); });

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import base64
+import json
+import re
+import shutil
 import sqlite3
+import subprocess
 from html.parser import HTMLParser
 
 import numpy as np
@@ -213,3 +217,33 @@ def test_curve_limits_skip_the_initial_spike() -> None:
 def test_count_outside_the_data_view() -> None:
     pts = np.array([[0.0, 0.0], [2.5, 0.0], [0.0, -3.0], [1.9, 1.9]])
     assert html.count_outside(pts, np.zeros(2), np.full(2, 2.0)) == 2
+
+
+# A minimal DOM stand-in (one table, a text column and a value column) to run the page's sort script.
+_HARNESS = """
+function classList() { const s = new Set(); return { add: (...a) => a.forEach(x => s.add(x)),
+  remove: (...a) => a.forEach(x => s.delete(x)), contains: x => s.has(x) }; }
+const data = [["a", "0.5"], ["b", "n/a [1]"], ["c", "-2"], ["d", ""], ["e", "10"], ["f", "failed [2]"]];
+const rows = data.map(([m, v]) => ({ label: m, cells: [{ getAttribute: () => m }, { getAttribute: () => v }] }));
+const body = { rows: rows.slice(), appendChild(r) { this.rows = this.rows.filter(x => x !== r); this.rows.push(r); } };
+const ths = [0, 1].map(() => ({ classList: classList(), listeners: [],
+  addEventListener(e, f) { this.listeners.push(f); } }));
+globalThis.document = { querySelectorAll: () => [{ querySelectorAll: () => ths, tBodies: [body] }] };
+eval(SCRIPT);
+const order = () => body.rows.map(r => r.label).join("");
+const out = [];
+ths[1].listeners[0](); out.push(order());
+ths[1].listeners[0](); out.push(order());
+ths[0].listeners[0](); out.push(order());
+console.log(out.join(" "));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run the page's script")
+def test_sort_script_orders_numbers_then_text_then_empty(tmp_path) -> None:
+    script = re.search(r"<script>(.*)</script>", html.page("t", [], [], []), re.S).group(1)
+    harness = tmp_path / "harness.js"
+    harness.write_text(f"const SCRIPT = {json.dumps(script)};\n{_HARNESS}")
+    out = subprocess.run(["node", str(harness)], capture_output=True, text=True, check=True).stdout.split()
+    # ascending, descending (numbers reversed, text and empty cells still below), then by the label column
+    assert out == ["caefbd", "eacbfd", "abcdef"]  # "failed [2]" < "n/a [1]" as text
