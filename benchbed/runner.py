@@ -237,7 +237,8 @@ class CellRunner:
         before previews existed): evaluate / draw what is missing from the saved final model."""
         have = self.store.metric_hashes(cell.run_id)
         todo = tuple(m for m in self.suite.metrics if have.get(m.label) != _metric_settings_hash(m))
-        if not todo and self.store.preview(cell.run_id) is not None:
+        needs_preview = self.store.preview(cell.run_id) is None  # stores made before previews existed
+        if not todo and not needs_preview:
             return CellOutcome(cell.run_id, cell.title, "skipped", "finished before (ok)")
         state = self._load_checkpoint(cell.run_id)
         if state is None and not todo:  # only the preview is missing: not worth a failure
@@ -254,7 +255,7 @@ class CellRunner:
             model.eval()
         if todo:
             self.store.put_metrics(cell.run_id, self._evaluate(cell, model, data, todo))
-        if self.store.preview(cell.run_id) is None:  # stores made before previews existed
+        if needs_preview:
             self._store_preview(cell, model, data)
         detail = f"{len(todo)} new metric(s)" if todo else "sample preview drawn"
         return CellOutcome(cell.run_id, cell.title, "evaluated", detail, seconds=time.perf_counter() - t0)

@@ -251,7 +251,6 @@ class Store:
         row = self._db.execute("SELECT payload FROM previews WHERE run_id=?", (run_id,)).fetchone()
         return None if row is None else bytes(row[0])
 
-
     def run(self, run_id: str) -> dict[str, Any] | None:
         """One run with its metrics, JSON columns decoded; a unique prefix of the id is enough."""
         rows = self._db.execute("SELECT * FROM runs WHERE substr(run_id, 1, length(?)) = ?",
