@@ -42,34 +42,48 @@ weights; ``tests/mmd/test_jgmmn.py``):
 
 * Latent size matters more than the architecture.  At latent_dim 10 (MLP, 300 steps) the trained
   codes barely beat a random encoder, which already encodes position linearly (R^2 x/y ~0.7/0.6).
-  At latent_dim 4 (the per-shape factors scale, rotation, x, y are 4) with n_modes 3 (one mode per
-  shape class), prior_std 0.2 and x-kernel variances (4, ..., 128) - ~6x the dim-scaled GMMN set,
-  so that the x-kernel does not vanish between images of different positions (median squared
-  distance 18) - the conv pair lifts R^2 of x/y from 0.73/0.12, 0.53/0.46, 0.37/0.46 (untrained) to
-  0.88/0.71, 0.85/0.73, 0.67/0.80 after 400 steps.  Scale (R^2 ~0.15-0.45 either way) and the shape
-  id (probe accuracy ~0.4, chance 0.33) are *not* linearly readable better than from the random
-  encoder.  E spends the three prior modes on three regions of the image, not on the shapes (the
-  test codes nearest each mode have mean x, y differing by 0.4-0.6 and hold the three shapes in
-  about equal numbers), so scale can lie along a different direction in each region: a
-  15-nearest-neighbour probe does find it, scale R^2 0.37/0.43/0.19 -> 0.52/0.55/0.59 (its shape
-  accuracy only 0.43-0.46 -> 0.51-0.55).  None of these moved the linear scale probe (2 seeds, 400
-  steps): x-variances (0.5..4), (1..32) or with sum-pooled 4x4 views as extra kernel factors; small
-  z-variances; the unbiased estimate; lr 5e-4 or 1e-3 with beta1 0.9; 64 channels; batch 512 or
-  1024 prior samples per step; a unimodal prior; continuous dimensions added beside the modes.
-* The regulariser pulls the codes onto the prior only where the JMMD alone leaves the code marginal
-  off it: MLP, latent_dim 10, 300 steps: code-to-prior MMD^2 0.034 / 0.025 / 0.032 with
-  ``reg_weight`` 1 vs 0.076 / 0.039 / 0.066 with 0.  In the latent-4 configuration above the JMMD
-  already brings the codes to the same floor with or without it (0.007-0.019 both; reg_weight 5 too):
-  the data manifold is connected, so a continuous E cannot split it into three separated modes and
-  both terms stop at that floor.  JMMD = 0 already implies that the code marginal is the prior, so
-  the regulariser can only help where the JMMD's gradient on E is weak.  The effect above needs
-  both the MLP and the narrow "auto" x-kernel (variances 0.65..26 at D = 256): the same MLP with
-  the wide x-variances (4..128) gives 0.024 vs 0.024 and 0.029 vs 0.030 (seeds 0/1, 400 steps), and
-  the conv pair (latent 4) with "auto" 0.0074 vs 0.0075 and 0.016 vs 0.014.
+  The probe configuration is therefore latent_dim 4 (the per-shape factors scale, rotation, x, y),
+  n_modes 3 (one mode per shape class), prior_std 0.2, conv pair, x-kernel variances (4, ..., 128)
+  (~6x the dim-scaled GMMN set, so that the x-kernel does not vanish between images of different
+  positions: median squared distance 18), 400 steps.
+* The z-kernel decides whether the codes are linear in the factors.  With the former default
+  z-variances (the median heuristic's multipliers 1/256 .. 4 of half the median squared distance
+  between prior samples, 0.8 for this prior, so the narrowest is 0.003) linear R^2 of x/y rises
+  from 0.73/0.12, 0.53/0.46, 0.37/0.46 (untrained) to 0.88/0.71, 0.85/0.73, 0.67/0.80, but scale
+  does not move (0.24/0.33/0.05 -> 0.23/0.15/0.44); a 15-nearest-neighbour probe finds it
+  (0.37/0.43/0.19 -> 0.52/0.55/0.59).  With the present default (multipliers 1, 4, 16, no narrow
+  components) x/y reach 0.69/0.91, 0.84/0.66, 0.81/0.89 and scale 0.47/0.50/0.48 (the conv VAE,
+  latent 4, same budget: 0.72/0.64); the logistic shape accuracy goes from 0.39/0.40/0.39 to
+  0.45/0.44/0.44, against 0.46/0.45/0.47 from the raw pixels (chance 0.33).  It is the narrow
+  components that hurt (scale R^2, seeds 0/1): (0.2, 0.8, 3.3), the former default without its
+  three narrowest, gives 0.25/0.33; (1, 3, 10) gives 0.49/0.50; the former three narrowest plus
+  (1, 3, 10) give 0.16/0.14.  Our reading: in every setting E spends the three prior modes on three
+  regions of the image, not on the shapes (the test codes nearest each mode have mean x, y
+  differing by 0.4-0.6 and hold the three shapes in about equal numbers).  A narrow z-kernel only
+  rewards pairs whose codes nearly coincide, so a coding in which scale turns to a different
+  direction in each region scores as well as one with a single direction, and the narrow terms'
+  gradients dominate.  Wide components compare pairs across the whole code space, closer to
+  low-order cross-moments of (x, z), which a single scale direction matches better.  None of these
+  moved the linear scale probe under the former z-kernel (2 seeds): x-variances (0.5..4), (1..32)
+  or with sum-pooled 4x4 views as extra kernel factors; 2000 steps; the unbiased estimate; lr 5e-4
+  or 1e-3 with beta1 0.9; 64 channels; batch 512 or 1024 prior samples per step; a unimodal prior;
+  overlapping modes (radius 0.4, std 0.25); continuous dimensions added beside the modes.
+* The default z-kernel also decides what the regulariser is for.  With the former narrow one, the
+  JMMD alone could diverge: on gmm8 (the quick suite's settings, seed 0) ``reg_weight`` 0 left 94%
+  of the samples outside radius 3 (reconstruction MSE 6e5) where ``reg_weight`` 1 had none.  With
+  the present default, both train (sample MMD 0.038 vs 0.034 with it; seed 1: 0.042 vs 0.059), and
+  the regulariser's measurable effect is on the code marginal where the JMMD's pull on E is weak:
+  MLP (64, 128), latent_dim 10, 500 steps on ``shapes``: code-to-prior MMD^2 (the model's z-kernel)
+  0.0075 / 0.0015 / 0.0067 with ``reg_weight`` 1 vs 0.032 / 0.023 / 0.013 with 0.  In the
+  latent-4 conv configuration above the JMMD brings the codes to the same floor either way (former
+  kernel: 0.007-0.019 both; present: 0.0019/0.0024/0.0001 on vs 0.0021/0.0012/0.0002 off): the data
+  manifold is connected, so a continuous E cannot split it into three separated modes, and JMMD = 0
+  already implies that the code marginal is the prior.
 
 Capabilities: ``sample`` = G(z) with z ~ p(z); ``infer`` = E(x); ``reconstruct`` = G(E(x)).
-Kernel variances "auto": for x as in GMMN (:func:`benchbed_mmd.nets.resolve_variances`), for z the
-median heuristic on prior samples.  The values used are kept in buffers (saved with checkpoints).
+Kernel variances "auto": for x as in GMMN (:func:`benchbed_mmd.nets.resolve_variances`), for z
+``Z_MEDIAN_MULTIPLIERS`` times half the median squared distance between prior samples.  The values
+used are kept in buffers (saved with checkpoints).
 """
 
 from __future__ import annotations
@@ -99,6 +113,11 @@ from benchbed_mmd.nets import (
 )
 from benchbed_mmd.priors import mixture_means, sample_mixture
 
+# Default z-kernel: variances 1, 4 and 16 times half the prior's median squared distance.  No narrow
+# components: those let E code a factor along a different direction in each prior mode (see the
+# module docstring, "The z-kernel decides ...").
+Z_MEDIAN_MULTIPLIERS: tuple[float, ...] = (1.0, 4.0, 16.0)
+
 
 class SoftBound(nn.Module):
     """``b * tanh(h / b)``: the identity near 0, saturating smoothly at +-b."""
@@ -124,7 +143,8 @@ class JGMMN(LatentModel):
             2 ``channels`` maps; images with side a multiple of 4, >= 16) or "auto" (conv where it applies).
         channels: conv width c.
         x_variances: data-kernel variances; ``None`` = auto.
-        z_variances: latent-kernel variances; ``None`` = median heuristic on prior samples.
+        z_variances: latent-kernel variances; ``None`` = ``Z_MEDIAN_MULTIPLIERS`` times half the
+            median squared distance between prior samples (wide kernels only: module docstring).
         reg_weight: lambda, the weight of the multi-modal regulariser (0 = off).
         code_bound: E's outputs lie in [-b, b]^latent_dim; ``None`` = prior_radius + 4 prior_std,
             ``inf`` = unbounded.
@@ -205,7 +225,8 @@ class JGMMN(LatentModel):
             vz = tuple(float(v) for v in self.z_variances)
         else:
             gen = torch.Generator().manual_seed(ctx.seed)
-            vz = median_heuristic_variances(sample_mixture(self.prior_means, self.prior_std, 1000, gen))
+            prior = sample_mixture(self.prior_means, self.prior_std, 1000, gen)
+            vz = median_heuristic_variances(prior, Z_MEDIAN_MULTIPLIERS)
         self.register_buffer("x_kernel_variances", torch.tensor(vx, dtype=torch.float64))
         self.register_buffer("z_kernel_variances", torch.tensor(vz, dtype=torch.float64))
         self.to(ctx.device)

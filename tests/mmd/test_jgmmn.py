@@ -1,10 +1,10 @@
-"""JGMMN on 16x16 ``shapes``: the inferred codes carry the ground-truth position better than an untrained
-encoder (scale only to a non-linear probe), and the multi-modal regulariser pulls the code distribution
+"""JGMMN on 16x16 ``shapes``: the inferred codes carry the ground-truth position, scale and shape
+better than an untrained encoder, and the multi-modal regulariser pulls the code distribution
 onto the structured prior.
 
-Probes are ridge regressions for the continuous factors (one 15-nearest-neighbour regression for
-scale), fitted on the train codes and scored on the test codes; the baseline is the same
-network and latent size at its initial weights.  Figures quoted are from ``OMP_NUM_THREADS=1`` CPU runs.
+Probes are fitted on the train codes and scored on the test codes: ridge regressions for the
+continuous factors, a logistic regression for the shape id.  The baseline is the same network and
+latent size at its initial weights.  Figures quoted are from ``OMP_NUM_THREADS=1`` CPU runs.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from sklearn.linear_model import Ridge
-from sklearn.neighbors import KNeighborsRegressor
+from sklearn.linear_model import LogisticRegression, Ridge
 
 from benchbed.testing import evaluate_metric, fit, load_dataset, make_eval_context
 from benchbed_mmd.mmd import mmd2
@@ -23,13 +22,13 @@ from benchbed_mmd.mmd import mmd2
 SEEDS = (0, 1, 2)
 DATA = {"size": 16, "n_train": 2000, "n_val": 100, "n_test": 1000}
 # Conv pair, latent size = the 4 per-shape factors, one prior mode per shape class; see the module
-# docstring of benchbed_mmd.jgmmn for why these values.
+# docstring of benchbed_mmd.jgmmn for why these values (and for the default z-kernel's).
 PROBE_PARAMS = {"arch": "conv", "latent_dim": 4, "n_modes": 3, "prior_std": 0.2,
                 "x_variances": (4.0, 8.0, 16.0, 32.0, 64.0, 128.0)}
 PROBE_STEPS = 400
 # The regulariser has a visible effect where the JMMD alone leaves the code marginal off the prior.
 REG_PARAMS = {"hidden": (64, 128), "n_modes": 3}
-REG_STEPS = 300
+REG_STEPS = 500
 BATCH = 128
 FACTORS = {"scale": 1, "x": 3, "y": 4}  # columns of extras["factors"]
 
@@ -61,15 +60,26 @@ def reg_models(bundles):
     return out
 
 
-def probe_r2(model, bundle, regressor=lambda: Ridge(alpha=1e-3)) -> dict[str, float]:
-    """Test R^2 of a regression (ridge by default) from the (standardised) codes to each continuous factor."""
+def codes(model, bundle) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) codes E(x), standardised with the train statistics only."""
     with torch.no_grad():
         z_train, z_test = model.infer(bundle.train.x).numpy(), model.infer(bundle.test.x).numpy()
-    mu, sd = z_train.mean(0), z_train.std(0) + 1e-8  # standardise with train statistics only
-    z_train, z_test = (z_train - mu) / sd, (z_test - mu) / sd
+    mu, sd = z_train.mean(0), z_train.std(0) + 1e-8
+    return (z_train - mu) / sd, (z_test - mu) / sd
+
+
+def probe_r2(model, bundle) -> dict[str, float]:
+    """Test R^2 of a ridge regression from the codes to each continuous factor."""
+    z_train, z_test = codes(model, bundle)
     f_train, f_test = bundle.extras["factors"]["train"].numpy(), bundle.extras["factors"]["test"].numpy()
-    return {name: float(regressor().fit(z_train, f_train[:, c]).score(z_test, f_test[:, c]))
+    return {name: float(Ridge(alpha=1e-3).fit(z_train, f_train[:, c]).score(z_test, f_test[:, c]))
             for name, c in FACTORS.items()}
+
+
+def shape_accuracy(features_train: np.ndarray, features_test: np.ndarray, bundle) -> float:
+    """Test accuracy of a logistic regression from the features to the shape id (chance 1/3)."""
+    clf = LogisticRegression(max_iter=3000).fit(features_train, bundle.train.y.numpy())
+    return float(clf.score(features_test, bundle.test.y.numpy()))
 
 
 def prior_mmd(model, bundle) -> float:
@@ -85,33 +95,40 @@ def test_inferred_codes_predict_position_better_than_untrained(probe_models, bun
     untrained, trained = probe_models[seed]
     before, after = probe_r2(untrained, bundles[seed]), probe_r2(trained, bundles[seed])
     pos_before, pos_after = np.mean([before["x"], before["y"]]), np.mean([after["x"], after["y"]])
-    # measured mean R^2 of (x, y), seeds 0/1/2: untrained 0.43/0.50/0.41 -> trained 0.79/0.79/0.73
-    # (margins 0.36/0.30/0.32).  Scale is not asserted: 0.24/0.33/0.05 -> 0.23/0.15/0.44.
+    # measured mean R^2 of (x, y), seeds 0/1/2: untrained 0.43/0.50/0.41 -> trained 0.80/0.75/0.85
     assert pos_after > pos_before + 0.15, (before, after)
-    # All three continuous factors together still clearly better (margins 0.24/0.13/0.35).
-    assert np.mean(list(after.values())) > np.mean(list(before.values())) + 0.07, (before, after)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_codes_carry_scale_nonlinearly(probe_models, bundles, seed: int) -> None:
-    """Scale is not linearly readable from the codes (see above), but a 15-nearest-neighbour probe finds it.
-
-    E spends the three prior modes on three regions of the image, not on the three shapes: grouping the
-    test codes by their nearest mode, the groups' mean x and y differ by 0.4-0.6 (positions lie in
-    [0, 1]) while each group holds the three shapes in about equal numbers.  Within each region scale
-    can then lie along a different direction, which a single linear map cannot read.
-    """
+def test_inferred_codes_predict_scale_better_than_untrained(probe_models, bundles, seed: int) -> None:
+    """Linear scale R^2.  E still spends the three prior modes on three regions of the image (the test
+    codes nearest each mode have mean x, y differing by 0.4-0.6 and hold the three shapes in about
+    equal numbers); the default z-kernel, wide only, is what makes scale lie along one direction
+    across them (the former default, with narrow components: 0.23/0.15/0.44 after training)."""
     untrained, trained = probe_models[seed]
-    knn = lambda: KNeighborsRegressor(n_neighbors=15)  # noqa: E731
-    before, after = probe_r2(untrained, bundles[seed], knn)["scale"], probe_r2(trained, bundles[seed], knn)["scale"]
-    # measured (seeds 0/1/2): 0.37/0.43/0.19 -> 0.52/0.55/0.59 (linear: 0.24/0.33/0.05 -> 0.23/0.15/0.44)
-    assert after > before + 0.08, (before, after)
+    before, after = probe_r2(untrained, bundles[seed])["scale"], probe_r2(trained, bundles[seed])["scale"]
+    # measured (seeds 0/1/2): 0.24/0.33/0.05 -> 0.47/0.50/0.48 (the conv VAE, latent 4, same budget: 0.72/0.64)
+    assert after > before + 0.1, (before, after)
+
+
+def test_inferred_codes_predict_shape_better_than_untrained(probe_models, bundles) -> None:
+    """The shape id is barely linearly readable even from the pixels at 16x16 (the shapes differ by
+    a few pixels at their edges): the trained codes come close to the pixels' accuracy."""
+    before, after, pixels = [], [], []
+    for seed, b in bundles.items():
+        untrained, trained = probe_models[seed]
+        before.append(shape_accuracy(*codes(untrained, b), b))
+        after.append(shape_accuracy(*codes(trained, b), b))
+        pixels.append(shape_accuracy(b.train.x.flatten(1).numpy(), b.test.x.flatten(1).numpy(), b))
+    # measured (seeds 0/1/2): untrained 0.39/0.40/0.39 -> trained 0.45/0.44/0.44; pixels 0.46/0.45/0.47
+    assert np.mean(after) > np.mean(before) + 0.03, (before, after, pixels)
+    assert np.mean(after) > np.mean(pixels) - 0.05, (before, after, pixels)
 
 
 def test_regulariser_pulls_codes_onto_the_structured_prior(reg_models, bundles) -> None:
     for seed, b in bundles.items():
         on, off = prior_mmd(reg_models[seed]["on"][0], b), prior_mmd(reg_models[seed]["off"][0], b)
-        # measured (seeds 0/1/2): on 0.034/0.025/0.032, off 0.076/0.039/0.066
+        # measured (seeds 0/1/2): on 0.0075/0.0015/0.0067, off 0.032/0.023/0.013
         assert on < 0.8 * off, (seed, on, off)
 
 
