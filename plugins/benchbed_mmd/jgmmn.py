@@ -71,10 +71,11 @@ weights; ``tests/mmd/test_jgmmn.py``):
 * The default z-kernel also decides what the regulariser is for.  With the former narrow one, the
   JMMD alone could diverge: on gmm8 (the quick suite's settings, seed 0) ``reg_weight`` 0 left 94%
   of the samples outside radius 3 (reconstruction MSE 6e5) where ``reg_weight`` 1 had none.  With
-  the present default, both train (sample MMD 0.038 vs 0.034 with it; seed 1: 0.042 vs 0.059), and
-  the regulariser's measurable effect is on the code marginal where the JMMD's pull on E is weak:
-  MLP (64, 128), latent_dim 10, 500 steps on ``shapes``: code-to-prior MMD^2 (the model's z-kernel)
-  0.0075 / 0.0015 / 0.0067 with ``reg_weight`` 1 vs 0.032 / 0.023 / 0.013 with 0.  In the
+  the present default both train (gmm8 sample MMD without / with it: 0.038 / 0.034 on seed 0,
+  0.042 / 0.059 on seed 1), and the regulariser's measurable effect is on the code marginal where
+  the JMMD's pull on E is weak: MLP (64, 128), latent_dim 10, 500 steps on ``shapes``, code-to-prior
+  MMD^2 (the model's z-kernel) 0.0075 / 0.0015 / 0.0067 with ``reg_weight`` 1 vs 0.032 / 0.023 /
+  0.013 with 0.  In the
   latent-4 conv configuration above the JMMD brings the codes to the same floor either way (former
   kernel: 0.007-0.019 both; present: 0.0019/0.0024/0.0001 on vs 0.0021/0.0012/0.0002 off): the data
   manifold is connected, so a continuous E cannot split it into three separated modes, and JMMD = 0
