@@ -57,17 +57,18 @@ weights; ``tests/mmd/test_jgmmn.py``):
   0.45/0.44/0.44, against 0.46/0.45/0.47 from the raw pixels (chance 0.33).  It is the narrow
   components that hurt (scale R^2, seeds 0/1): (0.2, 0.8, 3.3), the former default without its
   three narrowest, gives 0.25/0.33; (1, 3, 10) gives 0.49/0.50; the former three narrowest plus
-  (1, 3, 10) give 0.16/0.14.  Our reading: in every setting E spends the three prior modes on three
-  regions of the image, not on the shapes (the test codes nearest each mode have mean x, y
-  differing by 0.4-0.6 and hold the three shapes in about equal numbers).  A narrow z-kernel only
-  rewards pairs whose codes nearly coincide, so a coding in which scale turns to a different
-  direction in each region scores as well as one with a single direction, and the narrow terms'
-  gradients dominate.  Wide components compare pairs across the whole code space, closer to
-  low-order cross-moments of (x, z), which a single scale direction matches better.  None of these
-  moved the linear scale probe under the former z-kernel (2 seeds): x-variances (0.5..4), (1..32)
-  or with sum-pooled 4x4 views as extra kernel factors; 2000 steps; the unbiased estimate; lr 5e-4
-  or 1e-3 with beta1 0.9; 64 channels; batch 512 or 1024 prior samples per step; a unimodal prior;
-  overlapping modes (radius 0.4, std 0.25); continuous dimensions added beside the modes.
+  (1, 3, 10) give 0.16/0.14.  Our reading: under the former and the present default alike (seeds
+  0/1) E spends the three prior modes on three regions of the image, not on the shapes (the test
+  codes nearest each mode have mean x, y differing by 0.4-0.6 and hold the three shapes in about
+  equal numbers).  A narrow z-kernel only rewards pairs whose codes nearly coincide, so a coding
+  in which scale turns to a different direction in each region scores as well as one with a single
+  direction, and the narrow terms' gradients dominate.  Wide components compare pairs across the
+  whole code space, closer to low-order cross-moments of (x, z), which a single scale direction
+  matches better.  None of these moved the linear scale probe under the former z-kernel (2 seeds):
+  x-variances (0.5..4), (1..32) or with sum-pooled 4x4 views as extra kernel factors; 2000 steps;
+  the unbiased estimate; lr 5e-4 or 1e-3 with beta1 0.9; 64 channels; batch 512 or 1024 prior
+  samples per step; a unimodal prior; overlapping modes (radius 0.4, std 0.25); continuous
+  dimensions added beside the modes.
 * The default z-kernel also decides what the regulariser is for.  With the former narrow one, the
   JMMD alone could diverge: on gmm8 (the quick suite's settings, seed 0) ``reg_weight`` 0 left 94%
   of the samples outside radius 3 (reconstruction MSE 6e5) where ``reg_weight`` 1 had none.  With
@@ -75,11 +76,10 @@ weights; ``tests/mmd/test_jgmmn.py``):
   0.042 / 0.059 on seed 1), and the regulariser's measurable effect is on the code marginal where
   the JMMD's pull on E is weak: MLP (64, 128), latent_dim 10, 500 steps on ``shapes``, code-to-prior
   MMD^2 (the model's z-kernel) 0.0075 / 0.0015 / 0.0067 with ``reg_weight`` 1 vs 0.032 / 0.023 /
-  0.013 with 0.  In the
-  latent-4 conv configuration above the JMMD brings the codes to the same floor either way (former
-  kernel: 0.007-0.019 both; present: 0.0019/0.0024/0.0001 on vs 0.0021/0.0012/0.0002 off): the data
-  manifold is connected, so a continuous E cannot split it into three separated modes, and JMMD = 0
-  already implies that the code marginal is the prior.
+  0.013 with 0.  In the latent-4 conv configuration above the JMMD brings the codes to the same
+  floor either way (former kernel: 0.007-0.019 both; present: 0.0019/0.0024/0.0001 on vs
+  0.0021/0.0012/0.0002 off): the data manifold is connected, so a continuous E cannot split it into
+  three separated modes, and JMMD = 0 already implies that the code marginal is the prior.
 
 Capabilities: ``sample`` = G(z) with z ~ p(z); ``infer`` = E(x); ``reconstruct`` = G(E(x)).
 Kernel variances "auto": for x as in GMMN (:func:`benchbed_mmd.nets.resolve_variances`), for z
