@@ -102,7 +102,6 @@ def set_schedule(opt: torch.optim.Optimizer, kind: str, lr: float, momentum: flo
             group["momentum"] = 1.0 - (1.0 - momentum) / 10.0 if decayed else momentum
 
 
-
 def flat_conv_generator(info: DatasetInfo, in_dim: int, channels: int, out: nn.Module | None = None) -> nn.Sequential:
     """[B, in_dim] -> [B, D] flat images (the MMD models work with flat vectors): the generator
     family's conv generator (:func:`benchbed_generators.nets.conv_generator`, ``channels`` maps)
