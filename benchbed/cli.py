@@ -12,6 +12,7 @@ from typing import Any
 
 from benchbed import __version__
 from benchbed.errors import BenchbedError
+from benchbed.formats import FORMATS
 from benchbed.params import schema
 from benchbed.plugins import load_plugins
 from benchbed.registry import Registry
@@ -46,11 +47,26 @@ def _suite(name: str, registry: Registry) -> Suite:
     return load_suite(resolve_suite_path(name), registry)
 
 
-def _store(args: argparse.Namespace, suite: Suite):  # noqa: ANN202
+def _store(args: argparse.Namespace, suite: Suite, *, create: bool = True):  # noqa: ANN202
+    """The suite's store, with the suite folder's published runs imported (a fresh clone has only those).
+
+    ``create=False``: refuse to create an empty store when there is neither a store nor published runs.
+    """
+    from benchbed import published
     from benchbed.execute import default_store_path
     from benchbed.store import Store
 
-    return Store(args.store or default_store_path(suite))
+    path = Path(args.store) if args.store else default_store_path(suite)
+    runs = published.runs_path(suite.folder) if suite.folder is not None else None
+    if not create and not path.exists() and (runs is None or not runs.is_file()):
+        raise BenchbedError(
+            f"suite {suite.name!r} has no results: no store at {path} and no published runs"
+            + (f" ({runs} is missing)" if runs is not None else "")
+            + f". Run `benchbed run {args.suite}` first, or restore {runs} (e.g. `git checkout -- {runs}`).")
+    store = Store(path)
+    if runs is not None:
+        published.import_runs(store, runs)
+    return store
 
 
 def _sigterm_to_interrupt(signum: int, frame: Any) -> None:
@@ -128,10 +144,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     registry = _registry()
     suite = _suite(args.suite, registry)
-    store = _store(args, suite)
+    store = _store(args, suite, create=False)
     if args.format:
-        tables, notes = leaderboard.build_tables(store, suite, registry)
-        sys.stdout.write(leaderboard.render(args.format, store, suite, tables, notes))
+        sys.stdout.write(leaderboard.render(args.format, store, leaderboard.build(store, suite, registry)))
         return 0
     for path in leaderboard.write(store, suite, registry, Path(args.out) if args.out else (suite.folder or Path.cwd())):
         print(f"benchbed: wrote {path}")
@@ -185,10 +200,15 @@ def build_parser() -> argparse.ArgumentParser:
     plg.set_defaults(func=cmd_plugins)
 
     lb = sub.add_parser("leaderboard", help="build a suite's tables from its store",
-                        description="Build a suite's tables from the store: with --format print one format, "
-                                    "otherwise write README.md, results.csv, table.tex and index.html.")
+                        description="Build a suite's tables from its store and its published runs "
+                                    "(runs.jsonl beside the suite file): with --format print one format, otherwise "
+                                    "write README.md, results.csv, summary.csv, results.json, table.tex, "
+                                    "index.html and runs.jsonl.  Never replaces a non-empty published table "
+                                    "with an empty one.")
     lb.add_argument("suite", metavar="SUITE")
-    lb.add_argument("--format", choices=["md", "csv", "tex", "html"], help="print this format to stdout")
+    lb.add_argument("--format", choices=list(FORMATS),
+                    help="print this format to stdout: md (README.md), csv (results.csv, one line per run and "
+                         "metric), summary (summary.csv), json (results.json), tex (table.tex), html (index.html)")
     lb.add_argument("--store", help="SQLite result store (default: results.sqlite beside the suite file)")
     lb.add_argument("--out", help="folder for the files (default: the suite's folder)")
     lb.set_defaults(func=cmd_leaderboard)

@@ -16,7 +16,7 @@ Shapes: ``B`` = batch, ``D`` = data dims (``(C, H, W)`` images or ``(d,)`` vecto
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
@@ -300,13 +300,25 @@ class MetricResult:
 
     Attributes:
         value: the number in the table.
-        settings: estimator name, sample counts, feature extractor and weights hash, reference split...
+        settings: what produced the value and nothing else: estimator name, sample counts, feature
+            extractor and weights hash, reference split...  Stored with the record; when empty the
+            runner records the metric entry's parameters instead.
         details: extra values kept in the store (e.g. each held-out class's AUROC).
+        estimator: short tag of *what* the value is, e.g. ``"IWAE lb"`` or ``"energy"``.  Tables
+            show it wherever a column is not uniform, and never rank values with different tags
+            against each other unless the metric's spec says they are comparable
+            (:attr:`benchbed.specs.MetricSpec.ranks_across_estimators`).  Empty: one kind only.
+        stderr: standard error of ``value`` within this run (e.g. over test examples), or ``None``.
+        per_example: the per-example values ``value`` aggregates ([N], e.g. log-likelihoods or
+            anomaly scores); stored, and read back with :meth:`benchbed.store.Store.per_example`.
     """
 
     value: float
     settings: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    estimator: str = ""
+    stderr: float | None = None
+    per_example: Sequence[float] | torch.Tensor | None = None
 
 
 @dataclass(frozen=True)

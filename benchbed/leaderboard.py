@@ -1,386 +1,329 @@
-"""Leaderboards from the store: one table per data set, rows = model (+ sampler), columns = metrics.
+"""Published leaderboards: the files written beside a suite, rendered from :mod:`benchbed.tables`.
 
-Cells show mean ± std over seeds; headers carry ↑/↓; the best model value per column is bold;
-``n/a``, ``failed`` and ``diverged`` cells carry a numbered note with the reason.  Cost columns:
-training time, steps, parameters.  Written as Markdown (the suite folder's README.md), CSV and
-LaTeX (booktabs), and as a static HTML page with sample grids and training curves (:mod:`benchbed.html`).
+============== ================ ==========================================================================
+format         file             content
+============== ================ ==========================================================================
+``md``         ``README.md``    what was run, how to reproduce it, the tables with numbered notes
+``csv``        ``results.csv``  one line per (run, metric): run id, seed, value, standard error, estimator
+``summary``    ``summary.csv``  one line per (data set, row, metric): mean, standard error, marks
+``json``       ``results.json`` the whole leaderboard with every run's record and provenance
+``tex``        ``table.tex``    booktabs tables that fit an article page (:mod:`benchbed.latex`)
+``html``       ``index.html``   sortable tables, samples, curves, cost-quality plots (:mod:`benchbed.html`)
+============== ================ ==========================================================================
+
+Beside them :func:`write` keeps the portable run file (:mod:`benchbed.published`) that rebuilds all
+of them in a fresh clone.  It never replaces a published, non-empty table with an empty one.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
+from benchbed import published
+from benchbed.errors import BenchbedError
+from benchbed.formats import FILENAMES, FORMATS
 from benchbed.registry import Registry
+from benchbed.stats import ALPHA, TEST_NAME
 from benchbed.store import Store
-from benchbed.suite import Suite, config_hash
+from benchbed.suite import Suite
+from benchbed.tables import (
+    HYPERPARAMETERS,
+    PARAMETER_COUNT,
+    DatasetTable,
+    Leaderboard,
+    Notes,
+    TableCell,
+    build,
+    iter_cells,
+)
 
-FORMATS = ("md", "csv", "tex", "html")
-FILENAMES = {"md": "README.md", "csv": "results.csv", "tex": "table.tex", "html": "index.html"}
+#: How cells are read, once per published file.
+UNCERTAINTY = ("Cells: mean ± standard error over seeds (sample standard deviation / √n), rounded to two "
+               "significant digits of the error; `(k/n seeds)` where fewer than all seeds have a value.")
+MARKS = (f"Bold: the best model in its column among entries of the same estimator tag, using rows with every "
+         f"seed; `≈`: not significantly different from that best entry ({TEST_NAME} over seeds, two-sided, "
+         f"α = {ALPHA}); no mark is claimed for entries with fewer than two seeds. "
+         "A tag in parentheses says what a value is where a column mixes estimators or scores.")
+NAMES = (f"`{HYPERPARAMETERS}`: the settings that tell apart rows of one model; `{PARAMETER_COUNT}`: "
+         "trainable parameters; `train s`: training wall time per seed.")
 
 
-def fmt(value: float, digits: int = 4) -> str:
-    """``digits`` significant digits; scientific notation only for very large or small magnitudes."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+def legend_notes(board: Leaderboard, table: DatasetTable) -> list[str]:
+    """Notes that explain the table: omitted columns, uniform and mixed estimator tags."""
+    out = []
+    for col, reason in table.omitted:
+        out.append(f"Column {col.title} omitted for {table.dataset}: n/a for every model ({reason}).")
+    for col in table.metric_columns:
+        legend = board.legends.get(col.key, {})
+        if col.key in table.uniform:
+            tag = table.uniform[col.key]
+            meaning = f": {legend[tag]}" if tag in legend else ""
+            out.append(f"{col.title} on {table.dataset}: every value is {tag}{meaning}.")
+            continue
+        tags = sorted({c.estimator for r in table.rows if (c := r.cells.get(col.key)) and c.show_estimator})
+        if tags:
+            parts = [f"{t} = {legend[t]}" if t in legend else t for t in tags]
+            out.append(f"{col.title} on {table.dataset}, tags: " + "; ".join(parts) + ".")
+    return out
+
+
+def provenance_summary(store: Store, board: Leaderboard) -> str:
+    """One line on the software and machine behind the most recent run shown."""
+    runs = [r for r in (store.run(i) for i in reversed(board.run_ids())) if r and r["kind"] == "model"]
+    run = max((r for r in runs if r["provenance"]), key=lambda r: (r["started_at"], r["run_id"]), default=None)
+    if run is None:
         return ""
-    if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-4):
-        return f"{value:.{digits - 1}e}"
-    return f"{value:.{digits}g}"
+    p = run["provenance"]
+    return (f"Provenance: benchbed {p.get('benchbed')} (commit {str(p.get('git_commit'))[:12]}), "
+            f"torch {p.get('torch')}, device {p.get('device')}, Python {p.get('python')}. "
+            "Each run's record (configuration, provenance, metric settings) is in `results.json` and "
+            f"`{published.RUNS_FILE}`; `benchbed show RUN` prints one.")
 
 
-@dataclass
-class Notes:
-    """Numbered footnotes (reasons of n/a and failures), deduplicated."""
-
-    items: list[str] = field(default_factory=list)
-
-    def ref(self, text: str) -> int:
-        if text not in self.items:
-            self.items.append(text)
-        return self.items.index(text) + 1
-
-
-@dataclass(frozen=True)
-class MetricColumn:
-    label: str
-    title: str
-    higher_is_better: bool | None
-
-    @property
-    def header(self) -> str:
-        arrow = "" if self.higher_is_better is None else (" ↑" if self.higher_is_better else " ↓")
-        return self.title + arrow
-
-
-def metric_columns(suite: Suite, registry: Registry | None) -> list[MetricColumn]:
-    cols = []
-    for e in suite.metrics:
-        spec = None
-        if registry is not None and e.component in registry.entries["metric"]:
-            spec = registry.metric(e.component)
-        title = e.label if e.label != e.component or spec is None else spec.title
-        cols.append(MetricColumn(e.label, title, None if spec is None else spec.higher_is_better))
-    return cols
-
-
-def _current(row: dict[str, Any], run_ids: set[str] | None, suite: Suite) -> bool:
-    """Whether a stored run belongs to the suite as it is now (edited suites leave old runs behind)."""
-    if row["kind"] == "model":
-        return run_ids is None or row["run_id"] in run_ids
-    cfg = json.loads(row["config"])
-    # Compare hashes, not dicts: the stored config went through JSON (tuples became lists).  Labels are
-    # not part of the identity (a renamed entry is the same data set).
-    datasets = {config_hash(d.identity()) for d in suite.datasets}
-    metrics = {config_hash(m.identity()) for m in suite.metrics}
-    return config_hash(cfg.get("dataset")) in datasets \
-        and config_hash(cfg.get("metric")) in metrics and cfg.get("seed") in suite.seeds
-
-
-def tidy(store: Store, suite: Suite, run_ids: set[str] | None = None,
-         labels: dict[str, tuple[str, str, str]] | None = None) -> pd.DataFrame:
-    """One row per (run, metric) of the suite, with a ``row`` label = model (+ sampler).
-
-    ``run_ids``: the cells of the suite's current plan; runs of earlier versions are left out.
-    ``labels``: ``run_id -> (model, sampler, dataset)`` labels of the current plan; labels are not part
-    of a cell's identity, so a renamed entry keeps its stored run and is shown under its new name.
-    """
-    df = pd.DataFrame([r for r in store.frame(suite.name) if _current(r, run_ids, suite)])
-    if df.empty:
-        return df
-    by_hash = {config_hash(d.identity()): d.label for d in suite.datasets}
-    for i, r in df.iterrows():
-        if r["kind"] == "model" and labels and r["run_id"] in labels:
-            df.loc[i, ["model", "sampler", "dataset"]] = list(labels[r["run_id"]])
-        elif r["kind"] == "reference":
-            df.loc[i, "dataset"] = by_hash.get(config_hash(json.loads(r["config"]).get("dataset")), r["dataset"])
-    df = df[df["run_status"] != "running"].copy()
-    df["row"] = df["model"] + df["sampler"].map(lambda s: f" + {s}" if s else "")
-    return df
-
-
-def _differing_params(df: pd.DataFrame) -> dict[str, str]:
-    """``row -> "k=v, ..."`` for parameters that differ between rows of the same model component."""
-    out: dict[str, str] = {}
-    runs = df[df["kind"] == "model"].drop_duplicates("row")
-    for _, group in runs.groupby("model_component"):
-        params = {r["row"]: json.loads(r["config"])["model"]["params"] for _, r in group.iterrows()}
-        keys = sorted({k for p in params.values() for k in p})
-        differing = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in params.values()}) > 1]
-        for row, p in params.items():
-            out[row] = ", ".join(f"{k}={p.get(k)}" for k in differing)
-    return out
-
-
-@dataclass
-class DatasetTable:
-    """The table of one data set: display strings, raw means (for CSV) and notes."""
-
-    dataset: str
-    frame: pd.DataFrame  # display strings, index = row label
-    stats: pd.DataFrame  # tidy numbers: row, metric, mean, std, n_ok, n, status, reason
-    best: dict[str, str]  # metric label -> row label with the best mean
-    runs: dict[str, list[str]] = field(default_factory=dict)  # model row label -> its ok run ids, by seed
-
-
-def build_tables(store: Store, suite: Suite, registry: Registry | None = None,
-                 notes: Notes | None = None) -> tuple[list[DatasetTable], Notes]:
-    """The per-data-set tables of a suite from the store."""
-    notes = notes or Notes()
-    run_ids, labels = None, None
-    if registry is not None:
-        from benchbed.grid import plan
-
-        cells = plan(suite, registry)[0]
-        run_ids = {c.run_id for c in cells}
-        labels = {c.run_id: (c.model.label, c.sampler_label, c.dataset.label) for c in cells}
-    df = tidy(store, suite, run_ids, labels)
-    columns = metric_columns(suite, registry)
-    tables: list[DatasetTable] = []
-    if df.empty:
-        return tables, notes
-    params = _differing_params(df)
-    for dataset in [d.label for d in suite.datasets]:
-        sub = df[df["dataset"] == dataset]
-        if sub.empty:
-            continue
-        order = list(dict.fromkeys(sub.sort_values("kind", ascending=False, kind="stable")["row"]))
-        stats_rows, display, runs_of = [], {}, {}
-        for row in order:
-            runs = sub[sub["row"] == row]
-            kind = runs["kind"].iloc[0]
-            first = runs.drop_duplicates("run_id")
-            cells: dict[str, str] = {}
-            for col in columns:
-                cells[col.header] = _cell(runs, first, col, notes, stats_rows, row, kind)
-            model_runs = first[first["run_status"] == "ok"]
-            if kind == "model":
-                runs_of[row] = list(model_runs.sort_values("seed")["run_id"])
-                cells["params"] = params.get(row, "")
-                cells["train s"] = fmt(model_runs["train_time"].mean()) if len(model_runs) else ""
-                cells["steps"] = str(int(first["train_steps"].max())) if len(first) else ""
-                cells["parameters"] = f"{int(first['n_params'].max()):,}" if first["n_params"].max() else ""
-                cells["seeds"] = f"{len(model_runs)}/{len(first)}"
-            else:
-                cells.update({"params": "reference", "train s": "", "steps": "", "parameters": "", "seeds": ""})
-            display[row] = cells
-        stats = pd.DataFrame(stats_rows)
-        best = _best(stats, columns)
-        frame = pd.DataFrame.from_dict(display, orient="index")
-        if not any(frame["params"].astype(bool) & (frame["params"] != "reference")):
-            frame = frame.drop(columns=["params"])
-        tables.append(DatasetTable(dataset, frame, stats, best, runs_of))
-    return tables, notes
-
-
-def _cell(runs: pd.DataFrame, first: pd.DataFrame, col: MetricColumn, notes: Notes,
-          stats_rows: list[dict[str, Any]], row: str, kind: str) -> str:
-    """Display string of one (row, metric) cell; appends its numbers to ``stats_rows``."""
-    n = len(first)
-    bad = first[first["run_status"].isin(["failed", "diverged"])]
-    vals = runs[(runs["metric"] == col.label)]
-    ok = vals[vals["metric_status"] == "ok"]
-    mean = float(ok["value"].mean()) if len(ok) else math.nan
-    std = float(ok["value"].std(ddof=1)) if len(ok) > 1 else math.nan
-    status, reason = "ok", ""
-    if len(bad) == n and n:
-        status, reason = bad["run_status"].iloc[0], str(bad["error"].iloc[0])
-    elif len(ok) == 0:
-        other = vals[vals["metric_status"] != "ok"]
-        if other.empty:
-            if kind == "reference":
-                return ""
-            status, reason = "missing", "not evaluated"
-        else:
-            status, reason = str(other["metric_status"].iloc[0]), str(other["reason"].iloc[0])
-    stats_rows.append({"row": row, "kind": kind, "metric": col.label, "mean": mean, "std": std, "n_ok": len(ok),
-                       "n": n, "status": status, "reason": reason})
-    if status != "ok":
-        return f"{status} [{notes.ref(reason)}]"
-    text = fmt(mean) + (f" ± {fmt(std, 2)}" if not math.isnan(std) else "")
-    if len(ok) < n:
-        text += f" ({len(ok)}/{n} seeds) [{notes.ref(_partial_reason(vals, bad))}]"
-    return text
-
-
-def _partial_reason(vals: pd.DataFrame, bad: pd.DataFrame) -> str:
-    reasons = list(bad["error"]) + list(vals[vals["metric_status"] != "ok"]["reason"])
-    return reasons[0] if reasons else "some seeds missing"
-
-
-def _best(stats: pd.DataFrame, columns: list[MetricColumn]) -> dict[str, str]:
-    best: dict[str, str] = {}
-    if stats.empty:
-        return best
-    for col in columns:
-        s = stats[(stats["metric"] == col.label) & (stats["kind"] == "model") & (stats["status"] == "ok")]
-        s = s.dropna(subset=["mean"])
-        s = s[s["n_ok"] == s["n"]]  # a row missing seeds is not comparable
-        if col.higher_is_better is None or len(s) < 2:
-            continue
-        idx = s["mean"].idxmax() if col.higher_is_better else s["mean"].idxmin()
-        best[col.header] = str(s.loc[idx, "row"])
-    return best
-
-
-# -- renderers ------------------------------------------------------------------------------------
-
-
-def _bold(frame: pd.DataFrame, best: dict[str, str], wrap: tuple[str, str]) -> pd.DataFrame:
-    out = frame.copy()
-    for header, row in best.items():
-        if header in out.columns and row in out.index:
-            out.loc[row, header] = f"{wrap[0]}{out.loc[row, header]}{wrap[1]}"
-    return out
+# -- Markdown -------------------------------------------------------------------------------------
 
 
 def _md_escape(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def to_markdown(tables: list[DatasetTable], notes: Notes) -> str:
-    """All tables as GitHub Markdown (bold best, numbered notes below)."""
+def marked(cell: TableCell, text: str, bold: tuple[str, str], tie: str = " ≈") -> str:
+    """``text`` with the cell's best (``bold`` wrap) or tie mark."""
+    if cell.best:
+        return f"{bold[0]}{text}{bold[1]}"
+    return text + tie if cell.tie else text
+
+
+def table_markdown(table: DatasetTable, notes: Notes) -> str:
+    header = "| model | " + " | ".join(c.header for c in table.columns) + " |"
+    sep = "|---|" + "|".join("---" for _ in table.columns) + "|"
+    lines = [header, sep]
+    for r in table.rows:
+        cells = []
+        for c in table.columns:
+            cell = r.cells.get(c.key, TableCell())
+            text = cell.text(notes)
+            cells.append(_md_escape(marked(cell, text, ("**", "**")) if text else ""))
+        lines.append(f"| {_md_escape(r.label)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def to_markdown(board: Leaderboard) -> str:
+    """All tables as GitHub Markdown (marks and numbered notes below)."""
     parts = []
-    for t in tables:
-        frame = _bold(t.frame, t.best, ("**", "**"))
-        header = "| model | " + " | ".join(frame.columns) + " |"
-        sep = "|---|" + "|".join("---" for _ in frame.columns) + "|"
-        rows = [f"| {_md_escape(idx)} | " + " | ".join(_md_escape(v) for v in r) + " |" for idx, r in frame.iterrows()]
-        parts.append(f"### {t.dataset}\n\n" + "\n".join([header, sep, *rows]))
-    if notes.items:
-        parts.append("Notes:\n\n" + "\n".join(f"{i}. {_md_escape(n)}" for i, n in enumerate(notes.items, 1)))
+    for t in board.tables:
+        parts.append(f"### {t.dataset}\n\n" + table_markdown(t, board.notes))
+        for text in legend_notes(board, t):
+            board.notes.ref(text)
+    if board.notes.items:
+        parts.append("Notes:\n\n" + "\n".join(f"{i}. {_md_escape(n)}" for i, n in enumerate(board.notes.items, 1)))
     return "\n\n".join(parts) + "\n"
 
 
-def to_csv(tables: list[DatasetTable]) -> str:
-    """Tidy numbers: one line per (data set, row, metric)."""
-    frames = [t.stats.assign(dataset=t.dataset) for t in tables if not t.stats.empty]
-    if not frames:
-        return "dataset,row,kind,metric,mean,std,n_ok,n,status,reason\n"
-    df = pd.concat(frames)[["dataset", "row", "kind", "metric", "mean", "std", "n_ok", "n", "status", "reason"]]
-    return df.to_csv(index=False, float_format="%.6g")
+def reproduce_command(suite: Suite) -> str:
+    """The command that reproduces a suite, from the repository root: by name for a folder under
+    ``leaderboards/``, else by the suite file's path (relative where it can be)."""
+    if suite.path is None:
+        return "benchbed run SUITE.toml"
+    path = suite.path.resolve()
+    cwd = Path.cwd().resolve()
+    if path.parent.parent == cwd / "leaderboards" and path.name == "suite.toml":
+        return f"benchbed run {path.parent.name}"
+    try:
+        return f"benchbed run {path.relative_to(cwd).as_posix()}"
+    except ValueError:
+        return f"benchbed run {published.scrub(str(path))}"
 
 
-_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                "±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "·": r"$\cdot$", "²": r"$^2$",
-                "×": r"$\times$", "≈": r"$\approx$"}
-
-
-def tex_escape(text: str) -> str:
-    return "".join(_TEX_ESCAPES.get(c, c) for c in str(text))
-
-
-def to_latex(tables: list[DatasetTable], notes: Notes, caption: str = "") -> str:
-    """booktabs tables, one per data set; best values in bold."""
-    out = ["% Generated by benchbed from the result store; needs \\usepackage{booktabs}."]
-    for t in tables:
-        frame = t.frame.copy()
-        cells = {(r, c): tex_escape(frame.loc[r, c]) for r in frame.index for c in frame.columns}
-        for header, row in t.best.items():
-            if (row, header) in cells:
-                cells[(row, header)] = r"\textbf{" + cells[(row, header)] + "}"
-        out += [r"\begin{table}[t]", r"\centering", r"\small",
-                r"\begin{tabular}{l" + "r" * len(frame.columns) + "}", r"\toprule",
-                " & ".join(["model", *map(tex_escape, frame.columns)]) + r" \\", r"\midrule"]
-        out += [" & ".join([tex_escape(r), *(cells[(r, c)] for c in frame.columns)]) + r" \\" for r in frame.index]
-        label = "".join(ch if ch.isalnum() else "-" for ch in t.dataset)
-        out += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{tex_escape(caption)} {tex_escape(t.dataset)}.}}",
-                rf"\label{{tab:benchbed-{label}}}", r"\end{table}", ""]
-    if notes.items:
-        out.append("% Notes: " + " | ".join(f"[{i}] {n}" for i, n in enumerate(notes.items, 1)).replace("\n", " "))
-    return "\n".join(out) + "\n"
-
-
-def to_html(suite: Suite, tables: list[DatasetTable], notes: Notes, store: Store) -> str:
-    """The static page (:mod:`benchbed.html`): the tables, then per data set samples and training curves."""
-    from benchbed import html
-    from benchbed.preview import Preview
-
-    sections = []
-    for t in tables:
-        refs = {r for r in t.frame.index if r not in t.runs}
-        rows = [(str(r), [str(v) for v in t.frame.loc[r]]) for r in t.frame.index]
-        body = [html.table_html(rows, list(t.frame.columns), t.best, refs)]
-        previews, curves = [], []
-        for row, run_ids in t.runs.items():
-            payload = next((p for p in map(store.preview, run_ids) if p), None)
-            if payload:
-                previews.append((row, Preview.from_bytes(payload)))
-            points = next((c for c in (store.run(r)["curves"] for r in run_ids) if c), None)
-            if points:
-                curves.append((row, points))
-        if previews:
-            body.append(f'<h3>Samples</h3><img alt="samples of each model" src="{html.samples_figure(previews)}">')
-        if curves:
-            body.append(f'<h3>Training curves</h3><img alt="training curves" src="{html.curves_figure(curves)}">')
-        sections.append((t.dataset, "\n".join(body)))
-    intro = [suite.description.strip(),
-             f"Generated by benchbed from the result store of a real run of suite {suite.name}. Seeds: "
-             f"{', '.join(map(str, suite.seeds))}. Cells: mean ± std over seeds; ↑/↓: direction of better; bold: "
-             "best model per column. Figures show the first seed.",
-             _provenance_summary(store, suite)]
-    return html.page(f"Leaderboard: {suite.name}", intro, sections, notes.items)
-
-
-def render(fmt: str, store: Store, suite: Suite, tables: list[DatasetTable], notes: Notes) -> str:
-    """One leaderboard format (:data:`FORMATS`) as text."""
-    if fmt == "md":
-        return readme(suite, tables, notes, store)
-    if fmt == "csv":
-        return to_csv(tables)
-    if fmt == "tex":
-        return to_latex(tables, notes, caption=f"benchbed suite {suite.name}:")
-    if fmt == "html":
-        return to_html(suite, tables, notes, store)
-    raise ValueError(f"unknown leaderboard format {fmt!r}; choose from {', '.join(FORMATS)}")
-
-
-def readme(suite: Suite, tables: list[DatasetTable], notes: Notes, store: Store) -> str:
+def readme(store: Store, board: Leaderboard) -> str:
     """The suite folder's README.md: what was run, how to reproduce it, the tables, provenance."""
-    prov = _provenance_summary(store, suite)
+    suite = board.suite
     lines = [f"# Leaderboard: {suite.name}", ""]
     if suite.description:
         lines += [suite.description.strip(), ""]
     lines += [
-        "Generated by `benchbed leaderboard` from the result store of a real run; do not edit by hand.",
-        f"Reproduce with `benchbed run {suite.name}`. The same tables, sortable, with every model's samples "
-        "and training curves: [index.html](index.html) (self-contained; open it in a browser).", "",
-        f"Seeds: {', '.join(map(str, suite.seeds))}. Cells: mean ± std over seeds. ↑/↓: direction of better; "
-        "**bold**: best model per column. `train s`: training wall time per seed.", "",
+        "Generated by `benchbed leaderboard` from the results of a real run; do not edit by hand. "
+        f"`{reproduce_command(suite)}` reproduces it (finished runs are read from `{published.RUNS_FILE}`, "
+        "so only missing cells are trained). The same tables, sortable, with samples, training curves and "
+        "cost-quality plots: [index.html](index.html) (self-contained; open it in a browser). Per-run values: "
+        "[results.csv](results.csv), [results.json](results.json); LaTeX: [table.tex](table.tex).", "",
+        f"Seeds: {', '.join(map(str, suite.seeds))}. {UNCERTAINTY} ↑/↓: direction of better. {MARKS} {NAMES}", "",
     ]
-    if prov:
+    if prov := provenance_summary(store, board):
         lines += [prov, ""]
-    lines.append(to_markdown(tables, notes))
+    lines.append(to_markdown(board))
     return "\n".join(lines)
 
 
-def _provenance_summary(store: Store, suite: Suite) -> str:
-    rows = [r for r in store.frame(suite.name) if r["kind"] == "model"]
-    if not rows:
-        return ""
-    runs = (store.run(r["run_id"]) for r in reversed(rows))
-    run = next((r for r in runs if r is not None and r["provenance"]), None)
-    if run is None:
-        return ""
-    p = run["provenance"]
-    return (f"Provenance: benchbed {p.get('benchbed')} (commit {str(p.get('git_commit'))[:12]}), "
-            f"torch {p.get('torch')}, device {p.get('device')}, Python {p.get('python')}. "
-            "Every result in the store carries its full provenance (`benchbed show RUN`).")
+# -- CSV and JSON ---------------------------------------------------------------------------------
+
+
+def _csv_field(value: Any) -> str:
+    text = "" if value is None else str(value)
+    if any(ch in text for ch in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else repr(float(value))
+
+
+def _csv(header: list[str], rows: list[list[Any]]) -> str:
+    return "\n".join(",".join(_csv_field(v) for v in line) for line in [header, *rows]) + "\n"
+
+
+def run_records(store: Store, board: Leaderboard) -> list[dict[str, Any]]:
+    """Every shown run's record, as in the store (paths scrubbed), in table order."""
+    return [published.scrub(r) for r in (store.run(i) for i in board.run_ids()) if r is not None]
+
+
+def to_csv(store: Store, board: Leaderboard) -> str:
+    """One line per (run, metric); a run without metric records (failed, diverged) gets one line."""
+    header = ["run_id", "dataset", "model", "sampler", "seed", "metric", "value", "stderr", "estimator",
+              "settings_hash", "status", "reason"]
+    labels = {i: (t.dataset, r.label) for t in board.tables for r in t.rows for i in r.run_ids}
+    rows = []
+    for run in run_records(store, board):
+        dataset, label = labels[run["run_id"]]
+        model = run["model"]
+        base = [run["run_id"], dataset, model, run["sampler"], run["seed"]]
+        if not run["metrics"]:
+            rows.append([*base, "", "", "", "", "", run["status"], run["error"]])
+        for m in run["metrics"]:
+            status = m["status"] if run["status"] == "ok" else run["status"]
+            reason = m["reason"] or ("" if run["status"] == "ok" else run["error"])
+            rows.append([*base, m["metric"], _num(m["value"]), _num(m["stderr"]), m["estimator"], m["settings_hash"],
+                         status, reason])
+    return _csv(header, rows)
+
+
+def to_summary_csv(board: Leaderboard) -> str:
+    """One line per (data set, row, metric): the aggregated cell and its marks."""
+    header = ["dataset", "row", "kind", "metric", "estimator", "mean", "se", "std", "n_ok", "n", "best",
+              "not_significantly_worse", "status", "reason"]
+    rows = []
+    for t, r, c, cell in iter_cells(board):
+        if not c.metric or cell.status == "":
+            continue
+        rows.append([t.dataset, r.label, r.kind, c.key, cell.estimator, _num(cell.mean), _num(cell.se),
+                     _num(cell.std), cell.n_ok, cell.n, int(cell.best), int(cell.tie), cell.status,
+                     cell.reasons[0] if cell.reasons else ""])
+    return _csv(header, rows)
+
+
+def _finite(obj: Any) -> Any:
+    """JSON without NaN/inf tokens: non-finite floats become ``null``."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def to_json(store: Store, board: Leaderboard) -> str:
+    """The whole leaderboard: tables with every cell's numbers and marks, notes, and every run's record."""
+    notes = Notes(list(board.notes.items))
+    tables = []
+    for t in board.tables:
+        rows = []
+        for r in t.rows:
+            cells = {}
+            for c in t.columns:
+                cell = r.cells.get(c.key)
+                if cell is None:
+                    continue
+                cells[c.key] = {"display": cell.text(notes), "status": cell.status, "mean": cell.mean,
+                                "se": cell.se, "std": cell.std, "values": cell.values, "n_ok": cell.n_ok,
+                                "n": cell.n, "estimator": cell.estimator, "best": cell.best,
+                                "not_significantly_worse": cell.tie, "reasons": cell.reasons,
+                                "run_ids": cell.run_ids} if c.metric else {"display": cell.value}
+            rows.append({"label": r.label, "kind": r.kind, "run_ids": r.run_ids, "cells": cells})
+        for text in legend_notes(board, t):
+            notes.ref(text)
+        tables.append({"dataset": t.dataset,
+                       "columns": [{"key": c.key, "title": c.title, "higher_is_better": c.higher_is_better,
+                                    "metric": c.metric} for c in t.columns],
+                       "omitted": [{"key": c.key, "reason": why} for c, why in t.omitted], "rows": rows})
+    runs = []
+    for run in run_records(store, board):
+        run.pop("curves", None)
+        runs.append(run)
+    doc = {"format": "benchbed-leaderboard", "version": 1, "suite": board.suite.name,
+           "seeds": list(board.suite.seeds), "uncertainty": "standard error over seeds",
+           "significance": {"test": TEST_NAME, "alpha": ALPHA, "two_sided": True},
+           "estimators": board.legends, "tables": tables, "notes": notes.items, "runs": runs}
+    return json.dumps(_finite(doc), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+# -- all formats ----------------------------------------------------------------------------------
+
+
+def render(fmt: str, store: Store, board: Leaderboard) -> str:
+    """One leaderboard format (:data:`FORMATS`) as text."""
+    board = Leaderboard(board.suite, board.tables, Notes(list(board.notes.items)), board.legends)
+    if fmt == "md":
+        return readme(store, board)
+    if fmt == "csv":
+        return to_csv(store, board)
+    if fmt == "summary":
+        return to_summary_csv(board)
+    if fmt == "json":
+        return to_json(store, board)
+    if fmt == "tex":
+        from benchbed.latex import to_latex
+
+        return to_latex(board)
+    if fmt == "html":
+        from benchbed.html import to_html
+
+        return to_html(store, board)
+    raise ValueError(f"unknown leaderboard format {fmt!r}; choose from {', '.join(FORMATS)}")
+
+
+def _published_rows(folder: Path) -> bool:
+    """Whether ``folder`` holds a published table with at least one row (a non-empty results.csv or README)."""
+    csv = folder / FILENAMES["csv"]
+    if csv.is_file() and len(csv.read_text(encoding="utf-8", errors="replace").strip().splitlines()) > 1:
+        return True
+    md = folder / FILENAMES["md"]
+    return md.is_file() and "\n| " in md.read_text(encoding="utf-8", errors="replace")
+
+
+def refuse_empty(board: Leaderboard, store: Store, folder: Path) -> None:
+    """Stop before an empty table replaces a published one, saying what is missing and what to run."""
+    if not board.empty or not _published_rows(folder):
+        return
+    runs = published.runs_path(folder)
+    missing = f"{runs} is missing" if not runs.is_file() else f"{runs} holds no run of the suite as it is now"
+    raise BenchbedError(
+        f"suite {board.suite.name!r} has no results to publish: {missing}, and the store {store.path} holds "
+        f"no finished run of it. The published files in {folder} were left unchanged. Restore {runs} "
+        f"(e.g. `git checkout -- {runs}`) or run `{reproduce_command(board.suite)}` to produce the results.")
 
 
 def write(store: Store, suite: Suite, registry: Registry | None, folder: Path,
           formats: tuple[str, ...] = FORMATS) -> list[Path]:
-    """Write the requested formats into ``folder``; returns the paths written."""
-    tables, notes = build_tables(store, suite, registry)
+    """Write the requested formats and the portable run file into ``folder``; returns the paths written.
+
+    Raises:
+        BenchbedError: the suite has no results while ``folder`` holds a non-empty published table.
+    """
+    board = build(store, suite, registry)
+    refuse_empty(board, store, folder)
+    if folder.exists() and not folder.is_dir():
+        raise BenchbedError(f"cannot write tables to {folder}: it is a file, not a folder")
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for f in formats:
         path = folder / FILENAMES[f]
-        path.write_text(render(f, store, suite, tables, notes), encoding="utf-8")
+        path.write_text(render(f, store, board), encoding="utf-8")
         paths.append(path)
+    if not board.empty:
+        paths.append(published.export_runs(store, board.run_ids(), published.runs_path(folder), suite.name))
     return paths

@@ -8,6 +8,7 @@ live process is left to it, and a cell whose process died is resumed from its la
 from __future__ import annotations
 
 import inspect
+import math
 import random
 import time
 import traceback
@@ -25,6 +26,7 @@ from benchbed.grid import Cell, incompatibility
 from benchbed.preview import make_preview
 from benchbed.progress import Progress
 from benchbed.provenance import device_description, environment
+from benchbed.published import scrub
 from benchbed.registry import Registry
 from benchbed.sampling import BoundSampler
 from benchbed.store import Store
@@ -120,7 +122,7 @@ class CellRunner:
             "components": components,
             "sampler_roles": {} if sampler is None else sampler.resolved,
             "data_hashes": {s: getattr(data, s).content_hash() for s in ("train", "val", "test")},
-            "suite_file": str(self.suite.path) if self.suite.path else "",
+            "suite_file": scrub(str(self.suite.path)) if self.suite.path else "",  # no machine paths
         }
 
     def _build(self, cell: Cell, data: DataBundle) -> tuple[Any, BoundSampler | None]:
@@ -281,11 +283,21 @@ class CellRunner:
     @staticmethod
     def _row(entry: Entry, status: str, result: MetricResult | None = None, reason: str = "",
              seconds: float = 0.0) -> dict[str, Any]:
-        settings = {**dict(entry.params), **(result.settings if result else {})}
-        return {"metric": entry.label, "component": entry.component, "status": status,
-                "value": None if result is None else float(result.value), "reason": reason, "settings": settings,
-                "details": {} if result is None else result.details, "settings_hash": _metric_settings_hash(entry),
-                "wall_time": seconds}
+        # A record carries the settings that produced it: the metric's own account when it gives one
+        # (an exact log-likelihood does not use the suite's AIS settings), else the entry's parameters.
+        settings = dict(result.settings) if result is not None and result.settings else dict(entry.params)
+        row: dict[str, Any] = {
+            "metric": entry.label, "component": entry.component, "status": status,
+            "value": None if result is None else float(result.value), "reason": reason, "settings": settings,
+            "details": {} if result is None else result.details, "settings_hash": _metric_settings_hash(entry),
+            "wall_time": seconds}
+        if result is not None:
+            row["estimator"] = result.estimator
+            row["stderr"] = None if result.stderr is None else float(result.stderr)
+            if result.per_example is not None:
+                per = result.per_example
+                row["per_example"] = per.detach().double().cpu().numpy() if isinstance(per, torch.Tensor) else per
+        return row
 
     def _evaluate(self, cell: Cell, model: Any, data: DataBundle, metrics: tuple[Entry, ...]) -> list[dict[str, Any]]:
         """Every metric of the cell: ``n/a`` decided up front from the compatibility matrix, errors recorded."""
@@ -317,6 +329,10 @@ class CellRunner:
                 seed_everything(cell.seed)  # metric values do not depend on metric order
                 with torch.no_grad():
                     result = spec.factory(**entry.params).evaluate(ctx)
+                if not math.isfinite(float(result.value)):  # never "ok", never ranked
+                    rows.append(self._row(entry, "failed", reason=f"metric {entry.label!r} returned a non-finite "
+                                          f"value ({float(result.value)})", seconds=time.perf_counter() - t))
+                    continue
                 rows.append(self._row(entry, "ok", result, seconds=time.perf_counter() - t))
             except NotApplicable as exc:
                 rows.append(self._row(entry, "n/a", reason=str(exc), seconds=time.perf_counter() - t))

@@ -9,7 +9,7 @@ work happens in ``setup``/``load``/``evaluate``/``sample``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -102,6 +102,12 @@ class MetricSpec(ComponentSpec):
         data_kinds: the data kinds (``"vector"``, ``"image"``) it applies to.
         needs_labels: it only applies to data sets with labels.
         label: column title in tables (defaults to ``name``); never call an FD on other features "FID".
+        estimators: the tags its results may carry in ``MetricResult.estimator``, each with a
+            one-line meaning shown in the tables' notes (e.g. ``{"IWAE lb": "importance-weighted
+            lower bound ..."}``).
+        ranks_across_estimators: values with different tags measure the same thing and may be
+            ranked against each other (outlier AUROC: the score is part of the method).  ``False``:
+            the best mark is only given among values with the same tag (log-likelihood estimators).
     """
 
     kind: ClassVar[str] = "metric"
@@ -111,6 +117,8 @@ class MetricSpec(ComponentSpec):
     data_kinds: frozenset[str] = frozenset({"vector", "image"})
     needs_labels: bool = False
     label: str = ""
+    estimators: Mapping[str, str] = field(default_factory=dict, hash=False)
+    ranks_across_estimators: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

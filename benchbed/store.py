@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from benchbed.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -62,9 +64,17 @@ CREATE TABLE IF NOT EXISTS metrics (
     details TEXT NOT NULL DEFAULT '{}',
     settings_hash TEXT NOT NULL DEFAULT '',
     wall_time REAL NOT NULL DEFAULT 0,
+    estimator TEXT NOT NULL DEFAULT '',      -- what the value is (MetricResult.estimator): a table tag
+    stderr REAL,                             -- standard error within the run, where the metric has one
     PRIMARY KEY (run_id, metric)
 );
 CREATE INDEX IF NOT EXISTS runs_suite ON runs(suite);
+CREATE TABLE IF NOT EXISTS per_example (     -- per-example values a metric aggregated (float64 bytes)
+    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    metric TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    PRIMARY KEY (run_id, metric)
+);
 CREATE TABLE IF NOT EXISTS previews (        -- a few samples per run, for the HTML leaderboard
     run_id TEXT PRIMARY KEY REFERENCES runs(run_id) ON DELETE CASCADE,
     payload BLOB NOT NULL                    -- benchbed.preview.Preview.to_bytes(), or empty: none
@@ -113,6 +123,10 @@ class Store:
                 row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
                 if row is None:
                     db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                elif int(row[0]) == 1:  # version 2 added the metric tag and standard error columns
+                    db.execute("ALTER TABLE metrics ADD COLUMN estimator TEXT NOT NULL DEFAULT ''")
+                    db.execute("ALTER TABLE metrics ADD COLUMN stderr REAL")
+                    db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
                 elif int(row[0]) != SCHEMA_VERSION:
                     raise StoreError(f"store {self.path}: schema version {row[0]}, "
                                      f"this benchbed reads {SCHEMA_VERSION}")
@@ -219,14 +233,20 @@ class Store:
 
     @staticmethod
     def _put_metric(db: sqlite3.Connection, run_id: str, m: Mapping[str, Any]) -> None:
+        """One metric record; ``m["per_example"]`` (a float sequence), when given, goes to its own table."""
         db.execute(
             "INSERT OR REPLACE INTO metrics (run_id, metric, component, status, value, reason, settings, details,"
-            " settings_hash, wall_time) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " settings_hash, wall_time, estimator, stderr) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (run_id, m["metric"], m["component"], m["status"], m.get("value"), m.get("reason", ""),
              json.dumps(m.get("settings", {}), sort_keys=True, default=str),
              json.dumps(m.get("details", {}), sort_keys=True, default=str),
-             m.get("settings_hash", ""), float(m.get("wall_time", 0.0))),
+             m.get("settings_hash", ""), float(m.get("wall_time", 0.0)), m.get("estimator", ""), m.get("stderr")),
         )
+        db.execute("DELETE FROM per_example WHERE run_id=? AND metric=?", (run_id, m["metric"]))
+        if m.get("per_example") is not None:
+            payload = np.asarray(m["per_example"], dtype="<f8").tobytes()
+            db.execute("INSERT INTO per_example (run_id, metric, payload) VALUES (?, ?, ?)",
+                       (run_id, m["metric"], payload))
 
     def put_reference(self, run_id: str, identity: Mapping[str, Any], metric: Mapping[str, Any]) -> None:
         """Store a model-free reference row (``kind='reference'``) and its one metric value."""
@@ -250,6 +270,57 @@ class Store:
         """A run's stored sample preview; ``b""`` if it has none (cannot sample), ``None`` if not yet drawn."""
         row = self._db.execute("SELECT payload FROM previews WHERE run_id=?", (run_id,)).fetchone()
         return None if row is None else bytes(row[0])
+
+    def per_example(self, run_id: str, metric: str) -> np.ndarray | None:
+        """The per-example values [N] (float64) behind a run's metric value, or ``None`` if it stored none.
+
+        Public API for significance tests over examples and for plugin authors: e.g. the test
+        log-likelihood of every evaluated example, or every scored example's anomaly score.
+        """
+        row = self._db.execute("SELECT payload FROM per_example WHERE run_id=? AND metric=?",
+                               (run_id, metric)).fetchone()
+        return None if row is None else np.frombuffer(bytes(row[0]), dtype="<f8").copy()
+
+    # -- portable records (benchbed.published) ---------------------------------------------------
+
+    #: Run columns a portable record leaves out: claim bookkeeping of the machine that ran it.
+    _LOCAL = ("host", "pid", "heartbeat")
+
+    def export_run(self, run_id: str) -> dict[str, Any] | None:
+        """A run as a JSON-able record: its columns (JSON ones decoded), metric records and preview bytes."""
+        row = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        run = {k: row[k] for k in row.keys() if k not in self._LOCAL}
+        for key in ("config", "provenance", "curves"):
+            run[key] = json.loads(run[key])
+        metrics = []
+        for m in self._db.execute("SELECT * FROM metrics WHERE run_id=? ORDER BY metric", (run_id,)):
+            rec = {k: m[k] for k in m.keys() if k != "run_id"}
+            rec["settings"], rec["details"] = json.loads(rec["settings"]), json.loads(rec["details"])
+            metrics.append(rec)
+        return {"run": run, "metrics": metrics, "preview": self.preview(run_id)}
+
+    def import_run(self, record: Mapping[str, Any]) -> bool:
+        """Insert a portable record unless this store has the run finished; returns whether it did."""
+        run = dict(record["run"])
+        run_id = run["run_id"]
+        with self.transaction() as db:
+            row = db.execute("SELECT status FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            if row is not None and row["status"] in FINISHED:
+                return False
+            if row is not None:  # an unfinished local attempt: the published, finished run replaces it
+                db.execute("DELETE FROM runs WHERE run_id=?", (run_id,))
+            for key in ("config", "provenance", "curves"):
+                run[key] = json.dumps(run[key], sort_keys=True, default=str)
+            names = ", ".join(run)
+            db.execute(f"INSERT INTO runs ({names}) VALUES ({', '.join('?' * len(run))})", tuple(run.values()))
+            for m in record.get("metrics", []):
+                self._put_metric(db, run_id, m)
+            if record.get("preview") is not None:
+                db.execute("INSERT OR REPLACE INTO previews (run_id, payload) VALUES (?, ?)",
+                           (run_id, bytes(record["preview"])))
+        return True
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         """One run with its metrics, JSON columns decoded; a unique prefix of the id is enough."""
@@ -280,7 +351,8 @@ class Store:
         query = (
             "SELECT r.run_id, r.kind, r.suite, r.model, r.model_component, r.sampler, r.dataset, r.seed,"
             " r.status AS run_status, r.error, r.config, r.train_steps, r.wall_time, r.train_time, r.n_params,"
-            " m.metric, m.component AS metric_component, m.status AS metric_status, m.value, m.reason, m.settings"
+            " m.metric, m.component AS metric_component, m.status AS metric_status, m.value, m.reason, m.settings,"
+            " m.estimator, m.stderr"
             " FROM runs r LEFT JOIN metrics m ON m.run_id = r.run_id"
         )
         args: tuple[Any, ...] = ()

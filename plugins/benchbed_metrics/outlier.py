@@ -28,6 +28,26 @@ from benchbed_metrics.ranking import auroc, average_precision
 Score = Literal["auto", "anomaly_score", "nll", "recon"]
 
 
+#: Table tags (``MetricResult.estimator``): which score ranked the test examples.
+SCORE_TAGS: dict[str, str] = {
+    "energy": "the model's own anomaly score (e.g. -log p(x, z) at inferred z)",
+    "recon": "reconstruction error",
+    **{f"NLL {t}": f"-log p(x), {m}" for t, m in (
+        ("exact", "exact"), ("IWAE", "IWAE bound"), ("AIS", "AIS"), ("Parzen", "Parzen KDE"),
+        ("prior IS", "importance sampling from the prior"))},
+}
+
+
+def score_tag(score: str) -> str:
+    """The table tag of a score name as stored in settings ("anomaly_score", "recon", "nll (iwae)")."""
+    if score == "anomaly_score":
+        return "energy"
+    if score.startswith("nll ("):
+        est = score[5:-1]
+        return "NLL " + {"iwae": "IWAE", "ais": "AIS", "parzen": "Parzen", "prior_is": "prior IS"}.get(est, est)
+    return score
+
+
 def choose_score(capabilities: set[str], requested: str, nll_estimator: str) -> tuple[str, str | None]:
     """``(score, nll estimator or None)`` for a model's capabilities."""
     def nll(allowed: tuple[str, ...]) -> str | None:
@@ -122,14 +142,19 @@ class OutlierDetection:
         classes = self.classes or tuple(range(info.n_classes))
         per_class: dict[str, float] = {}
         score_names = set()
+        all_scores = []
         for c in classes:
             scores, positive, name = self._class_scores(ctx, c)
             if not positive.any() or positive.all():
                 raise NotApplicable(f"outlier detection: the scored test examples hold no/only class {c}")
             per_class[str(c)] = type(self).statistic(scores.numpy(), positive.numpy())
             score_names.add(name)
+            all_scores.append(scores)
         value = sum(per_class.values()) / len(per_class)
         return MetricResult(
+            estimator=" + ".join(sorted(score_tag(n) for n in score_names)),
+            # the scores of the scored test examples, class after class in ``classes`` order
+            per_example=torch.cat(all_scores),
             value=value,
             settings={"statistic": self.statistic_name, "score": sorted(score_names), "classes": list(classes),
                       "n_examples": int(head(ctx.data.test, self.n_examples).x.shape[0]),

@@ -15,8 +15,8 @@ from benchbed import MetricSpec, hookimpl
 def benchbed_register_metrics(register: Callable[[MetricSpec], None]) -> None:
     from benchbed_metrics.fd_domain import FDDomain, FDRaw
     from benchbed_metrics.fid import FID
-    from benchbed_metrics.loglik import LogLikelihood, LogLikelihoodBPD
-    from benchbed_metrics.outlier import OutlierAUPRC, OutlierAUROC
+    from benchbed_metrics.loglik import ESTIMATOR_TAGS, LogLikelihood, LogLikelihoodBPD
+    from benchbed_metrics.outlier import SCORE_TAGS, OutlierAUPRC, OutlierAUROC
     from benchbed_metrics.recon import ReconMSE
 
     image, vector = frozenset({"image"}), frozenset({"vector"})
@@ -34,16 +34,18 @@ def benchbed_register_metrics(register: Callable[[MetricSpec], None]) -> None:
                    data_kinds=vector, label="FD-raw", tags=("sample-quality",),
                    description="Fréchet distance on raw coordinates, samples vs test split"),
         MetricSpec(name="loglik", factory=LogLikelihood, higher_is_better=True, label="log-lik (nats)",
-                   tags=("likelihood",),
+                   tags=("likelihood",), estimators=ESTIMATOR_TAGS,
                    description="test log-likelihood, nats per example (exact / IWAE / AIS / Parzen, named)"),
         MetricSpec(name="loglik_bpd", factory=LogLikelihoodBPD, higher_is_better=False, data_kinds=image,
-                   label="bits/dim", tags=("likelihood",),
+                   label="bits/dim", tags=("likelihood",), estimators=ESTIMATOR_TAGS,
                    description="test negative log-likelihood in bits per dimension (8-bit scale), estimator named"),
         MetricSpec(name="outlier_auroc", factory=OutlierAUROC, higher_is_better=True, needs_labels=True,
                    label="Outlier AUROC", tags=("outlier",),
+                   estimators=SCORE_TAGS, ranks_across_estimators=True,
                    description="held-out-class outlier AUROC, mean over classes (one training per class)"),
         MetricSpec(name="outlier_auprc", factory=OutlierAUPRC, higher_is_better=True, needs_labels=True,
                    label="Outlier AUPRC", tags=("outlier",),
+                   estimators=SCORE_TAGS, ranks_across_estimators=True,
                    description="held-out-class outlier average precision, mean over classes"),
     ]
     for spec in specs:

@@ -50,5 +50,6 @@ class ReconMSE:
             value=value,
             settings={"split": self.split, "n_examples": n, "batch_size": self.batch_size, "scale": scale,
                       "reduction": "mean per coordinate"},
-            details={"stderr": stderr, "split_hash": data.content_hash()},
+            details={"split_hash": data.content_hash()},
+            stderr=stderr if n > 1 else None, per_example=per_example,
         )

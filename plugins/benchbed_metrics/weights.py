@@ -38,11 +38,12 @@ def fid_weights_path() -> Path:
     hub = Path(torch.hub.get_dir()) / "checkpoints" / FID_WEIGHTS_FILE
     if hub.is_file():
         return hub
+    # The reason is published in tables: it names the file and the variable, never this machine's paths.
     raise NotApplicable(
-        "FID needs pytorch-fid's Inception weights, which benchbed never downloads. Provide them by "
-        f"copying {FID_WEIGHTS_FILE} (https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
-        f"{FID_WEIGHTS_FILE}) to {hub}, or set ${FID_WEIGHTS_ENV} to the file's path. "
-        "FD-domain ('fd_domain') gives a distribution distance without external weights."
+        f"FID needs pytorch-fid's Inception weights ({FID_WEIGHTS_FILE}, from pytorch-fid's GitHub "
+        f"releases), which benchbed never downloads: set ${FID_WEIGHTS_ENV} to the file, or copy it into "
+        "the checkpoints folder of the torch hub cache. FD-domain ('fd_domain') gives a distribution "
+        "distance without external weights."
     )
 
 

@@ -74,6 +74,7 @@ def test_missing_weights_give_na_with_instructions(monkeypatch: pytest.MonkeyPat
     with pytest.raises(NotApplicable, match="BENCHBED_FID_WEIGHTS") as info:
         evaluate_metric("fid", make_ctx(_Sampler(None), bundle))
     assert "pt_inception-2015-12-05-6726825d.pth" in str(info.value) and "never downloads" in str(info.value)
+    assert str(tmp_path) not in str(info.value), "the published reason must not hold this machine's paths"
     monkeypatch.setenv("BENCHBED_FID_WEIGHTS", str(tmp_path / "missing.pth"))
     with pytest.raises(NotApplicable, match="not a file"):
         evaluate_metric("fid", make_ctx(_Sampler(None), bundle))

@@ -1,0 +1,105 @@
+"""Published results that live in the repository: the portable run file beside each table.
+
+``runs.jsonl`` (:data:`RUNS_FILE`) holds every run a published table shows: one JSON object per
+line, keys sorted, runs in the order they were started, after a header line naming the format and its
+version.  Each run carries its configuration, provenance, status, training curve, metric records
+(value, standard error, estimator tag, settings, details) and its small sample preview; checkpoints
+and per-example values stay in the local SQLite store.
+
+* ``benchbed leaderboard SUITE`` and ``benchbed run SUITE`` first :func:`import_runs` the file into the
+  store (runs the store lacks or has not finished), so a fresh clone rebuilds every published file
+  byte-identically and retrains no finished cell.
+* Writing the tables :func:`export_runs` the shown runs again; export after import is the identity.
+
+Published text never holds a path of the machine that made it: :func:`scrub` replaces the home
+folder, the working directory and the temporary folder with ``~``, ``.`` and ``$TMPDIR``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from benchbed.errors import BenchbedError
+from benchbed.store import Store
+
+RUNS_FILE = "runs.jsonl"
+FORMAT = "benchbed-runs"
+VERSION = 1
+
+
+def _prefixes() -> list[tuple[str, str]]:
+    """(absolute prefix, replacement), longest first, so the most specific one wins."""
+    pairs = {str(Path.cwd().resolve()): ".", str(Path.home()): "~", tempfile.gettempdir(): "$TMPDIR"}
+    if root := os.environ.get("BENCHBED_DATA"):
+        pairs[str(Path(root).expanduser().resolve())] = "$BENCHBED_DATA"
+    return sorted(((k, v) for k, v in pairs.items() if len(k) > 1), key=lambda kv: -len(kv[0]))
+
+
+def scrub(value: Any) -> Any:
+    """``value`` with every string's absolute machine paths replaced (recursively through dicts, lists)."""
+    if isinstance(value, str):
+        for prefix, replacement in _prefixes():
+            value = value.replace(prefix, replacement)
+        return value
+    if isinstance(value, dict):
+        return {k: scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v) for v in value]
+    return value
+
+
+def _line(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def export_runs(store: Store, run_ids: Iterable[str], path: Path, suite: str) -> Path:
+    """Write the portable file of ``run_ids`` (as stored now) to ``path``; returns ``path``."""
+    records = [r for r in (store.export_run(i) for i in run_ids) if r is not None]
+    records.sort(key=lambda r: (r["run"]["started_at"], r["run"]["run_id"]))
+    lines = [_line({"format": FORMAT, "version": VERSION, "suite": suite, "runs": len(records)})]
+    for rec in records:
+        preview = rec.pop("preview")
+        rec["preview"] = None if preview is None else base64.b64encode(preview).decode("ascii")
+        lines.append(_line(scrub(rec)))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def read_runs(path: Path) -> list[dict[str, Any]]:
+    """The run records of a portable file (previews decoded to bytes), checked against its header."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BenchbedError(f"cannot read published results {path}: {exc.strerror or exc}") from exc
+    lines = text.splitlines()
+    try:
+        header = json.loads(lines[0]) if lines else {}
+        records = [json.loads(line) for line in lines[1:] if line.strip()]
+    except json.JSONDecodeError as exc:
+        raise BenchbedError(f"published results {path}: line {exc.lineno} is not JSON ({exc.msg})") from exc
+    if header.get("format") != FORMAT:
+        raise BenchbedError(f"published results {path}: not a {FORMAT} file (header {lines[:1]})")
+    if header.get("version") != VERSION:
+        raise BenchbedError(f"published results {path}: format version {header.get('version')}, "
+                            f"this benchbed reads version {VERSION}")
+    for rec in records:
+        if rec.get("preview") is not None:
+            rec["preview"] = base64.b64decode(rec["preview"])
+    return records
+
+
+def import_runs(store: Store, path: Path) -> int:
+    """Add the runs of a portable file that ``store`` lacks (or holds unfinished); returns how many."""
+    if not path.is_file():
+        return 0
+    return sum(store.import_run(rec) for rec in read_runs(path))
+
+
+def runs_path(folder: Path) -> Path:
+    return folder / RUNS_FILE
