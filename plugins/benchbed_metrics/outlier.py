@@ -30,7 +30,7 @@ Score = Literal["auto", "anomaly_score", "nll", "recon"]
 
 #: Table tags (``MetricResult.estimator``): which score ranked the test examples.
 SCORE_TAGS: dict[str, str] = {
-    "energy": "the model's own anomaly score (e.g. -log p(x, z) at inferred z)",
+    "model score": "the model family's own anomaly_score (e.g. LEBM: -log p(x, z) at the inferred z)",
     "recon": "reconstruction error",
     **{f"NLL {t}": f"-log p(x), {m}" for t, m in (
         ("exact", "exact"), ("IWAE", "IWAE bound"), ("AIS", "AIS"), ("Parzen", "Parzen KDE"),
@@ -41,7 +41,7 @@ SCORE_TAGS: dict[str, str] = {
 def score_tag(score: str) -> str:
     """The table tag of a score name as stored in settings ("anomaly_score", "recon", "nll (iwae)")."""
     if score == "anomaly_score":
-        return "energy"
+        return "model score"
     if score.startswith("nll ("):
         est = score[5:-1]
         return "NLL " + {"iwae": "IWAE", "ais": "AIS", "parzen": "Parzen", "prior_is": "prior IS"}.get(est, est)
