@@ -153,19 +153,44 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_show(args: argparse.Namespace) -> int:
+def _show_sources(args: argparse.Namespace) -> list[Path]:
+    """Where ``show`` looks: the store given, else every store and published run file under leaderboards/."""
+    if args.store:
+        path = Path(args.store)
+        if not path.is_file():
+            raise BenchbedError(f"no store at {path}")
+        return [path]
+    from benchbed.published import RUNS_FILE
+
+    return sorted(LEADERBOARDS.glob("*/results.sqlite")) + sorted(LEADERBOARDS.glob(f"*/{RUNS_FILE}"))
+
+
+def _find_run(path: Path, run_id: str) -> dict[str, Any] | None:
+    """A run (id or unique prefix) in a store or a published run file, as ``Store.run`` returns it."""
+    from benchbed import published
     from benchbed.store import Store
 
-    stores = [Path(args.store)] if args.store else sorted(LEADERBOARDS.glob("*/results.sqlite"))
-    if not stores:
-        raise BenchbedError("no store given and none found under leaderboards/*/results.sqlite; pass --store PATH")
-    for path in stores:
-        run = Store(path).run(args.run)
+    if path.suffix != ".jsonl":
+        return Store(path).run(run_id)
+    found = [r for r in published.read_runs(path) if r["run"]["run_id"].startswith(run_id)]
+    if len(found) != 1:
+        return None
+    (rec,) = found
+    return {**rec["run"], "metrics": rec["metrics"]}
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    sources = _show_sources(args)
+    if not sources:
+        raise BenchbedError("no store given and none found under leaderboards/*/ (results.sqlite or runs.jsonl); "
+                            "pass --store PATH")
+    for path in sources:
+        run = _find_run(path, args.run)
         if run is not None:
             run["curves"] = f"{len(run['curves'])} points"
             print(json.dumps(run, indent=2, sort_keys=True, default=str))
             return 0
-    raise BenchbedError(f"no run with id (or unique prefix) {args.run!r} in {', '.join(map(str, stores))}")
+    raise BenchbedError(f"no run with id (or unique prefix) {args.run!r} in {', '.join(map(str, sources))}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -216,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="show one stored run with its provenance",
                           description="Show one run (id or unique prefix) with config, provenance and metrics.")
     show.add_argument("run", metavar="RUN")
-    show.add_argument("--store", help="store to look in (default: every leaderboards/*/results.sqlite)")
+    show.add_argument("--store", help="store to look in (default: every leaderboards/*/results.sqlite and the "
+                                      "published leaderboards/*/runs.jsonl)")
     show.set_defaults(func=cmd_show)
     return parser
 

@@ -178,7 +178,9 @@ def _csv(header: list[str], rows: list[list[Any]]) -> str:
 
 def run_records(store: Store, board: Leaderboard) -> list[dict[str, Any]]:
     """Every shown run's record, as in the store (paths scrubbed), in table order."""
-    return [published.scrub(r) for r in (store.run(i) for i in board.run_ids()) if r is not None]
+    runs = (store.run(i) for i in board.run_ids())
+    # claim bookkeeping (host, pid, heartbeat) is local to the machine and left out of published files
+    return [published.scrub({k: v for k, v in r.items() if k not in Store.LOCAL}) for r in runs if r is not None]
 
 
 def to_csv(store: Store, board: Leaderboard) -> str:

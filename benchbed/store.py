@@ -284,14 +284,14 @@ class Store:
     # -- portable records (benchbed.published) ---------------------------------------------------
 
     #: Run columns a portable record leaves out: claim bookkeeping of the machine that ran it.
-    _LOCAL = ("host", "pid", "heartbeat")
+    LOCAL = ("host", "pid", "heartbeat")
 
     def export_run(self, run_id: str) -> dict[str, Any] | None:
         """A run as a JSON-able record: its columns (JSON ones decoded), metric records and preview bytes."""
         row = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
         if row is None:
             return None
-        run = {k: row[k] for k in row.keys() if k not in self._LOCAL}
+        run = {k: row[k] for k in row.keys() if k not in self.LOCAL}
         for key in ("config", "provenance", "curves"):
             run[key] = json.loads(run[key])
         metrics = []

@@ -342,7 +342,8 @@ def _dataset_table(dataset: str, sub: pd.DataFrame, columns: list[Column], specs
     table = DatasetTable(dataset, [], rows)
     for col in columns:
         cells = [r.cells[col.key] for r in rows]
-        models = [r.cells[col.key] for r in rows if r.kind == "model"]
+        # rows whose every run failed say nothing about the column: n/a for all the others omits it
+        models = [r.cells[col.key] for r in rows if r.kind == "model" and r.ok_run_ids]
         if models and all(c.status == "n/a" for c in models) and not any(c.status == "ok" for c in cells):
             reasons = sorted({c.reasons[0] for c in models if c.reasons})
             table.omitted.append((col, "; ".join(reasons)))

@@ -110,17 +110,20 @@ class OutlierDetection:
         self.batch_size = batch_size
         self.nll_settings = dict(nll_settings or {"k": 100, "ais_steps": 100})
 
-    def _scores(self, model: Any, ctx: EvalContext, x: torch.Tensor, score: str, est: str | None) -> torch.Tensor:
+    def _scores(self, model: Any, ctx: EvalContext, x: torch.Tensor, score: str,
+                est: str | None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Scores [N] of x [N, *D] and the settings of the estimator behind them (NLL scores only)."""
         if score == "anomaly_score":
-            return map_batches(model.anomaly_score, x, batch_size=self.batch_size, device=ctx.device).double()
+            return map_batches(model.anomaly_score, x, batch_size=self.batch_size, device=ctx.device).double(), {}
         if score == "recon":
             x_hat = map_batches(model.reconstruct, x, batch_size=self.batch_size, device=ctx.device)
-            return (x_hat.double() - x.double()).pow(2).flatten(1).mean(dim=1)
-        log_p, _ = LogLikelihood(**self.nll_settings).log_p(model, ctx.data, x, ctx.device, estimator=est)
-        return -log_p
+            return (x_hat.double() - x.double()).pow(2).flatten(1).mean(dim=1), {}
+        log_p, settings = LogLikelihood(**self.nll_settings).log_p(model, ctx.data, x, ctx.device, estimator=est)
+        return -log_p, settings
 
-    def _class_scores(self, ctx: EvalContext, c: int) -> tuple[torch.Tensor, torch.Tensor, str]:
-        """(scores [N], positive mask [N], score name) for held-out class c, shared through ctx.cache."""
+    def _class_scores(self, ctx: EvalContext, c: int) -> tuple[torch.Tensor, torch.Tensor, str, dict[str, Any]]:
+        """(scores [N], positive mask [N], score name, estimator settings) for held-out class c, shared
+        through ctx.cache."""
         variant = ctx.data.hold_out((c,))
         test = head(variant.test, self.n_examples)
         key = f"outlier:{c}:{self.score}:{sorted(self.nll_settings.items())}:{len(test)}"
@@ -130,8 +133,8 @@ class OutlierDetection:
             score, est = choose_score(set(model.capabilities), self.score,
                                       self.nll_settings.get("estimator", "auto"))
             assert test.y is not None
-            scores = self._scores(model, ctx, test.x, score, est)
-            ctx.cache[key] = (scores, test.y == c, score if est is None else f"nll ({est})")
+            scores, settings = self._scores(model, ctx, test.x, score, est)
+            ctx.cache[key] = (scores, test.y == c, score if est is None else f"nll ({est})", settings)
         return ctx.cache[key]
 
     def evaluate(self, ctx: EvalContext) -> MetricResult:
@@ -142,9 +145,12 @@ class OutlierDetection:
         classes = self.classes or tuple(range(info.n_classes))
         per_class: dict[str, float] = {}
         score_names = set()
+        nll_used: dict[str, Any] = {}
         all_scores = []
         for c in classes:
-            scores, positive, name = self._class_scores(ctx, c)
+            scores, positive, name, settings = self._class_scores(ctx, c)
+            if settings:  # what produced an NLL score: estimator, sample counts (the last class's)
+                nll_used = {k: v for k, v in settings.items() if k not in ("val_scores", "acceptance_rate")}
             if not positive.any() or positive.all():
                 raise NotApplicable(f"outlier detection: the scored test examples hold no/only class {c}")
             per_class[str(c)] = type(self).statistic(scores.numpy(), positive.numpy())
@@ -158,7 +164,8 @@ class OutlierDetection:
             value=value,
             settings={"statistic": self.statistic_name, "score": sorted(score_names), "classes": list(classes),
                       "n_examples": int(head(ctx.data.test, self.n_examples).x.shape[0]),
-                      "protocol": "held-out class = positive; train/val without it; test split scored"},
+                      "protocol": "held-out class = positive; train/val without it; test split scored",
+                      **({"nll": nll_used} if nll_used else {})},
             details={"per_class": per_class},
         )
 

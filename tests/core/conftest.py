@@ -215,8 +215,19 @@ class FakeMSE:
 
     def evaluate(self, ctx: EvalContext) -> MetricResult:
         x = getattr(ctx.data, self.split).x.to(ctx.device)
-        value = float((ctx.model.reconstruct(x) - x).pow(2).mean())
-        return MetricResult(value, settings={"split": self.split, "n_examples": len(x)})
+        per_example = (ctx.model.reconstruct(x) - x).pow(2).flatten(1).mean(1)
+        return MetricResult(float(per_example.mean()), settings={"split": self.split, "n_examples": len(x)},
+                            per_example=per_example)
+
+
+class NonFinite:
+    """Returns a non-finite value: stored as a failure, never as ``ok``."""
+
+    def __init__(self, *, value: float = float("inf")) -> None:
+        self.value = value
+
+    def evaluate(self, ctx: EvalContext) -> MetricResult:
+        return MetricResult(self.value)
 
 
 class NeverEvaluated:
@@ -332,9 +343,16 @@ class FakePlugin:
         register(MetricSpec(name="fake_labels", factory=LabelMean, higher_is_better=True, needs_labels=True))
         register(MetricSpec(name="fake_na", factory=MissingWeights, higher_is_better=False))
         register(MetricSpec(name="fake_boom", factory=Boom, higher_is_better=False))
+        register(MetricSpec(name="fake_inf", factory=NonFinite, higher_is_better=True))
         register(MetricSpec(name="fake_ref", factory=WithReference, higher_is_better=True))
         register(MetricSpec(name="fake_ref_t", factory=WithReferenceTuple, higher_is_better=True))
         register(MetricSpec(name="fake_outlier", factory=HeldOutMSE, higher_is_better=False, needs_labels=True))
+        # Never evaluated: tests write their records into a store directly (tagged values).
+        register(MetricSpec(name="fake_est", factory=NeverEvaluated, higher_is_better=True,
+                            estimators={"Parzen": "kernel density", "IWAE lb": "a lower bound"}))
+        register(MetricSpec(name="fake_score", factory=NeverEvaluated, higher_is_better=True,
+                            estimators={"model score": "own score", "NLL IWAE": "-log p"},
+                            ranks_across_estimators=True))
 
 
 def fake_plugin_set(**kwargs) -> PluginSet:

@@ -142,12 +142,12 @@ def test_run_writes_the_tables_and_the_page(builtin_run) -> None:
     suite, store, out, err = builtin_run
     folder = suite.parent
     assert f"benchbed: suite cli: 1 cells (1 ok); store {store}" in out
-    for name in ("README.md", "results.csv", "table.tex", "index.html"):
+    for name in ("README.md", "results.csv", "summary.csv", "results.json", "table.tex", "index.html", "runs.jsonl"):
         assert f"benchbed: wrote {folder / name}" in out
         assert (folder / name).is_file()
     readme = (folder / "README.md").read_text()
     assert "# Leaderboard: cli" in readme and "| vae |" in readme and "Recon MSE ↓" in readme
-    assert (folder / "results.csv").read_text().startswith("dataset,row,kind,metric,mean,std,n_ok,n,status,reason")
+    assert (folder / "results.csv").read_text().startswith("run_id,dataset,model,sampler,seed,metric,value,stderr,")
     assert r"\toprule" in (folder / "table.tex").read_text()
     assert '<table class="sortable">' in (folder / "index.html").read_text()
     assert "[benchbed] suite cli: ok" in err  # plain progress lines without a TTY
@@ -157,17 +157,21 @@ def test_leaderboard_format_csv(builtin_run, capsys) -> None:
     suite, store, _, _ = builtin_run
     assert cli.main(["leaderboard", str(suite), "--store", str(store), "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "dataset,row,kind,metric,mean,std,n_ok,n,status,reason"
+    assert lines[0] == "run_id,dataset,model,sampler,seed,metric,value,stderr,estimator,settings_hash,status,reason"
     (row,) = lines[1:]
-    dataset, model, kind, metric, mean, _, n_ok, n, status, _ = row.split(",")
-    assert (dataset, model, kind, metric, n_ok, n, status) == ("gmm8", "vae", "model", "recon_mse", "1", "1", "ok")
-    assert float(mean) > 0
+    run_id, dataset, model, sampler, seed, metric, value, stderr, _, _, status, _ = row.split(",")
+    assert (dataset, model, sampler, seed, metric, status) == ("gmm8", "vae", "", "0", "recon_mse", "ok")
+    assert float(value) > 0 and float(stderr) > 0 and len(run_id) == 16
+    assert cli.main(["leaderboard", str(suite), "--store", str(store), "--format", "summary"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("dataset,row,kind,metric,estimator,mean,se,std,n_ok,n,best,")
 
 
 def test_leaderboard_writes_files_to_out(builtin_run, tmp_path, capsys) -> None:
     suite, store, _, _ = builtin_run
     assert cli.main(["leaderboard", str(suite), "--store", str(store), "--out", str(tmp_path)]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "index.html", "results.csv", "table.tex"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "index.html", "results.csv", "results.json",
+                                                          "runs.jsonl", "summary.csv", "table.tex"]
 
 
 def test_show_prints_the_provenance_json(builtin_run, capsys) -> None:

@@ -1,8 +1,9 @@
-"""Leaderboards from a store filled by a real (tiny) run: Markdown, CSV, LaTeX."""
+"""Leaderboards from a store: cells, marks, tags, notes, per-run CSV, summary CSV and JSON."""
 
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
 import statistics
@@ -10,8 +11,11 @@ import statistics
 import pandas as pd
 import pytest
 
-from benchbed import leaderboard
-from benchbed.leaderboard import build_tables, fmt, to_csv, to_latex, to_markdown
+from benchbed import leaderboard, tables
+from benchbed.grid import plan
+from benchbed.stats import format_with_error
+from benchbed.store import Store
+from benchbed.tables import Notes
 
 HEADER = 'name = "lb"\nseeds = [0, 1]\n[budget]\nsteps = 24\nbatch_size = 16\n[datasets.toy]\n'
 
@@ -41,144 +45,147 @@ def filled(make_suite, runner, fake_registry):
     suite = make_suite(BODY, header=HEADER)
     _, store = runner(suite)
     values: dict[str, list[float]] = {}
-    for r in store.frame():
+    for r in sorted(store.frame(), key=lambda r: r["seed"]):
         if r["kind"] == "model" and r["metric"] == "fake_mse" and r["metric_status"] == "ok":
             values.setdefault(r["model"], []).append(r["value"])
     return suite, store, values
 
 
-def _table(filled, registry):
+def _table(filled, registry) -> tuple[tables.DatasetTable, tables.Leaderboard]:
     suite, store, _ = filled
-    tables, notes = build_tables(store, suite, registry)
-    (table,) = tables
-    return table, notes
+    board = tables.build(store, suite, registry)
+    (table,) = board.tables
+    return table, board
 
 
-def test_mean_std_arrows_bold_and_cost_columns(filled, fake_registry) -> None:
-    suite, store, values = filled
-    table, notes = _table(filled, fake_registry)
-    frame = table.frame
-    assert list(frame.columns) == ["MSE ↓", "fake_ll ↑", "fake_ref ↑", "params", "train s", "steps", "parameters",
-                                   "seeds"]
-    fast, slow = values["fast"], values["slow"]
-    assert len(fast) == len(slow) == 2
-    expected = f"{fmt(statistics.mean(fast))} ± {fmt(statistics.stdev(fast), 2)}"
-    assert frame.loc["fast", "MSE ↓"] == expected
-    assert frame.loc["fast", "seeds"] == "2/2" and frame.loc["bad", "seeds"] == "0/2"
-    assert frame.loc["fast", "steps"] == "24" and frame.loc["fast", "parameters"] == "7"
-    assert float(frame.loc["fast", "train s"]) > 0
-    md = to_markdown([table], notes)
-    best = table.best["MSE ↓"]
-    assert f"| {best} | **{frame.loc[best, 'MSE ↓']}** |" in md
-    assert md.count("**") == 2 * len(table.best)
-    assert "| model | MSE ↓ | fake_ll ↑ | fake_ref ↑ | params | train s | steps | parameters | seeds |" in md
+def test_cells_are_mean_and_standard_error_rounded_to_the_error(filled, fake_registry) -> None:
+    _, _, values = filled
+    table, board = _table(filled, fake_registry)
+    assert [c.header for c in table.columns] == ["MSE ↓", "fake_ref ↑", "hyperparameters", "train s", "steps",
+                                                 "parameter count", "seeds"]
+    fast = table.cell("fast", "fake_mse")
+    se = statistics.stdev(values["fast"]) / math.sqrt(2)
+    assert fast.mean == pytest.approx(statistics.mean(values["fast"])) and fast.se == pytest.approx(se)
+    assert fast.value == format_with_error(statistics.mean(values["fast"]), se)
+    assert table.cell("fast", "seeds").value == "2/2" and table.cell("bad", "seeds").value == "0/2"
+    assert table.cell("fast", "steps").value == "24" and table.cell("fast", "parameter count").value == "7"
+    assert float(table.cell("fast", "train s").value) > 0
 
 
-def test_best_is_chosen_among_rows_with_every_seed(filled, fake_registry) -> None:
+@pytest.mark.parametrize(("mean", "error", "text"), [
+    (0.007821, 0.00023, "0.00782 ± 0.00023"),
+    (647.3, 510.0, "650 ± 510"),
+    (0.99998, 1.9e-05, "0.999980 ± 0.000019"),
+    (40.01, 12.0, "40 ± 12"),
+    (43.74, 0.28, "43.74 ± 0.28"),
+    (1.0, 0.0, "1 ± 0"),
+    (3.14159, math.nan, "3.142"),
+    (2.5e-9, 3.1e-10, "(2.50 ± 0.31)e-09"),
+])
+def test_rounding_to_two_significant_digits_of_the_error(mean: float, error: float, text: str) -> None:
+    assert format_with_error(mean, error) == text
+
+
+def test_best_is_bold_among_rows_with_every_seed(filled, fake_registry) -> None:
     """'flaky' has a value for seed 0 only (seed 1 failed): its one-seed mean must not win the bold."""
     _, _, values = filled
-    table, _ = _table(filled, fake_registry)
+    table, board = _table(filled, fake_registry)
     fast, slow = statistics.mean(values["fast"]), statistics.mean(values["slow"])
-    assert table.best["MSE ↓"] == ("fast" if fast < slow else "slow")
+    assert table.best("fake_mse") == ["fast" if fast < slow else "slow"]
+    assert not table.cell("flaky", "fake_mse").best and not table.cell("flaky", "fake_mse").tie
+    md = leaderboard.to_markdown(board)
+    best = table.best("fake_mse")[0]
+    assert re.search(rf"\| {best} \| \*\*{re.escape(table.cell(best, 'fake_mse').value)}\*\* \|", md)
 
 
 def test_na_and_failed_cells_carry_numbered_notes(filled, fake_registry) -> None:
-    table, notes = _table(filled, fake_registry)
-    frame = table.frame
-    na = notes.items.index("model lacks log_likelihood (required by fake_ll)") + 1
-    assert frame.loc["fast", "fake_ll ↑"] == f"n/a [{na}]"
-    failed = frame.loc["bad", "MSE ↓"]
+    table, board = _table(filled, fake_registry)
+    notes = Notes()
+    # fake_ll is n/a for every model: the column is left out, with a note saying so
+    assert "fake_ll" not in [c.key for c in table.columns]
+    assert table.omitted[0][0].key == "fake_ll" and "model lacks log_likelihood" in table.omitted[0][1]
+    failed = table.cell("bad", "fake_mse").text(notes)
     number = int(re.fullmatch(r"failed \[(\d+)\]", failed).group(1))
     assert re.fullmatch(r"RuntimeError: fake failure at step 2 \(conftest\.py:\d+ in train_step\)",
                         notes.items[number - 1])
-    # flaky failed on seed 1 only: the seed-0 value with a note on the partial count
-    flaky = frame.loc["flaky", "MSE ↓"]
-    assert re.fullmatch(rf"{re.escape(fmt(float(flaky.split()[0])))} \(1/2 seeds\) \[{number}\]", flaky), flaky
-    md = to_markdown([table], notes)
-    assert f"Notes:\n\n1. {notes.items[0]}" in md
-    assert all(f"{i}. " in md for i in range(1, len(notes.items) + 1))
+    flaky = table.cell("flaky", "fake_mse").text(notes)
+    assert flaky.endswith(f"(1/2 seeds) [{number}]"), flaky
+    md = leaderboard.to_markdown(board)
+    assert "Column fake_ll omitted for toy: n/a for every model" in md
 
 
-def test_differing_params_column_for_aliases(filled, fake_registry) -> None:
+def test_hyperparameters_column_tells_aliases_apart(filled, fake_registry) -> None:
     table, _ = _table(filled, fake_registry)
-    params = table.frame["params"]
-    assert params["fast"] == "fail_at=-1, fail_seed=-1, lr=0.05"
-    assert params["slow"] == "fail_at=-1, fail_seed=-1, lr=0.002"
-    assert params["bad"] == "fail_at=2, fail_seed=-1, lr=0.05"
-    assert params["flaky"] == "fail_at=2, fail_seed=1, lr=0.05"
+    assert table.cell("fast", "hyperparameters").value == "fail_at=-1, fail_seed=-1, lr=0.05"
+    assert table.cell("slow", "hyperparameters").value == "fail_at=-1, fail_seed=-1, lr=0.002"
+    assert table.cell("flaky", "hyperparameters").value == "fail_at=2, fail_seed=1, lr=0.05"
 
 
-def test_reference_rows_are_shown(filled, fake_registry) -> None:
+def test_reference_rows_are_shown_and_never_best(filled, fake_registry) -> None:
     suite, store, _ = filled
     table, _ = _table(filled, fake_registry)
-    assert "oracle" in table.frame.index, "the reference row of fake_ref is missing"
     refs = [r["value"] for r in store.frame() if r["kind"] == "reference"]
-    assert table.frame.loc["oracle", "params"] == "reference"
-    assert table.frame.loc["oracle", "fake_ref ↑"].startswith(fmt(statistics.mean(refs)))
-    assert table.best.get("fake_ref ↑") != "oracle"  # references are never "best"
+    oracle = table.cell("oracle", "fake_ref")
+    assert table.row("oracle").kind == "reference"
+    assert oracle.mean == pytest.approx(statistics.mean(refs))
+    assert not oracle.best
 
 
 def test_reference_rows_of_a_metric_with_tuple_parameters_are_shown(make_suite, runner, fake_registry) -> None:
     """Its identity holds a tuple, the stored config a JSON list: they must still compare equal."""
     suite = make_suite("[models.linear]\n[metrics.fake_ref_t]\n", header=HEADER)
     _, store = runner(suite)
-    assert any(r["kind"] == "reference" for r in store.frame())
-    (table,), _ = build_tables(store, suite, fake_registry)
-    assert "oracle" in table.frame.index, "a reference row disappears when its metric has a tuple parameter"
+    (table,) = tables.build(store, suite, fake_registry).tables
+    assert "oracle" in [r.label for r in table.rows], "a reference row disappears when its metric has a tuple"
 
 
-def test_csv_columns_and_numbers(filled, fake_registry) -> None:
-    _, _, values = filled
-    table, _ = _table(filled, fake_registry)
-    text = to_csv([table])
-    assert text.splitlines()[0] == "dataset,row,kind,metric,mean,std,n_ok,n,status,reason"
-    df = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])
-    fast = df[(df["row"] == "fast") & (df["metric"] == "fake_mse")].iloc[0]
-    assert fast["mean"] == pytest.approx(statistics.mean(values["fast"]), rel=1e-5)
-    assert fast["std"] == pytest.approx(statistics.stdev(values["fast"]), rel=1e-5)
-    assert (fast["n_ok"], fast["n"], fast["status"], fast["dataset"]) == (2, 2, "ok", "toy")
-    bad = df[(df["row"] == "bad") & (df["metric"] == "fake_mse")].iloc[0]
-    assert bad["status"] == "failed" and "fake failure" in bad["reason"] and math.isnan(bad["mean"])
-    na = df[(df["row"] == "fast") & (df["metric"] == "fake_ll")].iloc[0]
-    assert na["status"] == "n/a"
+def test_results_csv_has_one_line_per_run_and_metric(filled, fake_registry) -> None:
+    suite, store, values = filled
+    _, board = _table(filled, fake_registry)
+    text = leaderboard.render("csv", store, board)
+    assert text.splitlines()[0] == ("run_id,dataset,model,sampler,seed,metric,value,stderr,estimator,settings_hash,"
+                                    "status,reason")
+    df = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""], dtype={"run_id": str})
+    fast = df[(df["model"] == "fast") & (df["metric"] == "fake_mse")].sort_values("seed")
+    assert list(fast["seed"]) == [0, 1] and list(fast["value"]) == pytest.approx(values["fast"], rel=1e-12)
+    assert fast["run_id"].str.fullmatch(r"[0-9a-f]{16}").all()
+    bad = df[df["model"] == "bad"]
+    assert (bad["status"] == "failed").all() and bad["reason"].str.contains("fake failure").all()
+    assert len(df[df["model"] == "oracle"]) == 2  # reference rows, one per seed
+    for run_id in fast["run_id"]:
+        assert store.run(run_id) is not None
 
 
-def test_latex_booktabs_and_bold(filled, fake_registry) -> None:
-    table, notes = _table(filled, fake_registry)
-    tex = to_latex([table], notes, caption="cap")
-    for rule in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}{l" + "r" * 8 + "}"):
-        assert rule in tex
-    best = table.best["MSE ↓"]
-    cell = table.frame.loc[best, "MSE ↓"].replace("±", r"$\pm$")
-    assert rf"\textbf{{{cell}}}" in tex
-    assert r"MSE $\downarrow$" in tex and r"fake\_ll $\uparrow$" in tex
-    assert tex.count(r"\textbf{") == len(table.best)
-    assert r"\label{tab:benchbed-toy}" in tex and "% Notes: [1]" in tex
+def test_summary_csv_and_json_agree_with_the_table(filled, fake_registry) -> None:
+    suite, store, values = filled
+    table, board = _table(filled, fake_registry)
+    summary = pd.read_csv(io.StringIO(leaderboard.render("summary", store, board)), keep_default_na=False,
+                          na_values=[""])
+    fast = summary[(summary["row"] == "fast") & (summary["metric"] == "fake_mse")].iloc[0]
+    assert fast["mean"] == pytest.approx(statistics.mean(values["fast"]))
+    assert fast["se"] == pytest.approx(statistics.stdev(values["fast"]) / math.sqrt(2))
+    assert (fast["n_ok"], fast["n"], fast["status"]) == (2, 2, "ok")
+    doc = json.loads(leaderboard.render("json", store, board))
+    assert doc["significance"] == {"alpha": 0.05, "test": "Welch's t-test", "two_sided": True}
+    (jt,) = doc["tables"]
+    row = next(r for r in jt["rows"] if r["label"] == "fast")
+    assert row["cells"]["fake_mse"]["values"] == pytest.approx(values["fast"])
+    assert {r["run_id"] for r in doc["runs"]} >= set(row["run_ids"])
+    run = next(r for r in doc["runs"] if r["run_id"] == row["run_ids"][0])
+    assert run["provenance"]["torch"] and run["metrics"][0]["settings_hash"]
 
 
 def test_stale_runs_of_an_edited_suite_are_not_shown(make_suite, runner, fake_registry) -> None:
     body = "[models.fast]\ncomponent = 'linear'\nlr = 0.05\n[metrics.fake_mse]\n"
     _, store = runner(make_suite(body, header=HEADER))
     edited = make_suite(body.replace("0.05", "0.02"), header=HEADER, name="edited.toml")
-    (old_table,), _ = build_tables(store, edited, None)  # without a registry nothing is known to be stale
-    assert old_table.frame.loc["fast", "seeds"] == "2/2"
-    assert build_tables(store, edited, fake_registry)[0] == []  # the edited cells were never run
+    (old_table,) = tables.build(store, edited, None).tables  # without a registry nothing is known to be stale
+    assert old_table.cell("fast", "seeds").value == "2/2"
+    assert tables.build(store, edited, fake_registry).tables == []  # the edited cells were never run
     runner(edited)
-    (table,), _ = build_tables(store, edited, fake_registry)
-    assert table.frame.loc["fast", "seeds"] == "2/2"
-    assert int(table.stats.loc[table.stats["metric"] == "fake_mse", "n"].iloc[0]) == 2
+    (table,) = tables.build(store, edited, fake_registry).tables
+    assert table.cell("fast", "seeds").value == "2/2" and table.cell("fast", "fake_mse").n == 2
     assert len({r["run_id"] for r in store.frame() if r["kind"] == "model"}) == 4
-
-
-def test_write_produces_four_files_with_readme_provenance(filled, fake_registry, tmp_path) -> None:
-    suite, store, _ = filled
-    paths = leaderboard.write(store, suite, fake_registry, tmp_path / "out")
-    assert [p.name for p in paths] == ["README.md", "results.csv", "table.tex", "index.html"]
-    readme = paths[0].read_text()
-    assert readme.startswith("# Leaderboard: lb\n")
-    assert "Reproduce with `benchbed run lb`." in readme
-    assert "Provenance: benchbed " in readme, "the provenance line is missing when the last run failed"
-    assert "### toy" in readme and "| fast |" in readme
 
 
 def test_renamed_labels_follow_the_suite(make_suite, runner, fake_registry) -> None:
@@ -191,14 +198,83 @@ def test_renamed_labels_follow_the_suite(make_suite, runner, fake_registry) -> N
     runner(before)
     summary, store = runner(after)
     assert {o.status for o in summary.outcomes} == {"skipped"}
-    tables, _ = build_tables(store, after, fake_registry)
-    assert [t.dataset for t in tables] == ["line"]
-    assert set(tables[0].frame.index) == {"quick", "oracle"}  # the reference row follows the data set
+    board = tables.build(store, after, fake_registry)
+    assert [t.dataset for t in board.tables] == ["line"]
+    assert {r.label for r in board.tables[0].rows} == {"quick", "oracle"}  # the reference row follows the data set
 
 
-def test_tex_escape_leaves_no_unicode_that_pdflatex_rejects() -> None:
-    from benchbed.leaderboard import tex_escape
+# -- marks on constructed values --------------------------------------------------------------------
 
-    text = tex_escape("MMD² ↓ 0.1 ± 0.02 · 2×, ≈ & 50% #1 a_b")
-    assert text.isascii(), text
-    assert text == (r"MMD$^2$ $\downarrow$ 0.1 $\pm$ 0.02 $\cdot$ 2$\times$, $\approx$ \& 50\% \#1 a\_b")
+
+def _constructed(make_suite, fake_registry, tmp_path, metric: str, values: dict[str, list[tuple[float, str]]]):
+    """A store whose models (aliases of ``linear``) have the given (value, estimator tag) per seed in ``metric``."""
+    n_seeds = len(next(iter(values.values())))
+    body = "".join(f"[models.{m}]\ncomponent = 'linear'\nlr = {0.01 * (i + 1)}\n" for i, m in enumerate(values))
+    header = HEADER.replace("seeds = [0, 1]", f"seeds = {list(range(n_seeds))}")
+    suite = make_suite(body + f"[metrics.{metric}]\n", header=header, name=f"{metric}.toml")
+    store = Store(tmp_path / f"{metric}.sqlite")
+    for cell in plan(suite, fake_registry)[0]:
+        value, tag = values[cell.model.label][cell.seed]
+        store.claim(cell.run_id, cell.identity())
+        store.finish(cell.run_id, status="ok", fields={"train_steps": 24, "n_params": 7},
+                     metrics=[{"metric": metric, "component": metric, "status": "ok", "value": value,
+                               "estimator": tag, "settings": {"estimator": tag}}])
+    (table,) = tables.build(store, suite, fake_registry).tables
+    return table
+
+
+def test_parzen_and_iwae_are_never_ranked_against_each_other(make_suite, fake_registry, tmp_path) -> None:
+    values = {  # higher is better; Parzen's -3.0 is "higher" than every IWAE value
+        "kde": [(-3.0, "Parzen"), (-3.01, "Parzen")],
+        "kde2": [(-5.0, "Parzen"), (-5.02, "Parzen")],
+        "enc": [(-3.4, "IWAE lb"), (-3.42, "IWAE lb")],
+        "enc2": [(-3.9, "IWAE lb"), (-3.91, "IWAE lb")],
+        "lone": [(-9.0, "AIS lb"), (-9.1, "AIS lb")],
+    }
+    table = _constructed(make_suite, fake_registry, tmp_path, "fake_est", values)
+    assert sorted(table.best("fake_est")) == ["enc", "kde"]  # one best per estimator, never across
+    assert not table.cell("lone", "fake_est").best  # alone in its group: nothing to be best among
+    for label in values:
+        cell = table.cell(label, "fake_est")
+        assert cell.show_estimator and f"({cell.estimator})" in cell.text(Notes())
+    md_row = [r for r in table.rows if r.label == "enc"][0]
+    assert md_row.cells["fake_est"].estimator == "IWAE lb"
+
+
+def test_a_metric_that_ranks_across_its_tags_bolds_one_entry(make_suite, fake_registry, tmp_path) -> None:
+    values = {"a": [(0.9, "model score"), (0.91, "model score")], "b": [(0.7, "NLL IWAE"), (0.71, "NLL IWAE")]}
+    table = _constructed(make_suite, fake_registry, tmp_path, "fake_score", values)
+    assert table.best("fake_score") == ["a"]
+    assert table.cell("b", "fake_score").show_estimator  # the tags are still shown
+
+
+@pytest.mark.parametrize(("other", "tie"), [
+    ([(0.50, ""), (0.51, ""), (0.49, "")], False),  # clearly separated from the best (0.9 ± 0.01)
+    ([(0.70, ""), (0.95, ""), (1.00, "")], True),  # overlapping: Welch cannot tell them apart
+])
+def test_significance_marks(make_suite, fake_registry, tmp_path, other, tie) -> None:
+    values = {"best": [(0.90, ""), (0.91, ""), (0.89, "")], "other": other}
+    table = _constructed(make_suite, fake_registry, tmp_path, "fake_est", values)
+    assert table.best("fake_est") == ["best"]
+    assert table.cell("other", "fake_est").tie is tie
+
+
+def test_one_seed_makes_no_significance_claim(make_suite, fake_registry, tmp_path) -> None:
+    values = {"a": [(0.9, "")], "b": [(0.89, "")], "c": [(0.1, "")]}
+    table = _constructed(make_suite, fake_registry, tmp_path, "fake_est", values)
+    assert table.best("fake_est") == ["a"]
+    assert not any(table.cell(label, "fake_est").tie for label in values)
+    assert table.cell("b", "fake_est").text(Notes()) == "0.89"  # no ± without a second seed
+
+
+def test_write_produces_every_format_and_the_portable_file(filled, fake_registry, tmp_path) -> None:
+    suite, store, _ = filled
+    paths = leaderboard.write(store, suite, fake_registry, tmp_path / "out")
+    assert [p.name for p in paths] == ["README.md", "results.csv", "summary.csv", "results.json", "table.tex",
+                                       "index.html", "runs.jsonl"]
+    readme = paths[0].read_text()
+    assert readme.startswith("# Leaderboard: lb\n")
+    assert "`benchbed run suite.toml` reproduces it" in readme or "`benchbed run " in readme
+    assert "Provenance: benchbed " in readme, "the provenance line is missing when the last run failed"
+    assert "### toy" in readme and "| fast |" in readme
+    assert "hyperparameters" in readme and "parameter count" in readme and "| params |" not in readme

@@ -77,6 +77,27 @@ def test_incompatible_pairs_and_metric_errors(make_suite, runner, helpers) -> No
     assert _metrics(run)["fake_mse"]["value"] is not None and _metrics(run)["fake_boom"]["value"] is None
 
 
+def test_non_finite_values_are_failures_and_per_example_values_are_stored(make_suite, runner, helpers) -> None:
+    suite = make_suite("""
+        [models.linear]
+        [metrics.fake_mse]
+        [metrics.fake_inf]
+        [metrics.fake_nan]
+        component = "fake_inf"
+        value = nan
+    """)
+    _, store = runner(suite)
+    (run,) = helpers.model_runs(store)
+    rows = _metrics(run)
+    for label, text in (("fake_inf", "inf"), ("fake_nan", "nan")):
+        assert rows[label]["status"] == "failed" and rows[label]["value"] is None
+        assert rows[label]["reason"] == f"metric {label!r} returned a non-finite value ({text})"
+    per = store.per_example(run["run_id"], "fake_mse")
+    assert per is not None and per.dtype.name == "float64" and per.shape == (32,)  # the toy test split
+    assert float(per.mean()) == pytest.approx(rows["fake_mse"]["value"], rel=1e-6)
+    assert store.per_example(run["run_id"], "fake_inf") is None
+
+
 def test_image_and_labelled_data_make_those_metrics_apply(make_suite, runner, helpers) -> None:
     header = helpers.HEADER.replace("[datasets.toy]\n", "[datasets.img]\ncomponent = 'toy'\nkind = 'image'\n"
                                                        "labels = true\n")

@@ -117,12 +117,27 @@ def test_json_columns_round_trip(store: Store) -> None:
     assert store.metric_hashes("fff") == {"m": ""}
 
 
+def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
+    """Stores written before metric records had tags and standard errors open and gain both columns."""
+    path = tmp_path / "v1.sqlite"
+    Store(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE metrics DROP COLUMN estimator")
+        db.execute("ALTER TABLE metrics DROP COLUMN stderr")
+        db.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    Store(path).close()
+    with sqlite3.connect(path) as db:
+        columns = {r[1] for r in db.execute("PRAGMA table_info(metrics)")}
+        (version,) = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    assert {"estimator", "stderr"} <= columns and version == "2"
+
+
 def test_schema_version_mismatch_and_garbage_file(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
     Store(path).close()
     with sqlite3.connect(path) as db:
         db.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
-    with pytest.raises(StoreError, match=f"store {path}: schema version 99, this benchbed reads 1"):
+    with pytest.raises(StoreError, match=f"store {path}: schema version 99, this benchbed reads 2"):
         Store(path)
     garbage = tmp_path / "garbage.sqlite"
     garbage.write_bytes(b"this is not a database" * 100)

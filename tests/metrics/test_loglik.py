@@ -154,6 +154,8 @@ def test_ebm_prior_loglik_subtracts_estimated_log_partition(estimator: str, make
     assert res.settings["partition_samples"] == 50_000
     assert res.settings["log_partition"] == pytest.approx(-math.log(2.0), abs=0.03)  # Z = (1+a)^(-d/2)
     assert res.value == pytest.approx(exact, abs=0.3)
+    # log Z is estimated: the value is no bound, and its tag must not say it is one
+    assert res.estimator == f"{estimator.upper()}-logZ"
     if estimator == "ais":
         assert res.settings["start"] == "Gaussian fitted to prior base"
 
@@ -177,6 +179,7 @@ def test_parzen_approaches_the_exact_density() -> None:
         ctx = EvalContext(GaussianSampler(), bundle, torch.device("cpu"), 0, lambda b: None)
         res = LogLikelihood(estimator="parzen", n_examples=None, parzen_samples=n, parzen_val=300).evaluate(ctx)
         assert res.settings["estimator"] == "parzen" and res.settings["n_samples"] == n
+        assert res.estimator == "Parzen" and "k" not in res.settings and "steps" not in res.settings
         errors.append(abs(res.value - exact))
     assert errors[0] > errors[1] > errors[2] and errors[2] < 0.1, errors
 
@@ -190,6 +193,11 @@ def test_estimator_choice_and_bpd(make_ctx) -> None:
     auto = evaluate_metric("loglik", make_ctx(_true_model(bundle, caps={"proposal", "log_joint", "log_prior"}),
                                               bundle), k=10, n_examples=5)
     assert auto.settings["estimator"] == "iwae" and auto.settings["k"] == 10 and auto.settings["n_examples"] == 5
+    # the record says what the value is, and carries the per-example values it averages
+    assert auto.estimator == "IWAE lb" and "steps" not in auto.settings and "n_samples" not in auto.settings
+    per = torch.as_tensor(auto.per_example)
+    assert per.shape == (5,) and float(per.mean()) == pytest.approx(auto.value)
+    assert auto.stderr == pytest.approx(float(per.std() / math.sqrt(5)))
 
     class Uniform:  # density 1 on [0, 1]^D: log p = 0 nats, i.e. exactly 8 bits/dim on the 8-bit scale
         capabilities = frozenset({"log_likelihood"})
@@ -200,6 +208,7 @@ def test_estimator_choice_and_bpd(make_ctx) -> None:
     digits = load_dataset("digits", seed=0)
     res = evaluate_metric("loglik_bpd", make_ctx(Uniform(), digits))
     assert res.value == pytest.approx(8.0) and res.settings["unit"] == "bpd"
+    assert res.estimator == "exact" and set(res.settings) == {"estimator", "unit", "n_examples"}
 
 
 def test_loglik_and_bpd_share_one_estimate_per_cell() -> None:

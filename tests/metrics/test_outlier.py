@@ -67,6 +67,9 @@ def test_held_out_class_protocol_shares_trainings_between_metrics(make_ctx) -> N
     prc = evaluate_metric("outlier_auprc", ctx, classes=[0, 3, 5])
     assert trained == [(0,), (3,), (5,)]  # one training per class, reused by the second metric
     assert set(roc.details["per_class"]) == {"0", "3", "5"} and roc.settings["score"] == ["anomaly_score"]
+    assert roc.estimator == "model score"
+    n_test = bundle.test.x.shape[0]
+    assert torch.as_tensor(roc.per_example).shape == (3 * n_test,)  # the scores, class after class
     # A held-out mode of the 8-Gaussian ring is far from every remaining mean: near-perfect detection.
     assert roc.value > 0.95 and prc.value > 0.8
     assert roc.value == pytest.approx(np.mean(list(roc.details["per_class"].values())))
@@ -90,7 +93,7 @@ def test_untrained_scores_are_at_chance_and_recon_score_works(make_ctx) -> None:
     chance = evaluate_metric("outlier_auroc", make_ctx(Random(), bundle, lambda v: Random()), classes=[1, 2])
     assert abs(chance.value - 0.5) < 0.1
     recon = evaluate_metric("outlier_auroc", make_ctx(None, bundle, _NearestMean), classes=[1], score="recon")
-    assert recon.settings["score"] == ["recon"] and recon.value > 0.95
+    assert recon.settings["score"] == ["recon"] and recon.value > 0.95 and recon.estimator == "recon"
     with pytest.raises(NotApplicable, match="labelled"):
         unlabelled = load_dataset("linear_gaussian", seed=0, n_train=50, n_val=20, n_test=20)
         evaluate_metric("outlier_auroc", make_ctx(Random(), unlabelled))

@@ -1,0 +1,181 @@
+"""Published results live in the repository: a fresh clone rebuilds every published file from the
+portable run file byte-identically, retrains nothing, and never overwrites a table with an empty one."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from benchbed import cli, published
+from benchbed.formats import FILENAMES
+
+REPO = Path(__file__).resolve().parents[2]
+PUBLISHED = [*FILENAMES.values(), published.RUNS_FILE]
+SUITE = """\
+name = "s"
+seeds = [0, 1]
+[budget]
+steps = 24
+batch_size = 16
+[datasets.toy]
+[models.linear]
+[models.bad]
+component = "linear"
+fail_at = 2
+[metrics.fake_mse]
+[metrics.fake_ref]
+[metrics.fake_ll]
+"""
+
+
+@pytest.fixture
+def fake_cli(monkeypatch, helpers) -> None:
+    monkeypatch.setattr(cli, "load_plugins", lambda **kw: helpers.fake_plugin_set())
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in PUBLISHED if (folder / name).is_file()}
+
+
+def _clone(src_root: Path, dst_root: Path, rel: str) -> Path:
+    """What git would give a fresh clone: the suite folder's committed files, no store, no checkpoints."""
+    dst = dst_root / rel
+    dst.mkdir(parents=True)
+    for name in ["suite.toml", *PUBLISHED]:
+        if (src_root / rel / name).is_file():
+            shutil.copy2(src_root / rel / name, dst / name)
+    return dst
+
+
+@pytest.fixture
+def origin(fake_cli, tmp_path: Path, monkeypatch) -> Path:
+    """A repository whose suite ``leaderboards/s`` was run: (its root)."""
+    root = tmp_path / "origin"
+    (root / "leaderboards" / "s").mkdir(parents=True)
+    (root / "leaderboards" / "s" / "suite.toml").write_text(SUITE)
+    monkeypatch.chdir(root)
+    assert cli.main(["run", "s", "--no-bars"]) == 0
+    return root
+
+
+def test_a_fresh_clone_rebuilds_every_file_and_trains_nothing(origin, tmp_path, monkeypatch, helpers, capsys) -> None:
+    folder = origin / "leaderboards" / "s"
+    committed = _snapshot(folder)
+    assert set(committed) == set(PUBLISHED)
+    clone = _clone(origin, tmp_path / "clone", "leaderboards/s")
+    monkeypatch.chdir(tmp_path / "clone")
+    assert cli.main(["leaderboard", "s"]) == 0
+    assert _snapshot(clone) == committed
+    for fmt, name in FILENAMES.items():  # --format prints the same bytes
+        capsys.readouterr()
+        assert cli.main(["leaderboard", "s", "--format", fmt]) == 0
+        assert capsys.readouterr().out.encode() == committed[name], fmt
+    setups = helpers.LinearAE.setups
+    assert cli.main(["run", "s", "--no-bars"]) == 0
+    assert "4 cells (4 skipped)" in capsys.readouterr().out
+    assert helpers.LinearAE.setups == setups, "a finished cell was built or trained again"
+    assert _snapshot(clone) == committed
+
+
+def test_show_finds_a_published_run_without_a_store(origin, tmp_path, monkeypatch, capsys) -> None:
+    clone = _clone(origin, tmp_path / "clone", "leaderboards/s")
+    run_id = (clone / "results.csv").read_text().splitlines()[1].split(",")[0]
+    monkeypatch.chdir(tmp_path / "clone")
+    capsys.readouterr()
+    assert cli.main(["show", run_id[:8]]) == 0
+    assert f'"run_id": "{run_id}"' in capsys.readouterr().out
+    assert not (clone / "results.sqlite").exists()
+
+
+@pytest.mark.parametrize("leave_store", [False, True])
+def test_missing_portable_file_never_empties_the_published_tables(origin, tmp_path, monkeypatch, capsys,
+                                                                  leave_store: bool) -> None:
+    clone = _clone(origin, tmp_path / "clone", "leaderboards/s")
+    (clone / published.RUNS_FILE).unlink()
+    if leave_store:  # an empty store (e.g. created by an earlier command) is no excuse either
+        from benchbed.store import Store
+
+        Store(clone / "results.sqlite").close()
+    before = _snapshot(clone)
+    monkeypatch.chdir(tmp_path / "clone")
+    capsys.readouterr()
+    assert cli.main(["leaderboard", "s"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("benchbed: error: ") and "runs.jsonl" in err and "benchbed run s" in err
+    assert _snapshot(clone) == before
+
+
+def test_export_after_import_is_the_identity(origin, tmp_path) -> None:
+    from benchbed.store import Store
+
+    runs = origin / "leaderboards" / "s" / published.RUNS_FILE
+    store = Store(tmp_path / "fresh.sqlite")
+    assert published.import_runs(store, runs) == len(runs.read_text().splitlines()) - 1
+    assert published.import_runs(store, runs) == 0  # finished runs are never replaced
+    records = published.read_runs(runs)
+    out = published.export_runs(store, [r["run"]["run_id"] for r in records], tmp_path / "again.jsonl", "s")
+    assert out.read_bytes() == runs.read_bytes()
+
+
+def test_a_damaged_portable_file_is_named(origin, tmp_path) -> None:
+    from benchbed.errors import BenchbedError
+
+    bad = tmp_path / "runs.jsonl"
+    text = (origin / "leaderboards" / "s" / published.RUNS_FILE).read_text().splitlines()
+    bad.write_text("\n".join([text[0], "{not json", *text[2:]]))
+    with pytest.raises(BenchbedError, match=r"runs\.jsonl: line 1 is not JSON"):
+        published.read_runs(bad)
+    bad.write_text(text[0].replace('"version":1', '"version":9') + "\n")
+    with pytest.raises(BenchbedError, match="format version 9"):
+        published.read_runs(bad)
+
+
+def test_scrub_replaces_machine_paths(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    text = f"cannot read {Path.home() / 'data' / 'x.bin'} nor {tmp_path / 'y'}"
+    assert published.scrub(text) == "cannot read ~/data/x.bin nor ./y"
+    assert published.scrub({"a": [str(tmp_path)]}) == {"a": ["."]}
+
+
+# -- the committed small suite and every committed leaderboard ---------------------------------------
+
+COMMITTED = "tests/data/published"
+
+
+def test_the_committed_suite_rebuilds_byte_identically(tmp_path, monkeypatch, capsys) -> None:
+    """The real plugins, a real (small) committed run: `benchbed leaderboard` in a fresh clone reproduces
+    every committed file; `benchbed run` trains no cell."""
+    clone = _clone(REPO, tmp_path, COMMITTED)
+    committed = _snapshot(REPO / COMMITTED)
+    assert set(committed) == set(PUBLISHED)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["leaderboard", COMMITTED]) == 0
+    changed = [name for name, data in _snapshot(clone).items() if data != committed[name]]
+    assert not changed, f"rebuilt files differ from the committed ones: {changed}"
+    capsys.readouterr()
+    assert cli.main(["run", COMMITTED, "--no-bars", "--no-tables"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"(\d+) cells \(\1 skipped\)", out), out
+    assert not (clone / "checkpoints").exists()
+
+
+ABSOLUTE = re.compile(r"(?<![\w.~$])(/(?:root|home|tmp|work|Users|var|opt|mnt|srv)/|[A-Z]:\\\\)")
+
+
+@pytest.mark.parametrize("folder", sorted({p.parent.relative_to(REPO).as_posix()
+                                           for p in REPO.glob("leaderboards/*/suite.toml")} | {COMMITTED}))
+def test_no_published_file_holds_a_machine_path(folder: str) -> None:
+    for name in PUBLISHED:
+        path = REPO / folder / name
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8")
+        if name == FILENAMES["html"]:  # embedded PNGs are base64, where "/tmp/" can occur by chance
+            text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", text)
+        if name == published.RUNS_FILE:
+            text = re.sub(r'"preview":"[A-Za-z0-9+/=]*"', "", text)
+        hit = ABSOLUTE.search(text)
+        assert hit is None, f"{folder}/{name} holds a machine path: ...{text[max(0, hit.start() - 60):hit.end() + 60]}..."
