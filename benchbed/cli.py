@@ -16,7 +16,7 @@ from benchbed.formats import FORMATS
 from benchbed.params import schema
 from benchbed.plugins import load_plugins
 from benchbed.registry import Registry
-from benchbed.suite import Suite, load_suite
+from benchbed.suite import Suite, check_device, load_suite
 
 KINDS = ("models", "samplers", "datasets", "metrics")
 LEADERBOARDS = Path("leaderboards")
@@ -80,6 +80,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     registry = _registry()
     suite = _suite(args.suite, registry)
+    if args.device is not None:
+        check_device(args.device, "--device: ")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():  # known now: say so before any training
+        raise BenchbedError(f"--out {out}: is a file, not a folder for the tables")
     store = _store(args, suite)
     signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
     options = RunOptions(retry_failed=args.retry_failed, bars=None if not args.no_bars else False, device=args.device)
@@ -173,7 +178,10 @@ def _find_run(path: Path, run_id: str) -> dict[str, Any] | None:
     if path.suffix != ".jsonl":
         return Store(path).run(run_id)
     found = [r for r in published.read_runs(path) if r["run"]["run_id"].startswith(run_id)]
-    if len(found) != 1:
+    if len(found) > 1:
+        raise BenchbedError(f"run id prefix {run_id!r} is ambiguous in {path}: {len(found)} runs start with it; "
+                            "give more characters")
+    if not found:
         return None
     (rec,) = found
     return {**rec["run"], "metrics": rec["metrics"]}
@@ -193,6 +201,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     raise BenchbedError(f"no run with id (or unique prefix) {args.run!r} in {', '.join(map(str, sources))}")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="benchbed", description="Benchmark latent-variable deep generative models.")
     parser.add_argument("--version", action="version", version=f"benchbed {__version__}")
@@ -203,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "then write README.md, results.csv, table.tex and index.html beside the "
                                      "suite file.")
     run.add_argument("suite", metavar="SUITE", help="suite file, or name of a folder under leaderboards/")
-    run.add_argument("--jobs", "-j", type=int, default=1, help="cells run in parallel in a local process pool")
+    run.add_argument("--jobs", "-j", type=_positive_int, default=1,
+                     help="cells run in parallel in a local process pool (a positive integer)")
     run.add_argument("--store", help="SQLite result store (default: results.sqlite beside the suite file)")
     run.add_argument("--executor", choices=["auto", "serial", "pool", "ray"], default="auto",
                      help="auto = pool when --jobs > 1; ray uses RAY_ADDRESS or a local Ray")

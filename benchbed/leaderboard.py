@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,15 @@ def to_markdown(board: Leaderboard) -> str:
     if board.notes.items:
         parts.append("Notes:\n\n" + "\n".join(f"{i}. {_md_escape(n)}" for i, n in enumerate(board.notes.items, 1)))
     return "\n\n".join(parts) + "\n"
+
+
+def excerpt(board: Leaderboard, dataset: str, keys: tuple[str, ...]) -> str:
+    """A Markdown excerpt of one data set's table: the metric columns ``keys`` (those present) and
+    ``train s``, marks kept, note numbers dropped (the full table has the notes)."""
+    (table,) = [t for t in board.tables if t.dataset == dataset]
+    columns = [c for c in table.columns if c.key in keys or c.key == "train s"]
+    part = DatasetTable(table.dataset, columns, table.rows)
+    return re.sub(r" \[\d+\]", "", table_markdown(part, Notes()))
 
 
 def reproduce_command(suite: Suite) -> str:

@@ -132,6 +132,9 @@ class Store:
                                      f"this benchbed reads {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open result store {self.path}: {exc}") from exc
+        except OSError as exc:  # e.g. a parent "folder" that is a file
+            raise StoreError(f"cannot create result store {self.path}: {exc.strerror or exc} "
+                             f"({exc.filename or self.path.parent})") from exc
         self.host = socket.gethostname()
 
     def close(self) -> None:
@@ -140,9 +143,17 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error): one writer at a time."""
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"cannot write to result store {self.path}: {exc}") from exc
         try:
             yield self._db
+        except sqlite3.OperationalError as exc:
+            self._db.execute("ROLLBACK")
+            if "readonly" in str(exc):  # read-only file or folder: say where, not a traceback
+                raise StoreError(f"cannot write to result store {self.path}: {exc}") from exc
+            raise
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
@@ -326,6 +337,9 @@ class Store:
         """One run with its metrics, JSON columns decoded; a unique prefix of the id is enough."""
         rows = self._db.execute("SELECT * FROM runs WHERE substr(run_id, 1, length(?)) = ?",
                                 (run_id, run_id)).fetchall()
+        if len(rows) > 1:
+            raise StoreError(f"run id prefix {run_id!r} is ambiguous in {self.path}: {len(rows)} runs start with "
+                             "it; give more characters")
         if len(rows) != 1:
             return None
         out = dict(rows[0])

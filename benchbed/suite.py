@@ -152,15 +152,32 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise SuiteError(f"cannot read suite file {path}: {exc.strerror or exc}") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SuiteError(f"suite file {path} is not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line} "
+                         "(save it as UTF-8)") from None
     return parse_suite(text, registry, path=path)
+
+
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device(name: object, where: str = "") -> str:
+    """``name`` if it names a device benchbed can run on (auto, cpu, mps, cuda, cuda:N), else SuiteError."""
+    if not isinstance(name, str) or not DEVICE.match(name):
+        raise SuiteError(f"{where}device {name!r} is not one of auto, cpu, mps, cuda, cuda:N")
+    return name
 
 
 def parse_suite(text: str, registry: Registry, *, path: Path | None = None) -> Suite:
     """Validate suite TOML ``text`` (see :func:`load_suite`)."""
     where = str(path) if path else "<suite>"
+    text = text.removeprefix("\ufeff")  # a byte-order mark is not TOML, but editors write one
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -186,7 +203,8 @@ def parse_suite(text: str, registry: Registry, *, path: Path | None = None) -> S
         description=_typed(raw, "description", str, where, loc, default=""),
         path=path,
         seeds=tuple(seeds),
-        device=_typed(raw, "device", str, where, loc, default="auto"),
+        device=check_device(_typed(raw, "device", str, where, loc, default="auto"), f"{where}: 'device'"
+                            f"{loc('', 'device')}: "),
         budget=Budget(**budget),
         checkpoint_every=_typed(raw, "checkpoint_every", int, where, loc, default=0),
         **axes,
@@ -239,8 +257,13 @@ def _axis(raw: Mapping[str, Any], axis: str, registry: Registry, where: str, loc
             spec = registry.get(kind, component).spec
         except SuiteError as exc:
             raise SuiteError(f"{where}: [{section}]{loc(section)}: {exc}") from None
-        budget = _budget(body.pop("budget", {}), f"{section}.budget", where, loc, required=False) \
-            if axis in ("models", "datasets") else {}
+        budget: dict[str, int] = {}
+        if axis in ("models", "datasets"):
+            given_budget = body.pop("budget", {})
+            if not isinstance(given_budget, dict):
+                raise SuiteError(f"{where}: [{section}] 'budget'{loc(section, 'budget')} must be a table such as "
+                                 f"{{ steps = 1000 }}, got {type(given_budget).__name__} {given_budget!r}")
+            budget = _budget(given_budget, f"{section}.budget", where, loc, required=False)
         roles = {k: body.pop(k) for k in [k for k, v in body.items() if isinstance(v, dict)]} \
             if axis == "samplers" else {}
         pairs = None

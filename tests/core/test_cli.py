@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -308,3 +309,81 @@ def test_default_store_is_beside_the_suite(fake_cli, tmp_path: Path, helpers) ->
     assert cli.main(["run", str(folder), "--no-bars"]) == 0
     assert (folder / "results.sqlite").is_file() and (folder / "README.md").is_file()
     assert os.path.isdir(folder / "checkpoints")
+
+
+# -- bad input: one line naming what is wrong, before any training --------------------------------------
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("[models.linear]\nbudget = 'fast'\n[metrics.fake_mse]\n",
+     r"\[models\.linear\] 'budget' \(.*suite\.toml, line 8\) must be a table such as \{ steps = 1000 \}, "
+     r"got str 'fast'"),
+    ("[models.linear]\n[metrics.fake_mse]\n", None),  # the baseline: valid
+])
+def test_model_budget_must_be_a_table(fake_cli, tmp_path: Path, helpers, capsys, body, message) -> None:
+    suite = tmp_path / "suite.toml"
+    suite.write_text(helpers.suite_text(body))
+    code = cli.main(["run", str(suite), "--store", str(tmp_path / "s.sqlite"), "--no-tables", "--no-bars"])
+    err = capsys.readouterr().err
+    if message is None:
+        assert code == 0
+        return
+    assert code == 2 and re.search(message, err), err
+    assert not (tmp_path / "s.sqlite").exists(), "the store was created before the suite was validated"
+
+
+def test_dataset_budget_list_non_utf8_and_bom(fake_cli, tmp_path: Path, helpers, capsys) -> None:
+    suite = tmp_path / "suite.toml"
+    suite.write_text(helpers.suite_text("[models.linear]\n[metrics.fake_mse]\n").replace(
+        "[datasets.toy]\n", "[datasets.toy]\nbudget = [1, 2]\n"))
+    assert cli.main(["run", str(suite), "--no-tables", "--no-bars"]) == 2
+    assert "[datasets.toy] 'budget'" in capsys.readouterr().err
+    suite.write_bytes(b'name = "caf\xe9"\n')
+    assert cli.main(["run", str(suite), "--no-tables", "--no-bars"]) == 2
+    assert capsys.readouterr().err == (f"benchbed: error: suite file {suite} is not UTF-8 text: byte 0xe9 at "
+                                       "line 1 (save it as UTF-8)\n")
+    suite.write_text("\ufeff" + helpers.suite_text("[models.linear]\n[metrics.fake_mse]\n"), encoding="utf-8")
+    assert cli.main(["run", str(suite), "--store", str(tmp_path / "s.sqlite"), "--no-tables", "--no-bars"]) == 0
+
+
+@pytest.mark.parametrize("args", [["--jobs", "0"], ["--jobs", "-3"], ["--jobs", "two"]])
+def test_jobs_must_be_a_positive_integer(fake_cli, tmp_path: Path, helpers, capsys, args) -> None:
+    suite = tmp_path / "suite.toml"
+    suite.write_text(helpers.suite_text("[models.linear]\n[metrics.fake_mse]\n"))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run", str(suite), *args])
+    assert exit_info.value.code == 2
+    assert "argument --jobs/-j:" in capsys.readouterr().err
+
+
+def test_device_store_and_out_errors(fake_cli, tmp_path: Path, helpers, capsys) -> None:
+    suite = tmp_path / "suite.toml"
+    suite.write_text(helpers.suite_text("[models.linear]\n[metrics.fake_mse]\n"))
+    assert cli.main(["run", str(suite), "--device", "tpu", "--no-bars"]) == 2
+    assert capsys.readouterr().err == ("benchbed: error: --device: device 'tpu' is not one of auto, cpu, mps, "
+                                       "cuda, cuda:N\n")
+    text = suite.read_text().replace('name = "t"\n', 'name = "t"\ndevice = "tpu"\n')
+    (tmp_path / "dev.toml").write_text(text)
+    assert cli.main(["run", str(tmp_path / "dev.toml"), "--no-bars"]) == 2
+    assert "'device' (" in capsys.readouterr().err
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    assert cli.main(["run", str(suite), "--store", str(blocker / "s.sqlite"), "--no-bars"]) == 2
+    assert capsys.readouterr().err.startswith(f"benchbed: error: cannot create result store {blocker / 's.sqlite'}")
+    assert cli.main(["run", str(suite), "--store", str(tmp_path / "s.sqlite"), "--out", str(blocker)]) == 2
+    assert capsys.readouterr().err == f"benchbed: error: --out {blocker}: is a file, not a folder for the tables\n"
+    assert not (tmp_path / "s.sqlite").exists(), "--out is checked before anything is trained"
+
+
+def test_show_ambiguous_prefix_and_missing_store(fake_cli, tmp_path: Path, helpers, capsys) -> None:
+    suite = tmp_path / "suite.toml"
+    suite.write_text(helpers.suite_text("[models.a]\ncomponent = 'linear'\n[models.b]\ncomponent = 'linear'\n"
+                                        "lr = 0.01\n[models.c]\ncomponent = 'linear'\nlr = 0.02\n[metrics.fake_mse]\n"))
+    store = tmp_path / "s.sqlite"
+    assert cli.main(["run", str(suite), "--store", str(store), "--no-tables", "--no-bars"]) == 0
+    capsys.readouterr()
+    assert cli.main(["show", "", "--store", str(store)]) == 2
+    assert "is ambiguous" in capsys.readouterr().err
+    assert cli.main(["show", "abc", "--store", str(tmp_path / "typo" / "x.sqlite")]) == 2
+    assert capsys.readouterr().err == f"benchbed: error: no store at {tmp_path / 'typo' / 'x.sqlite'}\n"
+    assert not (tmp_path / "typo").exists()

@@ -178,4 +178,28 @@ def test_no_published_file_holds_a_machine_path(folder: str) -> None:
         if name == published.RUNS_FILE:
             text = re.sub(r'"preview":"[A-Za-z0-9+/=]*"', "", text)
         hit = ABSOLUTE.search(text)
-        assert hit is None, f"{folder}/{name} holds a machine path: ...{text[max(0, hit.start() - 60):hit.end() + 60]}..."
+        context = "" if hit is None else text[max(0, hit.start() - 60):hit.end() + 60]
+        assert hit is None, f"{folder}/{name} holds a machine path: ...{context}..."
+
+
+EXCERPT_COLUMNS = ("recon_mse", "mmd", "fd_domain", "loglik", "outlier_auroc", "accuracy")
+
+
+def test_the_readme_excerpt_comes_from_the_committed_quick_runs(tmp_path) -> None:
+    """The README's excerpt of the quick leaderboard is generated, never typed: regenerate it with
+    ``leaderboard.excerpt(board, "digits", EXCERPT_COLUMNS)`` on ``tables.build`` of the quick suite."""
+    from benchbed import leaderboard, tables
+    from benchbed.plugins import load_plugins
+    from benchbed.store import Store
+    from benchbed.suite import load_suite
+
+    folder = REPO / "leaderboards" / "quick"
+    if not (folder / published.RUNS_FILE).is_file():
+        pytest.fail("leaderboards/quick/runs.jsonl is not committed")
+    registry = load_plugins().registry
+    store = Store(tmp_path / "quick.sqlite")
+    published.import_runs(store, folder / published.RUNS_FILE)
+    board = tables.build(store, load_suite(folder / "suite.toml", registry), registry)
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- leaderboard-excerpt -->\n", 1)[1].split("<!-- /leaderboard-excerpt -->", 1)[0]
+    assert leaderboard.excerpt(board, "digits", EXCERPT_COLUMNS) in block
