@@ -192,6 +192,13 @@ def parse_suite(text: str, registry: Registry, *, path: Path | None = None) -> S
     seeds = _typed(raw, "seeds", list, where, loc, default=[0])
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise SuiteError(f"{where}: 'seeds'{loc('', 'seeds')} must be a non-empty list of integers, got {seeds!r}")
+    if bad := [s for s in seeds if not 0 <= s < 2**63]:
+        raise SuiteError(f"{where}: 'seeds'{loc('', 'seeds')}: seed {bad[0]} is outside 0 .. 2**63 - 1")
+    if dupes := sorted({s for s in seeds if seeds.count(s) > 1}):
+        raise SuiteError(f"{where}: 'seeds'{loc('', 'seeds')} repeats {dupes[0]}: each seed runs once")
+    if not name.strip() or "\n" in name or name != name.strip():
+        raise SuiteError(f"{where}: 'name'{loc('', 'name')} must be one line without surrounding spaces, "
+                         f"got {name!r}")
     budget_raw = _typed(raw, "budget", dict, where, loc, default={})
     budget = _budget(budget_raw, "budget", where, loc, required=True)
     axes = {axis: _axis(raw, axis, registry, where, loc) for axis in AXES}
@@ -273,6 +280,12 @@ def _axis(raw: Mapping[str, Any], axis: str, registry: Registry, where: str, loc
             if not isinstance(pairs, list) or not all(isinstance(p, str) and p in known for p in pairs):
                 raise SuiteError(f"{where}: [{section}] 'samplers'{loc(section, 'samplers')} must list sampler "
                                  f"entries of this suite ({', '.join(known) or 'none'}), got {pairs!r}")
+            if not getattr(spec, "uses_sampler", False):
+                raise SuiteError(f"{where}: [{section}] 'samplers'{loc(section, 'samplers')}: model {component!r} "
+                                 "has no dynamics, so no sampler applies to it; remove the key")
+            if not pairs or len(set(pairs)) != len(pairs):
+                raise SuiteError(f"{where}: [{section}] 'samplers'{loc(section, 'samplers')} must name each sampler "
+                                 f"entry once and at least one, got {pairs!r}")
             pairs = tuple(pairs)
         what = f"{where}: {kind} {label!r}" + (f" (component {component!r})" if component != label else "")
         params = resolve(spec.factory, body, what=what, where=lambda key, s=section: loc(s, key))

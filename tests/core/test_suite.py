@@ -138,11 +138,31 @@ def test_unknown_top_level_key(make_suite, path: str) -> None:
     ("[true]", "must be a non-empty list of integers, got [True]"),
     ("[0.5]", "must be a non-empty list of integers, got [0.5]"),
     ("3", "must be list, got int 3"),
+    ("[0, 1, 0]", "repeats 0: each seed runs once"),
+    ("[18446744073709551616]", ": seed 18446744073709551616 is outside 0 .. 2**63 - 1"),
+    ("[-1]", ": seed -1 is outside 0 .. 2**63 - 1"),
 ])
 def test_bad_seeds(make_suite, path: str, seeds: str, expected: str) -> None:
     header = f'name = "t"\nseeds = {seeds}\n[budget]\nsteps = 2\nbatch_size = 2\n[datasets.toy]\n'
     msg = _error(make_suite, "[models.linear]\n[metrics.fake_mse]\n", header=header)
-    assert msg == f"{path}: 'seeds' ({path}, line 2) {expected}"
+    assert msg == f"{path}: 'seeds' ({path}, line 2){'' if expected.startswith(':') else ' '}{expected}"
+
+
+@pytest.mark.parametrize("name", ['""', '"  "', '"two\\nlines"', '" padded"'])
+def test_bad_suite_name(make_suite, path: str, name: str) -> None:
+    header = f'name = {name}\nseeds = [0]\n[budget]\nsteps = 2\nbatch_size = 2\n[datasets.toy]\n'
+    msg = _error(make_suite, "[models.linear]\n[metrics.fake_mse]\n", header=header)
+    assert msg.startswith(f"{path}: 'name' ({path}, line 1) must be one line without surrounding spaces")
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("[models.linear]\nsamplers = ['walk']\n[samplers.walk]\n", "model 'linear' has no dynamics"),
+    ("[models.dyn]\nsamplers = []\n[samplers.walk]\n", "must name each sampler entry once and at least one"),
+    ("[models.dyn]\nsamplers = ['walk', 'walk']\n[samplers.walk]\n", "must name each sampler entry once"),
+])
+def test_bad_sampler_lists(make_suite, path: str, body: str, expected: str) -> None:
+    msg = _error(make_suite, body + "[metrics.fake_mse]\n")
+    assert "[models." in msg and "'samplers' (" in msg and expected in msg, msg
 
 
 def test_bad_budget(make_suite, path: str) -> None:
