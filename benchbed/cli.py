@@ -19,6 +19,10 @@ from benchbed.registry import Registry
 from benchbed.suite import Suite, check_device, load_suite
 
 KINDS = ("models", "samplers", "datasets", "metrics")
+
+#: Exit codes: 0 every cell ok or n/a; 2 bad input (nothing trained); 3 the run finished but a cell of
+#: the suite failed or diverged (its reason is stored and tabulated); 130 interrupted (resumable).
+EXIT_BAD_INPUT, EXIT_CELLS_FAILED, EXIT_INTERRUPTED = 2, 3, 130
 LEADERBOARDS = Path("leaderboards")
 
 
@@ -93,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("benchbed: interrupted; finished cells are in the store. Run the same command again to resume.",
               file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     counts = ", ".join(f"{n} {k}" for k, n in sorted(summary.counts.items()))
     print(f"benchbed: suite {suite.name}: {len(summary.outcomes)} cells ({counts}); store {store.path}")
     if not args.no_tables:
@@ -104,7 +108,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # From the store: a failure stored by an earlier run is "skipped" now but is still a failure.
     failed = sum(store.status(c.run_id) in ("failed", "diverged") for c in plan(suite, registry)[0])
-    return 1 if (args.strict and failed) else 0
+    if failed:
+        print(f"benchbed: {failed} cell(s) of suite {suite.name} failed or diverged (reasons in the tables); "
+              f"exit code {EXIT_CELLS_FAILED}", file=sys.stderr)
+    return EXIT_CELLS_FAILED if failed else 0
 
 
 def _params_text(factory: Any) -> str:
@@ -217,9 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="train and evaluate every cell of a suite, then write its tables",
-                         description="Train and evaluate every cell of SUITE not already in the store (resumable), "
-                                     "then write README.md, results.csv, table.tex and index.html beside the "
-                                     "suite file.")
+                         description="Train and evaluate every cell of SUITE not already in the store (resumable; "
+                                     "the published runs.jsonl beside the suite file is imported first), then write "
+                                     "its tables and runs.jsonl beside the suite file.",
+                         epilog="exit codes: 0 every cell ok or n/a; 2 bad input, nothing trained; 3 finished, but "
+                                "a cell of the suite failed or diverged; 130 interrupted (run again to resume)")
     run.add_argument("suite", metavar="SUITE", help="suite file, or name of a folder under leaderboards/")
     run.add_argument("--jobs", "-j", type=_positive_int, default=1,
                      help="cells run in parallel in a local process pool (a positive integer)")
@@ -231,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="folder for the tables (default: the suite's folder)")
     run.add_argument("--no-tables", action="store_true", help="do not write tables")
     run.add_argument("--no-bars", action="store_true", help="plain log lines even on a terminal")
-    run.add_argument("--strict", action="store_true", help="exit 1 when a cell failed or diverged")
+    run.add_argument("--strict", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for scripts
     run.set_defaults(func=cmd_run)
 
     lst = sub.add_parser("list", help="list registered components", description="List registered components.")
@@ -272,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except BenchbedError as exc:
         print(f"benchbed: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,7 +18,7 @@ from benchbed import cli
 
 HELP = {
     "run": ["SUITE", "--jobs", "--store", "--executor", "--device", "--retry-failed", "--out", "--no-tables",
-            "--no-bars", "--strict"],
+            "--no-bars", "exit codes:"],
     "list": ["{models,samplers,datasets,metrics}", "--verbose"],
     "plugins": ["List loaded plugins"],
     "leaderboard": ["SUITE", "--format", "--store", "--out"],
@@ -263,10 +263,11 @@ def test_run_strict_exit_code(fake_cli, tmp_path: Path, helpers, capsys) -> None
     suite.write_text(helpers.suite_text("[models.bad]\ncomponent = 'linear'\nfail_at = 1\n[models.linear]\n"
                                         "[metrics.fake_mse]\n"))
     store = str(tmp_path / "s.sqlite")
-    assert cli.main(["run", str(suite), "--store", store, "--no-tables", "--no-bars"]) == 0
-    assert "2 cells (1 failed, 1 ok)" in capsys.readouterr().out
+    assert cli.main(["run", str(suite), "--store", store, "--no-tables", "--no-bars"]) == 3
+    out, err = capsys.readouterr()
+    assert "2 cells (1 failed, 1 ok)" in out and "1 cell(s) of suite t failed or diverged" in err
     fresh = str(tmp_path / "fresh.sqlite")
-    assert cli.main(["run", str(suite), "--store", fresh, "--no-tables", "--no-bars", "--strict"]) == 1
+    assert cli.main(["run", str(suite), "--store", fresh, "--no-tables", "--no-bars", "--strict"]) == 3
 
 
 def test_run_strict_still_fails_when_the_failed_cell_is_only_skipped(fake_cli, tmp_path: Path, helpers) -> None:
@@ -274,8 +275,8 @@ def test_run_strict_still_fails_when_the_failed_cell_is_only_skipped(fake_cli, t
     suite = tmp_path / "suite.toml"
     suite.write_text(helpers.suite_text("[models.bad]\ncomponent = 'linear'\nfail_at = 1\n[metrics.fake_mse]\n"))
     store = str(tmp_path / "s.sqlite")
-    assert cli.main(["run", str(suite), "--store", store, "--no-tables", "--no-bars", "--strict"]) == 1
-    assert cli.main(["run", str(suite), "--store", store, "--no-tables", "--no-bars", "--strict"]) == 1
+    assert cli.main(["run", str(suite), "--store", store, "--no-tables", "--no-bars"]) == 3
+    assert cli.main(["run", str(suite), "--store", store, "--no-tables", "--no-bars"]) == 3
 
 
 def test_run_interrupted_exits_130_then_resumes(fake_cli, tmp_path: Path, helpers, capsys) -> None:
