@@ -293,5 +293,14 @@ def _axis(raw: Mapping[str, Any], axis: str, registry: Registry, where: str, loc
             resolve(spec.factory, values, what=f"{what} role {role!r}",
                     where=lambda key, s=f"{section}.{role}": loc(s, key))
         given = {k: params[k] for k in body}
-        entries.append(Entry(label, component, params, given, roles, budget, pairs))
+        entry = Entry(label, component, params, given, roles, budget, pairs)
+        # Two labels for one identity would share their cells: the run stored under one label would be
+        # published under the other.  (Metric records are keyed by label, so metric aliases are fine.)
+        twin = None if axis == "metrics" else next(
+            (e for e in entries if config_hash(e.identity()) == config_hash(entry.identity())
+             and e.budget == entry.budget and e.samplers == entry.samplers), None)
+        if twin is not None:
+            raise SuiteError(f"{where}: [{section}]{loc(section)} has the same component and settings as "
+                             f"[{axis}.{twin.label}]: they would be one cell; remove one or change a setting")
+        entries.append(entry)
     return tuple(entries)

@@ -297,3 +297,11 @@ def test_model_samplers_key_limits_the_sampler_axis(make_suite, fake_registry) -
     with pytest.raises(SuiteError, match=r"'samplers' \(.*line \d+\) must list sampler entries of this suite "
                                          r"\(walk\), got \['nope'\]"):
         make_suite("[models.dyn]\nsamplers = ['nope']\n[samplers.walk]\n[metrics.fake_mse]\n")
+
+
+def test_aliases_with_identical_settings_are_refused(make_suite, path: str) -> None:
+    msg = _error(make_suite, "[models.a]\ncomponent = 'linear'\nlr = 0.01\n[models.b]\ncomponent = 'linear'\n"
+                             "lr = 0.01\n[metrics.fake_mse]\n")
+    assert msg.startswith(f"{path}: [models.b] ({path}, line 10) has the same component and settings as [models.a]")
+    make_suite("[models.a]\ncomponent = 'linear'\n[models.b]\ncomponent = 'linear'\nlr = 0.01\n[metrics.fake_mse]\n",
+               name="ok.toml")
