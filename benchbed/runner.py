@@ -76,7 +76,8 @@ class CellRunner:
         self.options = options or RunOptions()
         self.device = resolve_device(self.options.device or suite.device)
         self._data: dict[tuple[str, int], DataBundle] = {}
-        self.checkpoint_dir = store.path.parent / "checkpoints"
+        # per store: a second store in the same folder must not find (and skip training on) this one's
+        self.checkpoint_dir = store.path.parent / "checkpoints" / store.uid
 
     # -- data -----------------------------------------------------------------------------------
 

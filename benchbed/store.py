@@ -13,6 +13,7 @@ import os
 import socket
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -136,6 +137,18 @@ class Store:
             raise StoreError(f"cannot create result store {self.path}: {exc.strerror or exc} "
                              f"({exc.filename or self.path.parent})") from exc
         self.host = socket.gethostname()
+        self.uid = self._uid()
+
+    def _uid(self) -> str:
+        """This store's identity (made once, kept in ``meta``): its checkpoints live under it, so a new
+        store beside an old one never adopts the old one's checkpoints."""
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()
+            if row is not None:
+                return str(row[0])
+            uid = uuid.uuid4().hex[:12]
+            db.execute("INSERT INTO meta VALUES ('store_id', ?)", (uid,))
+            return uid
 
     def close(self) -> None:
         self._db.close()

@@ -22,7 +22,7 @@ def _metrics(run: dict) -> dict[str, dict]:
 
 
 def _final_state(store: Store, run_id: str) -> dict[str, torch.Tensor]:
-    ckpt = torch.load(store.path.parent / "checkpoints" / f"{run_id}.pt", weights_only=False)
+    ckpt = torch.load(store.path.parent / "checkpoints" / store.uid / f"{run_id}.pt", weights_only=False)
     return ckpt["model"]["module"]
 
 
@@ -181,7 +181,7 @@ def test_interrupted_cell_resumes_from_its_checkpoint_deterministically(make_sui
     (run,) = helpers.model_runs(view)
     view.close()
     assert (run["status"], run["train_count"], run["metrics"]) == ("interrupted", 1, [])
-    ckpt = torch.load(tmp_path / "store" / "checkpoints" / f"{run['run_id']}.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "store" / "checkpoints" / view.uid / f"{run['run_id']}.pt", weights_only=False)
     assert ckpt["step"] == 7  # the last checkpoint before step 10 (every 4 steps)
     capsys.readouterr()
 
@@ -299,3 +299,20 @@ def test_a_data_set_that_fails_to_load_fails_its_cells_and_the_grid_goes_on(tmp_
     assert status["vae · gmm8 · seed 0"][0] == "ok"
     failed, message = status["vae · mnist · seed 0"]
     assert failed == "failed" and "DataError" in message and "nodata" in message
+
+
+def test_a_new_store_in_the_same_folder_never_adopts_another_stores_checkpoints(make_suite, tmp_path, helpers,
+                                                                                fake_registry) -> None:
+    """A second store beside the first trains its cells itself: train_count 1 and a real train time, not
+    an "ok" cell that adopted the first store's final checkpoint without training."""
+    from benchbed.execute import run_suite
+    from benchbed.runner import RunOptions
+
+    suite = make_suite("[models.linear]\n[metrics.fake_mse]\n")
+    for name in ("first.sqlite", "second.sqlite"):
+        store = Store(tmp_path / "shared" / name)
+        run_suite(suite, fake_registry, store, options=RunOptions(bars=False))
+        (run,) = helpers.model_runs(store)
+        assert run["status"] == "ok" and run["train_count"] == 1 and run["train_time"] > 0, name
+        store.close()
+    assert len(list((tmp_path / "shared" / "checkpoints").iterdir())) == 2

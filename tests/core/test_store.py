@@ -99,7 +99,8 @@ def test_run_lookup_by_unique_prefix(store: Store) -> None:
         store.claim(run_id, _identity())
     assert store.run("abc")["run_id"] == "abc123"
     assert store.run("abd456")["run_id"] == "abd456"
-    assert store.run("ab") is None  # ambiguous
+    with pytest.raises(StoreError, match="run id prefix 'ab' is ambiguous .*: 2 runs start with it"):
+        store.run("ab")
     assert store.run("zzz") is None
     assert store.run("a_c") is None, "'_' is a LIKE wildcard: a prefix must match literally"
 
