@@ -61,7 +61,7 @@ def _store(args: argparse.Namespace, suite: Suite, *, create: bool = True):  # n
     from benchbed.store import Store
 
     path = Path(args.store) if args.store else default_store_path(suite)
-    runs = published.runs_path(suite.folder) if suite.folder is not None else None
+    runs = published.runs_path(suite.publish_folder) if suite.publish_folder is not None else None
     if not create and not path.exists() and (runs is None or not runs.is_file()):
         raise BenchbedError(
             f"suite {suite.name!r} has no results: no store at {path} and no published runs"
@@ -101,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{n} {k}" for k, n in sorted(summary.counts.items()))
     print(f"benchbed: suite {suite.name}: {len(summary.outcomes)} cells ({counts}); store {store.path}")
     if not args.no_tables:
-        folder = Path(args.out) if args.out else (suite.folder or Path.cwd())
+        folder = Path(args.out) if args.out else (suite.publish_folder or Path.cwd())
         for path in leaderboard.write(store, suite, registry, folder):
             print(f"benchbed: wrote {path}")
     from benchbed.grid import plan
@@ -160,7 +160,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.format:
         sys.stdout.write(leaderboard.render(args.format, store, leaderboard.build(store, suite, registry)))
         return 0
-    for path in leaderboard.write(store, suite, registry, Path(args.out) if args.out else (suite.folder or Path.cwd())):
+    folder = Path(args.out) if args.out else (suite.publish_folder or Path.cwd())
+    for path in leaderboard.write(store, suite, registry, folder):
         print(f"benchbed: wrote {path}")
     return 0
 

@@ -90,8 +90,17 @@ class Suite:
 
     @property
     def folder(self) -> Path | None:
-        """The folder holding the suite file (where its tables are written)."""
+        """The folder holding the suite file."""
         return None if self.path is None else self.path.parent
+
+    @property
+    def publish_folder(self) -> Path | None:
+        """Where the suite's tables and ``runs.jsonl`` go: the suite file's folder for ``suite.toml``, else
+        a folder named after the file beside it, so that two suite files in one folder never overwrite
+        each other's tables."""
+        if self.path is None:
+            return None
+        return self.path.parent if self.path.name == "suite.toml" else self.path.parent / self.path.stem
 
 
 def config_hash(obj: Any) -> str:

@@ -203,7 +203,10 @@ def tidy(store: Store, suite: Suite, run_ids: set[str] | None = None,
     ``labels``: ``run_id -> (model, sampler, dataset)`` labels of the current plan; labels are not part
     of a cell's identity, so a renamed entry keeps its stored run and is shown under its new name.
     """
-    df = pd.DataFrame([r for r in store.frame(suite.name) if _current(r, run_ids, suite)])
+    # With the plan's run ids the runs are found by identity, whatever suite name they were stored
+    # under (a renamed suite, or two suites sharing a store, publish exactly the cells that ran).
+    rows = store.frame(None if run_ids is not None else suite.name)
+    df = pd.DataFrame([r for r in rows if _current(r, run_ids, suite)])
     if df.empty:
         return df
     by_hash = {config_hash(d.identity()): d.label for d in suite.datasets}

@@ -203,3 +203,30 @@ def test_the_readme_excerpt_comes_from_the_committed_quick_runs(tmp_path) -> Non
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     block = readme.split("<!-- leaderboard-excerpt -->\n", 1)[1].split("<!-- /leaderboard-excerpt -->", 1)[0]
     assert leaderboard.excerpt(board, "digits", EXCERPT_COLUMNS) in block
+
+
+def test_a_renamed_suite_publishes_the_runs_it_finds(fake_cli, tmp_path, monkeypatch, helpers, capsys) -> None:
+    root = tmp_path / "repo"
+    (root / "leaderboards" / "s").mkdir(parents=True)
+    suite = root / "leaderboards" / "s" / "suite.toml"
+    suite.write_text(SUITE.replace("[models.bad]\ncomponent = \"linear\"\nfail_at = 2\n", ""))
+    monkeypatch.chdir(root)
+    assert cli.main(["run", "s", "--no-bars"]) == 0
+    suite.write_text(suite.read_text().replace('name = "s"', 'name = "renamed"'))
+    (root / "leaderboards" / "s" / published.RUNS_FILE).unlink()  # only the store knows the runs now
+    setups = helpers.LinearAE.setups
+    capsys.readouterr()
+    assert cli.main(["run", "s", "--no-bars"]) == 0
+    assert "2 cells (2 skipped)" in capsys.readouterr().out and helpers.LinearAE.setups == setups
+    readme = (root / "leaderboards" / "s" / "README.md").read_text()
+    assert readme.startswith("# Leaderboard: renamed") and "| linear |" in readme
+
+
+def test_two_suite_files_in_one_folder_publish_apart(fake_cli, tmp_path, monkeypatch) -> None:
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.toml").write_text(SUITE.replace('name = "s"', f'name = "{name}"'))
+        assert cli.main(["run", str(tmp_path / f"{name}.toml"), "--no-bars"]) == 3
+    for name in ("a", "b"):
+        assert (tmp_path / name / "README.md").read_text().startswith(f"# Leaderboard: {name}\n")
+        assert (tmp_path / name / published.RUNS_FILE).is_file()
+    assert not (tmp_path / "README.md").exists()
