@@ -59,6 +59,9 @@ class ModelSpec(ComponentSpec):
             (one cell per sampler).  Models without dynamics (VAE, GMMN) get one cell.
         default_sampler: sampler used when the suite names none.
         samplers: names of the samplers the model accepts; ``None`` means any.
+        sampler_roles: the roles the model asks its sampler provider for in ``setup`` (e.g.
+            ``("prior", "posterior")``); a suite's per-role sampler table must name one of them, so a
+            misspelt role is an error at load.  ``None``: undeclared (any role name is accepted).
     """
 
     kind: ClassVar[str] = "model"
@@ -66,6 +69,7 @@ class ModelSpec(ComponentSpec):
     uses_sampler: bool = False
     default_sampler: str | None = None
     samplers: tuple[str, ...] | None = None
+    sampler_roles: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -28,6 +28,7 @@ Example::
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -197,7 +198,9 @@ def parse_suite(text: str, registry: Registry, *, path: Path | None = None) -> S
         key = sorted(unknown)[0]
         raise SuiteError(f"{where}: unknown top-level key {key!r}{loc('', key)}; "
                          f"valid keys: {', '.join(sorted(TOP_KEYS))}")
-    name = _typed(raw, "name", str, where, loc, default=path.parent.name if path else "suite")
+    default_name = "suite" if path is None else (path.parent.resolve().name if path.name == "suite.toml"
+                                                 else path.stem)
+    name = _typed(raw, "name", str, where, loc, default=default_name)
     seeds = _typed(raw, "seeds", list, where, loc, default=[0])
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise SuiteError(f"{where}: 'seeds'{loc('', 'seeds')} must be a non-empty list of integers, got {seeds!r}")
@@ -214,6 +217,7 @@ def parse_suite(text: str, registry: Registry, *, path: Path | None = None) -> S
     for axis in ("models", "datasets", "metrics"):
         if not axes[axis]:
             raise SuiteError(f"{where}: the suite names no {axis} (add a [{axis}.<name>] table)")
+    _check_roles(axes["models"], axes["samplers"], registry, where, loc)
     return Suite(
         name=name,
         description=_typed(raw, "description", str, where, loc, default=""),
@@ -225,6 +229,31 @@ def parse_suite(text: str, registry: Registry, *, path: Path | None = None) -> S
         checkpoint_every=_typed(raw, "checkpoint_every", int, where, loc, default=0),
         **axes,
     )
+
+
+def _check_roles(models: tuple[Entry, ...], samplers: tuple[Entry, ...], registry: Registry, where: str,
+                 loc: _Locator) -> None:
+    """Each per-role table of a sampler entry names a role that a model paired with it asks for."""
+    for sampler in samplers:
+        asked: set[str] = set()
+        for model in models:
+            spec = registry.model(model.component)
+            if not spec.uses_sampler or (model.samplers is not None and sampler.label not in model.samplers):
+                continue
+            if not spec.accepts_sampler(sampler.component):
+                continue
+            if spec.sampler_roles is None:  # undeclared: any role may be meant for it
+                break
+            asked.update(spec.sampler_roles)
+        else:
+            for role in sampler.roles:
+                if role not in asked:
+                    close = difflib.get_close_matches(role, sorted(asked), n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    raise SuiteError(
+                        f"{where}: [samplers.{sampler.label}] role {role!r}{loc(f'samplers.{sampler.label}', role)}: "
+                        f"no model paired with this sampler asks for it; roles asked: "
+                        f"{', '.join(sorted(asked)) or 'none'}{hint}")
 
 
 def _typed(raw: Mapping[str, Any], key: str, typ: type, where: str, loc: _Locator, default: Any) -> Any:

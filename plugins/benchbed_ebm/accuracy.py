@@ -49,6 +49,17 @@ class Accuracy:
         self.label_seed = label_seed
         self.batch_size = batch_size
 
+    def check_data(self, data: DataBundle) -> None:
+        """The reference row's labelled subset must fit in the training split (checked before training)."""
+        if data.train.y is None:
+            return
+        counts = torch.bincount(data.train.y, minlength=data.info.n_classes)
+        if self.n_labels_per_class > int(counts.min()):
+            raise ValueError(f"n_labels_per_class = {self.n_labels_per_class}, but the training split of "
+                             f"{data.info.name!r} holds only {int(counts.min())} examples of its rarest class")
+        if self.n_labels_per_class < 1:
+            raise ValueError(f"n_labels_per_class must be >= 1, got {self.n_labels_per_class}")
+
     def evaluate(self, ctx: EvalContext) -> MetricResult:
         model, test = ctx.model, ctx.data.test
         if "classify" not in set(getattr(model, "capabilities", ())):

@@ -20,10 +20,12 @@ def benchbed_register_models(register: Callable[[ModelSpec], None]) -> None:
 
     register(ModelSpec(
         name="hlebm", factory=HLEBM, uses_sampler=True, default_sampler="langevin", tags=("ebm", "hierarchical"),
+        sampler_roles=("prior", "posterior"),
         description="multi-layer generator with a joint latent-space EBM prior (Cui et al. 2023), MLE or variational",
     ))
     register(ModelSpec(
         name="svebm", factory=SVEBM, uses_sampler=True, default_sampler="langevin", tags=("ebm", "semi-supervised"),
+        sampler_roles=("prior",),
         description="latent EBM of symbol-vector coupling (Pang & Wu 2021), semi-supervised classifier",
     ))
     register(ModelSpec(

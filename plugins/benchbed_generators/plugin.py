@@ -30,6 +30,7 @@ def benchbed_register_models(register: Callable[[ModelSpec], None]) -> None:
             tags=("generator", "mcmc"),
             uses_sampler=True,
             default_sampler="langevin",
+            sampler_roles=("posterior",),
         )
     )
     register(
@@ -41,5 +42,6 @@ def benchbed_register_models(register: Callable[[ModelSpec], None]) -> None:
             uses_sampler=True,
             default_sampler="short_run",
             samplers=("short_run",),
+            sampler_roles=("posterior",),
         )
     )

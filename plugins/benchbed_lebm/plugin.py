@@ -20,5 +20,6 @@ def benchbed_register_models(register: Callable[[ModelSpec], None]) -> None:
             tags=("ebm", "generator", "mcmc"),
             uses_sampler=True,
             default_sampler="langevin",
+            sampler_roles=("prior", "posterior"),
         )
     )

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import torch
 
-from benchbed.contracts import EvalContext, MetricResult
+from benchbed.contracts import DataBundle, EvalContext, MetricResult
 from benchbed.errors import NotApplicable
 from benchbed_metrics._batching import head, map_batches
 from benchbed_metrics.loglik import LogLikelihood, choose_estimator
@@ -109,6 +109,12 @@ class OutlierDetection:
         self.n_examples = n_examples
         self.batch_size = batch_size
         self.nll_settings = dict(nll_settings or {"k": 100, "ais_steps": 100})
+
+    def check_data(self, data: DataBundle) -> None:
+        """Every held-out class must be a class of the data set (checked before training)."""
+        n = data.info.n_classes
+        if bad := [c for c in self.classes if not 0 <= c < n]:
+            raise ValueError(f"held-out classes {bad} are not classes of data set {data.info.name!r} (0..{n - 1})")
 
     def _scores(self, model: Any, ctx: EvalContext, x: torch.Tensor, score: str,
                 est: str | None) -> tuple[torch.Tensor, dict[str, Any]]:

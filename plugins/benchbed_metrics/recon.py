@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from benchbed.contracts import EvalContext, MetricResult
+from benchbed.contracts import DataBundle, EvalContext, MetricResult
 from benchbed.errors import NotApplicable
 from benchbed_metrics._batching import head, map_batches, require, split_of
 
@@ -27,6 +27,10 @@ class ReconMSE:
         self.split = split
         self.n_examples = n_examples
         self.batch_size = batch_size
+
+    def check_data(self, data: DataBundle) -> None:
+        """The split must exist (checked before training)."""
+        split_of(data, self.split)
 
     def evaluate(self, ctx: EvalContext) -> MetricResult:
         """Mean over examples and coordinates of ``(reconstruct(x) - x)^2``; details hold the per-example spread."""

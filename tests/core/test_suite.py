@@ -305,3 +305,21 @@ def test_aliases_with_identical_settings_are_refused(make_suite, path: str) -> N
     assert msg.startswith(f"{path}: [models.b] ({path}, line 10) has the same component and settings as [models.a]")
     make_suite("[models.a]\ncomponent = 'linear'\n[models.b]\ncomponent = 'linear'\nlr = 0.01\n[metrics.fake_mse]\n",
                name="ok.toml")
+
+
+def test_a_misspelt_sampler_role_is_an_error() -> None:
+    """Built-in models declare the roles they ask for; a role table no paired model asks for is refused."""
+    from benchbed.plugins import load_plugins
+    from benchbed.suite import parse_suite
+
+    registry = load_plugins().registry
+    text = ('seeds = [0]\n[budget]\nsteps = 2\nbatch_size = 2\n[datasets.gmm8]\n[models.lebm]\n'
+            '[samplers.langevin]\nposteriour = { n_steps = 3 }\n[metrics.mmd]\n')
+    with pytest.raises(SuiteError) as info:
+        parse_suite(text, registry, path=Path("s.toml"))
+    assert str(info.value) == ("s.toml: [samplers.langevin] role 'posteriour' (s.toml, line 8): no model paired with "
+                               "this sampler asks for it; roles asked: posterior, prior (did you mean 'posterior'?)")
+    parse_suite(text.replace("posteriour", "posterior"), registry, path=Path("s.toml"))
+    # svebm asks only for the prior
+    with pytest.raises(SuiteError, match="role 'posterior'.*roles asked: prior"):
+        parse_suite(text.replace("lebm", "svebm").replace("posteriour", "posterior"), registry, path=Path("s.toml"))

@@ -1,0 +1,76 @@
+"""Checks that need the data: done when the grid is planned, before any training.
+
+A metric (or a plugin author's metric) may define ``check_data(data: DataBundle) -> None`` and raise
+``ValueError`` when its settings cannot apply to a data set, e.g. a held-out class the data set does
+not have, a split name that does not exist, more labels per class than the training split holds.
+:func:`check_data` calls it for every (data set, metric) pair of a suite that the metric applies to,
+and names the suite file, entry and data set in the error.  ``benchbed validate SUITE`` runs it with
+everything else; ``benchbed run`` runs it before training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from benchbed.contracts import DataBundle
+from benchbed.errors import BenchbedError, SuiteError
+from benchbed.grid import plan
+from benchbed.registry import Registry
+from benchbed.suite import Entry, Suite
+
+
+def check_data(suite: Suite, registry: Registry, load: Callable[[Entry, int], DataBundle], *,
+               strict_loading: bool = False) -> None:
+    """Raise :class:`SuiteError` for the first metric setting that cannot apply to a data set of ``suite``.
+
+    ``load(entry, seed)`` loads a data set (the runner's cached loader).  A data set that fails to load
+    is an error with ``strict_loading`` (``benchbed validate``); otherwise its cells record the failure.
+    """
+    where = str(suite.path) if suite.path else "<suite>"
+    for dataset in suite.datasets:
+        try:
+            data = load(dataset, suite.seeds[0])
+        except Exception as exc:  # noqa: BLE001 - the loader's own error names the file at fault
+            if strict_loading:
+                raise SuiteError(f"{where}: [datasets.{dataset.label}] cannot be loaded: {exc}") from None
+            continue
+        for entry in suite.metrics:
+            spec = registry.metric(entry.component)
+            if data.info.kind not in spec.data_kinds or (spec.needs_labels and not data.info.n_classes):
+                continue
+            metric = spec.factory(**entry.params)
+            if not callable(getattr(metric, "check_data", None)):
+                continue
+            try:
+                metric.check_data(data)
+            except ValueError as exc:
+                raise SuiteError(f"{where}: [metrics.{entry.label}] on data set {dataset.label!r}: {exc}") from None
+
+
+def validate(suite: Suite, registry: Registry, load: Callable[[Entry, int], DataBundle]) -> list[str]:
+    """Everything ``benchbed run`` would check, training nothing; returns a summary line per check.
+
+    Raises:
+        BenchbedError: the first problem found (the suite file itself was checked when it was loaded).
+    """
+    cells, notes = plan(suite, registry)
+    if not cells:
+        raise BenchbedError(f"suite {suite.name!r} plans no cell")
+    check_data(suite, registry, load, strict_loading=True)
+    return [f"suite {suite.name}: {len(cells)} cells, {len(suite.datasets)} data set(s) loaded and checked, "
+            f"{len(suite.metrics)} metric(s)", *notes]
+
+
+def loader(registry: Registry) -> Callable[[Entry, int], DataBundle]:
+    """``load(entry, seed)``: a data set entry loaded once per (settings, seed) in this process."""
+    from benchbed.suite import config_hash
+
+    cache: dict[tuple[str, int], DataBundle] = {}
+
+    def load(entry: Entry, seed: int) -> DataBundle:
+        key = (config_hash(entry.identity()), seed)
+        if key not in cache:
+            cache[key] = registry.dataset(entry.component).factory(**entry.params).load(seed=seed)
+        return cache[key]
+
+    return load
