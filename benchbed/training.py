@@ -104,6 +104,27 @@ def check_finite(losses: Mapping[str, float], step: int) -> None:
             raise Diverged(f"loss {key!r} became {v:.4g} at step {step}")
 
 
+def likely_cause(history: History, step: int) -> str:
+    """What a divergence at ``step`` most likely comes from, read from the losses recorded before it.
+
+    Before any weight update (step 0) only the initial model and its sampler have run: the sampler's
+    step size is the suspect.  Losses that grew by orders of magnitude before the failure, or a failure
+    within a few steps of the first update, point at the learning rate.  Steady losses until a sudden
+    failure point at a sampler's step size (or an energy that became unstable).
+    """
+    if step == 0:
+        return "likely cause: a sampler's step size (it failed before any weight update)"
+    first = history.points[0] if history.points else {}
+    for key, value in history.last.items():
+        start = abs(float(first.get(key, value)))
+        if abs(value) > 100 * max(start, 1e-3):
+            return (f"likely cause: the learning rate (loss {key!r} grew from {start:.3g} to {abs(value):.3g} "
+                    "before it failed)")
+    if step < 5:
+        return f"likely cause: the learning rate (it failed {step} step(s) after the first weight update)"
+    return "likely cause: a sampler's step size or an unstable energy (the losses were steady until then)"
+
+
 def setup_model(
     model: Any,
     bundle: DataBundle,
@@ -152,8 +173,11 @@ def train(
         model.train()
     stream = batches(bundle.train, budget.batch_size, seed, start_step, device)
     for step in range(start_step, budget.steps):
-        losses = model.train_step(next(stream), step)
-        check_finite(losses, step)
+        try:
+            losses = model.train_step(next(stream), step)
+            check_finite(losses, step)
+        except Diverged as exc:
+            raise Diverged(f"{exc}; {likely_cause(history, step)}") from None
         history.record(step, losses)
         if on_step is not None:
             on_step(step, losses)

@@ -45,7 +45,9 @@ def test_failing_and_diverging_cells_are_recorded_and_the_grid_goes_on(make_suit
     assert bad["status"] == "failed"
     assert re.fullmatch(r"RuntimeError: fake failure at step 3 \(conftest\.py:\d+ in train_step\)", bad["error"])
     assert summary.outcomes[0].message == bad["error"]
-    assert nan["status"] == "diverged" and nan["error"] == "loss 'loss' became nan at step 5"
+    assert nan["status"] == "diverged" and nan["error"] == ("loss 'loss' became nan at step 5; likely cause: a "
+                                                           "sampler's step size or an unstable energy (the losses "
+                                                           "were steady until then)")
     assert bad["metrics"] == [] and nan["metrics"] == []
     assert good["status"] == "ok" and good["error"] == ""
     (mse,) = good["metrics"]
@@ -316,3 +318,11 @@ def test_a_new_store_in_the_same_folder_never_adopts_another_stores_checkpoints(
         assert run["status"] == "ok" and run["train_count"] == 1 and run["train_time"] > 0, name
         store.close()
     assert len(list((tmp_path / "shared" / "checkpoints").iterdir())) == 2
+
+
+def test_a_divergence_names_the_learning_rate_when_the_losses_grew(make_suite, runner, helpers) -> None:
+    suite = make_suite("[models.linear]\nlr = 1e6\nnoise = 0.0\n[metrics.fake_mse]\n")
+    _, store = runner(suite)
+    (run,) = helpers.model_runs(store)
+    assert run["status"] == "diverged"
+    assert "likely cause: the learning rate" in run["error"], run["error"]
