@@ -29,6 +29,9 @@ from benchbed.errors import BenchbedError
 from benchbed.store import Store
 
 RUNS_FILE = "runs.jsonl"
+#: Run columns a record must carry to be imported.
+REQUIRED = frozenset({"run_id", "kind", "suite", "model", "model_component", "sampler", "dataset", "seed", "status",
+                      "config", "provenance", "curves", "started_at"})
 FORMAT = "benchbed-runs"
 VERSION = 1
 
@@ -78,19 +81,33 @@ def read_runs(path: Path) -> list[dict[str, Any]]:
     except OSError as exc:
         raise BenchbedError(f"cannot read published results {path}: {exc.strerror or exc}") from exc
     lines = text.splitlines()
-    try:
-        header = json.loads(lines[0]) if lines else {}
-        records = [json.loads(line) for line in lines[1:] if line.strip()]
-    except json.JSONDecodeError as exc:
-        raise BenchbedError(f"published results {path}: line {exc.lineno} is not JSON ({exc.msg})") from exc
+    parsed: list[Any] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            parsed.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise BenchbedError(f"published results {path}: line {number} is not JSON ({exc.msg}, column "
+                                f"{exc.colno}); restore the file (e.g. `git checkout -- {path}`)") from None
+    header = parsed[0] if parsed and isinstance(parsed[0], dict) else {}
+    records = parsed[1:]
     if header.get("format") != FORMAT:
         raise BenchbedError(f"published results {path}: not a {FORMAT} file (header {lines[:1]})")
     if header.get("version") != VERSION:
         raise BenchbedError(f"published results {path}: format version {header.get('version')}, "
                             f"this benchbed reads version {VERSION}")
-    for rec in records:
+    for i, rec in enumerate(records, 2):
+        run = rec.get("run") if isinstance(rec, dict) else None
+        if not isinstance(run, dict) or not isinstance(run.get("run_id"), str) or not isinstance(
+                rec.get("metrics", []), list) or not REQUIRED <= set(run):
+            missing = sorted(REQUIRED - set(run)) if isinstance(run, dict) else ["run"]
+            raise BenchbedError(f"published results {path}: line {i} is not a run record (missing {missing})")
         if rec.get("preview") is not None:
-            rec["preview"] = base64.b64decode(rec["preview"])
+            try:
+                rec["preview"] = base64.b64decode(rec["preview"], validate=True)
+            except (ValueError, TypeError) as exc:
+                raise BenchbedError(f"published results {path}: line {i}: preview is not base64 ({exc})") from None
     return records
 
 

@@ -126,7 +126,7 @@ def test_a_damaged_portable_file_is_named(origin, tmp_path) -> None:
     bad = tmp_path / "runs.jsonl"
     text = (origin / "leaderboards" / "s" / published.RUNS_FILE).read_text().splitlines()
     bad.write_text("\n".join([text[0], "{not json", *text[2:]]))
-    with pytest.raises(BenchbedError, match=r"runs\.jsonl: line 1 is not JSON"):
+    with pytest.raises(BenchbedError, match=r"runs\.jsonl: line 2 is not JSON"):
         published.read_runs(bad)
     bad.write_text(text[0].replace('"version":1', '"version":9') + "\n")
     with pytest.raises(BenchbedError, match="format version 9"):
