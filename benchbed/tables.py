@@ -62,6 +62,7 @@ class Column:
     higher_is_better: bool | None = None
     metric: bool = True
     component: str = ""
+    ranks_across: bool = False  # the metric's values of different estimator tags may be ranked together
 
     @property
     def header(self) -> str:
@@ -178,7 +179,8 @@ def metric_columns(suite: Suite, registry: Registry | None) -> list[Column]:
         spec = registry.metric(e.component) if registry is not None and e.component in registry.entries["metric"] \
             else None
         title = e.label if e.label != e.component or spec is None else spec.title
-        cols.append(Column(e.label, title, None if spec is None else spec.higher_is_better, True, e.component))
+        cols.append(Column(e.label, title, None if spec is None else spec.higher_is_better, True, e.component,
+                           bool(spec and spec.ranks_across_estimators)))
     return cols
 
 
@@ -360,8 +362,7 @@ def _dataset_table(dataset: str, sub: pd.DataFrame, columns: list[Column], specs
                 c.show_estimator = c.status == "ok"
         elif tags and (tag := next(iter(tags))):
             table.uniform[col.key] = tag
-        spec = specs.get(col.key)
-        _mark_best(rows, col, bool(spec and spec.ranks_across_estimators))
+        _mark_best(rows, col, col.ranks_across)
     has_params = any(r.cells.get(HYPERPARAMETERS, TableCell()).value for r in rows)
     for key in COST_COLUMNS:
         if key == HYPERPARAMETERS and not has_params:
