@@ -7,8 +7,11 @@ chosen from the seed (test first, then validation from the rest), and the remain
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 import torch
+from annotated_types import Gt
 
 from benchbed.contracts import DataBundle, DatasetInfo
 from benchbed_datasets._base import ParameterError, check_int
@@ -27,7 +30,7 @@ class Digits:
 
     name = "digits"
 
-    def __init__(self, *, n_val: int = 180, n_test: int = 360) -> None:
+    def __init__(self, *, n_val: Annotated[int, Gt(0)] = 180, n_test: Annotated[int, Gt(0)] = 360) -> None:
         self.n_val = check_int(self.name, "n_val", n_val, minimum=1)
         self.n_test = check_int(self.name, "n_test", n_test, minimum=1)
         if self.n_val + self.n_test >= N_DIGITS:

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Annotated
 
 import torch
+from annotated_types import Gt
 
 from benchbed.contracts import DataBundle, DatasetInfo, Split
 from benchbed_datasets._base import ParameterError, check_int
@@ -49,9 +51,9 @@ class FileImageSource(ABC):
         self,
         *,
         root: str | None = None,
-        n_val: int = 5000,
-        n_train: int | None = None,
-        n_test: int | None = None,
+        n_val: Annotated[int, Gt(0)] = 5000,
+        n_train: Annotated[int | None, Gt(0)] = None,
+        n_test: Annotated[int | None, Gt(0)] = None,
         download: bool = False,
         verify: bool = True,
     ) -> None:

@@ -16,9 +16,10 @@ split's true ``z``.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from annotated_types import Ge, Gt
 
 from benchbed_datasets._base import ParameterError, SyntheticVectorSource, check_float, check_int, generator
 
@@ -39,13 +40,13 @@ class LinearGaussian(SyntheticVectorSource):
     def __init__(
         self,
         *,
-        n_train: int = 4000,
-        n_val: int = 1000,
-        n_test: int = 2000,
-        dim: int = 16,
-        latent_dim: int = 2,
-        noise_std: float = 0.1,
-        param_seed: int = 0,
+        n_train: Annotated[int, Gt(0)] = 4000,
+        n_val: Annotated[int, Gt(0)] = 1000,
+        n_test: Annotated[int, Gt(0)] = 2000,
+        dim: Annotated[int, Gt(0)] = 16,
+        latent_dim: Annotated[int, Gt(0)] = 2,
+        noise_std: Annotated[float, Gt(0)] = 0.1,
+        param_seed: Annotated[int, Ge(0)] = 0,
     ) -> None:
         self._init_sizes(n_train, n_val, n_test)
         self.dim = check_int(self.name, "dim", dim, minimum=1)

@@ -8,8 +8,10 @@ Density (exact):  p(x) = (1/K) sum_k N(x; mu_k, std^2 I), so
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
+from annotated_types import Gt
 
 from benchbed_datasets._base import SyntheticVectorSource, check_float, gaussian_log_density
 
@@ -49,7 +51,13 @@ class GMM8(IsotropicMixture):
     name = "gmm8"
 
     def __init__(
-        self, *, n_train: int = 4000, n_val: int = 1000, n_test: int = 2000, radius: float = 2.0, std: float = 0.1
+        self,
+        *,
+        n_train: Annotated[int, Gt(0)] = 4000,
+        n_val: Annotated[int, Gt(0)] = 1000,
+        n_test: Annotated[int, Gt(0)] = 2000,
+        radius: Annotated[float, Gt(0)] = 2.0,
+        std: Annotated[float, Gt(0)] = 0.1,
     ) -> None:
         self._init_sizes(n_train, n_val, n_test)
         self.radius = check_float(self.name, "radius", radius)
@@ -72,7 +80,13 @@ class GMM25(IsotropicMixture):
     name = "gmm25"
 
     def __init__(
-        self, *, n_train: int = 5000, n_val: int = 1000, n_test: int = 2500, spacing: float = 2.0, std: float = 0.1
+        self,
+        *,
+        n_train: Annotated[int, Gt(0)] = 5000,
+        n_val: Annotated[int, Gt(0)] = 1000,
+        n_test: Annotated[int, Gt(0)] = 2500,
+        spacing: Annotated[float, Gt(0)] = 2.0,
+        std: Annotated[float, Gt(0)] = 0.1,
     ) -> None:
         self._init_sizes(n_train, n_val, n_test)
         self.spacing = check_float(self.name, "spacing", spacing)

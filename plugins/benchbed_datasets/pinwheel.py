@@ -24,8 +24,10 @@ defaults) can be missed there; everywhere else the value is exact to float64 bis
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
+from annotated_types import Gt
 
 from benchbed_datasets._base import SyntheticVectorSource, check_float, check_int
 
@@ -52,14 +54,14 @@ class Pinwheel(SyntheticVectorSource):
     def __init__(
         self,
         *,
-        n_train: int = 4000,
-        n_val: int = 1000,
-        n_test: int = 2000,
-        n_arms: int = 5,
-        radial_std: float = 0.3,
-        tangential_std: float = 0.05,
+        n_train: Annotated[int, Gt(0)] = 4000,
+        n_val: Annotated[int, Gt(0)] = 1000,
+        n_test: Annotated[int, Gt(0)] = 2000,
+        n_arms: Annotated[int, Gt(0)] = 5,
+        radial_std: Annotated[float, Gt(0)] = 0.3,
+        tangential_std: Annotated[float, Gt(0)] = 0.05,
         rate: float = 0.25,
-        scale: float = 2.0,
+        scale: Annotated[float, Gt(0)] = 2.0,
     ) -> None:
         self._init_sizes(n_train, n_val, n_test)
         self.n_arms = check_int(self.name, "n_arms", n_arms, minimum=1)

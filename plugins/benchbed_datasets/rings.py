@@ -21,8 +21,10 @@ defaults anyway).  The density has an integrable 1/|x| singularity at the origin
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
+from annotated_types import Gt
 
 from benchbed_datasets._base import SyntheticVectorSource, check_float, check_int
 
@@ -42,12 +44,12 @@ class Rings(SyntheticVectorSource):
     def __init__(
         self,
         *,
-        n_train: int = 4000,
-        n_val: int = 1000,
-        n_test: int = 2000,
-        n_rings: int = 3,
-        radius: float = 1.0,
-        std: float = 0.1,
+        n_train: Annotated[int, Gt(0)] = 4000,
+        n_val: Annotated[int, Gt(0)] = 1000,
+        n_test: Annotated[int, Gt(0)] = 2000,
+        n_rings: Annotated[int, Gt(0)] = 3,
+        radius: Annotated[float, Gt(0)] = 1.0,
+        std: Annotated[float, Gt(0)] = 0.1,
     ) -> None:
         self._init_sizes(n_train, n_val, n_test)
         self.n_rings = check_int(self.name, "n_rings", n_rings, minimum=1)

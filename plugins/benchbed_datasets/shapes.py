@@ -25,8 +25,10 @@ lies inside the image with a black border (at least one pixel at 28x28 and large
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
+from annotated_types import Ge, Gt
 
 from benchbed.contracts import DataBundle, DatasetInfo, Split
 from benchbed_datasets._base import ParameterError, check_int, generator
@@ -146,7 +148,13 @@ class Shapes:
     name = "shapes"
 
     def __init__(
-        self, *, n_train: int = 10000, n_val: int = 1000, n_test: int = 2000, size: int = 28, antialias: bool = True
+        self,
+        *,
+        n_train: Annotated[int, Gt(0)] = 10000,
+        n_val: Annotated[int, Gt(0)] = 1000,
+        n_test: Annotated[int, Gt(0)] = 2000,
+        size: Annotated[int, Ge(8)] = 28,
+        antialias: bool = True,
     ) -> None:
         self.n_train = check_int(self.name, "n_train", n_train, minimum=1)
         self.n_val = check_int(self.name, "n_val", n_val, minimum=1)

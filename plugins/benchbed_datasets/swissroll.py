@@ -19,9 +19,11 @@ numerical value of the exact density, not a Monte Carlo estimate.
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import numpy as np
 import torch
+from annotated_types import Gt
 
 from benchbed_datasets._base import SyntheticVectorSource, check_float, check_int
 
@@ -54,12 +56,12 @@ class SwissRoll(SyntheticVectorSource):
     def __init__(
         self,
         *,
-        n_train: int = 4000,
-        n_val: int = 1000,
-        n_test: int = 2000,
-        scale: float = 0.2,
-        std: float = 0.2,
-        n_segments: int = 3,
+        n_train: Annotated[int, Gt(0)] = 4000,
+        n_val: Annotated[int, Gt(0)] = 1000,
+        n_test: Annotated[int, Gt(0)] = 2000,
+        scale: Annotated[float, Gt(0)] = 0.2,
+        std: Annotated[float, Gt(0)] = 0.2,
+        n_segments: Annotated[int, Gt(0)] = 3,
     ) -> None:
         self._init_sizes(n_train, n_val, n_test)
         self.scale = check_float(self.name, "scale", scale)

@@ -11,10 +11,11 @@ the *same* labelled examples, chosen by :func:`benchbed_ebm.labels.select_labell
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from annotated_types import Gt
 
 from benchbed.contracts import DataBundle, EvalContext, MetricResult, ReferenceRow, Split
 from benchbed.errors import NotApplicable
@@ -44,7 +45,13 @@ class Accuracy:
         batch_size: examples per ``classify`` call.
     """
 
-    def __init__(self, *, n_labels_per_class: int = 10, label_seed: int | None = 0, batch_size: int = 500) -> None:
+    def __init__(
+        self,
+        *,
+        n_labels_per_class: Annotated[int, Gt(0)] = 10,
+        label_seed: int | None = 0,
+        batch_size: Annotated[int, Gt(0)] = 500,
+    ) -> None:
         self.n_labels_per_class = n_labels_per_class
         self.label_seed = label_seed
         self.batch_size = batch_size

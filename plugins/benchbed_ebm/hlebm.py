@@ -65,8 +65,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Annotated
 
 import torch
+from annotated_types import Ge, Gt, MinLen
 
 from benchbed.contracts import Batch, Sampler, SetupContext
 from benchbed.model import LatentModel
@@ -95,18 +97,18 @@ class HLEBM(LatentModel):
         *,
         scheme: str = "mle",
         mcmc_space: str = "auto",
-        latent_dims: tuple[int, ...] = (32, 16),
-        llhd_sigma: float = 0.3,
-        hidden: int = 200,
-        channels: int = 64,
-        cond_width: int = 200,
-        cond_layers: int = 4,
-        ebm_widths: tuple[int, ...] = (200, 100),
-        ebm_layers: tuple[int, ...] = (3, 2),
-        g_lr: float = 1e-4,
-        cond_lr: float = 1e-4,
-        e_lr: float = 2e-5,
-        i_lr: float = 1e-4,
+        latent_dims: Annotated[tuple[Annotated[int, Gt(0)], ...], MinLen(2)] = (32, 16),
+        llhd_sigma: Annotated[float, Gt(0)] = 0.3,
+        hidden: Annotated[int, Gt(0)] = 200,
+        channels: Annotated[int, Gt(0)] = 64,
+        cond_width: Annotated[int, Gt(0)] = 200,
+        cond_layers: Annotated[int, Ge(0)] = 4,
+        ebm_widths: Annotated[tuple[Annotated[int, Gt(0)], ...], MinLen(1)] = (200, 100),
+        ebm_layers: Annotated[tuple[Annotated[int, Ge(0)], ...], MinLen(1)] = (3, 2),
+        g_lr: Annotated[float, Gt(0)] = 1e-4,
+        cond_lr: Annotated[float, Gt(0)] = 1e-4,
+        e_lr: Annotated[float, Gt(0)] = 2e-5,
+        i_lr: Annotated[float, Gt(0)] = 1e-4,
         prior_skip: bool = True,
         inference_skip: bool = True,
     ) -> None:

@@ -36,10 +36,11 @@ Deviations from the official code:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
+from annotated_types import Ge, Gt
 from torch.distributions import Independent, Normal
 
 from benchbed.contracts import Batch, SetupContext
@@ -72,20 +73,20 @@ class SVEBM(LatentModel):
     def __init__(
         self,
         *,
-        latent_dim: int = 32,
-        n_labels_per_class: int = 10,
+        latent_dim: Annotated[int, Gt(0)] = 32,
+        n_labels_per_class: Annotated[int, Gt(0)] = 10,
         label_seed: int | None = 0,
-        llhd_sigma: float = 0.3,
-        hidden: int = 200,
-        channels: int = 64,
-        ebm_width: int = 200,
-        labeled_weight: float = 200.0,
-        mi_weight: float = 100.0,
-        e_lr: float = 1e-4,
-        g_lr: float = 1e-4,
-        i_lr: float = 1e-4,
-        e_decay: float = 1e-3,
-        i_decay: float = 2e-3,
+        llhd_sigma: Annotated[float, Gt(0)] = 0.3,
+        hidden: Annotated[int, Gt(0)] = 200,
+        channels: Annotated[int, Gt(0)] = 64,
+        ebm_width: Annotated[int, Gt(0)] = 200,
+        labeled_weight: Annotated[float, Ge(0)] = 200.0,
+        mi_weight: Annotated[float, Ge(0)] = 100.0,
+        e_lr: Annotated[float, Gt(0)] = 1e-4,
+        g_lr: Annotated[float, Gt(0)] = 1e-4,
+        i_lr: Annotated[float, Gt(0)] = 1e-4,
+        e_decay: Annotated[float, Ge(0)] = 1e-3,
+        i_decay: Annotated[float, Ge(0)] = 2e-3,
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim

@@ -33,11 +33,15 @@ Deviations from the official code:
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
+from annotated_types import Ge, Gt, Interval
 from torch import nn
 
 from benchbed.contracts import Batch, SetupContext
 from benchbed.model import LatentModel
+from benchbed.params import AllowInf
 from benchbed_ebm.nets import Decoder, Encoder, uses_conv
 from benchbed_ebm.scaling import DataScale
 
@@ -64,17 +68,17 @@ class DivergenceTriangle(LatentModel):
     def __init__(
         self,
         *,
-        latent_dim: int = 32,
-        hidden: int = 200,
-        channels: int = 64,
-        e_lr: float = 1e-4,
-        g_lr: float = 3e-4,
-        i_lr: float = 3e-4,
-        beta1: float = 0.5,
-        g_decay: float = 5e-4,
-        latent_weight: float = 0.1,
-        vae_weight: float = 1.0,
-        max_grad_norm: float = 100.0,
+        latent_dim: Annotated[int, Gt(0)] = 32,
+        hidden: Annotated[int, Gt(0)] = 200,
+        channels: Annotated[int, Gt(0)] = 64,
+        e_lr: Annotated[float, Gt(0)] = 1e-4,
+        g_lr: Annotated[float, Gt(0)] = 3e-4,
+        i_lr: Annotated[float, Gt(0)] = 3e-4,
+        beta1: Annotated[float, Interval(ge=0, lt=1)] = 0.5,
+        g_decay: Annotated[float, Ge(0)] = 5e-4,
+        latent_weight: Annotated[float, Ge(0)] = 0.1,
+        vae_weight: Annotated[float, Ge(0)] = 1.0,
+        max_grad_norm: Annotated[float, Gt(0), AllowInf] = 100.0,
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim

@@ -14,9 +14,10 @@ At test time ``infer`` is not persistent: chains start from N(0, I) (``infer_rou
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from annotated_types import Ge, Gt
 
 from benchbed.contracts import Batch, SetupContext
 from benchbed_generators.base import DynamicsGenerator
@@ -48,15 +49,15 @@ class ABP(DynamicsGenerator):
     def __init__(
         self,
         *,
-        latent_dim: int = 16,
+        latent_dim: Annotated[int, Gt(0)] = 16,
         arch: str = "auto",
-        hidden: tuple[int, ...] = (256, 256),
-        lr: float = 1e-3,
-        obs_std: float = 0.3,
-        n_steps: int = 20,
-        step_size: float = 0.1,
+        hidden: tuple[Annotated[int, Gt(0)], ...] = (256, 256),
+        lr: Annotated[float, Gt(0)] = 1e-3,
+        obs_std: Annotated[float, Gt(0)] = 0.3,
+        n_steps: Annotated[int, Ge(0)] = 20,
+        step_size: Annotated[float, Gt(0)] = 0.1,
         persistent: bool = True,
-        infer_rounds: int = 3,
+        infer_rounds: Annotated[int, Gt(0)] = 3,
         fused: bool = True,
     ) -> None:
         super().__init__()

@@ -14,8 +14,10 @@ x_m = g(z) + eps, eps ~ N(0, sigma^2 I).  Each training step:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Annotated
 
 import torch
+from annotated_types import Ge, Gt, Interval, MinLen
 
 from benchbed.contracts import Batch, SetupContext
 from benchbed_generators.base import DynamicsGenerator
@@ -46,18 +48,18 @@ class SRI(DynamicsGenerator):
     def __init__(
         self,
         *,
-        latent_dims: tuple[int, ...] = (16,),
+        latent_dims: Annotated[tuple[Annotated[int, Gt(0)], ...], MinLen(1)] = (16,),
         arch: str = "auto",
-        hidden: tuple[int, ...] = (256, 256),
-        lr: float = 1e-3,
-        beta1: float = 0.5,
-        obs_std: float = 0.15,
-        n_steps: int = 25,
-        step_size: float = 0.05,
+        hidden: tuple[Annotated[int, Gt(0)], ...] = (256, 256),
+        lr: Annotated[float, Gt(0)] = 1e-3,
+        beta1: Annotated[float, Interval(ge=0, lt=1)] = 0.5,
+        obs_std: Annotated[float, Gt(0)] = 0.15,
+        n_steps: Annotated[int, Ge(0)] = 25,
+        step_size: Annotated[float, Gt(0)] = 0.05,
         learn_step_size: bool = True,
-        learn_every: int = 5,
-        learn_batch: int = 8,
-        infer_rounds: int = 1,
+        learn_every: Annotated[int, Gt(0)] = 5,
+        learn_batch: Annotated[int, Gt(0)] = 8,
+        infer_rounds: Annotated[int, Gt(0)] = 1,
     ) -> None:
         super().__init__()
         self.latent_dims = tuple(latent_dims)

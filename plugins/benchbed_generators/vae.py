@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Annotated
 
 import torch
+from annotated_types import Gt
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
@@ -57,13 +59,13 @@ class VAE(LatentModel):
     def __init__(
         self,
         *,
-        latent_dim: int = 16,
+        latent_dim: Annotated[int, Gt(0)] = 16,
         arch: str = "auto",
-        hidden: tuple[int, ...] = (256, 256),
-        lr: float = 1e-3,
-        obs_std: float = 0.3,
+        hidden: tuple[Annotated[int, Gt(0)], ...] = (256, 256),
+        lr: Annotated[float, Gt(0)] = 1e-3,
+        obs_std: Annotated[float, Gt(0)] = 0.3,
         learn_obs_std: bool = True,
-        n_score_samples: int = 8,
+        n_score_samples: Annotated[int, Gt(0)] = 8,
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from annotated_types import Ge, Gt, Interval
 from torch import nn
 
 from benchbed.contracts import Batch, Capability, SetupContext
@@ -62,24 +63,24 @@ class LEBM(DynamicsGenerator):
     def __init__(
         self,
         *,
-        latent_dim: int = 100,
+        latent_dim: Annotated[int, Gt(0)] = 100,
         arch: str = "auto",
-        hidden: tuple[int, ...] = (256, 256),
-        ngf: int = 64,
-        energy_hidden: tuple[int, ...] = (200, 200),
+        hidden: tuple[Annotated[int, Gt(0)], ...] = (256, 256),
+        ngf: Annotated[int, Gt(0)] = 64,
+        energy_hidden: tuple[Annotated[int, Gt(0)], ...] = (200, 200),
         energy_activation: str = "gelu",
-        obs_std: float = 0.3,
-        prior_steps: int = 60,
-        prior_step_size: float = 0.4,
-        posterior_steps: int = 20,
-        posterior_step_size: float = 0.1,
-        lr_e: float = 2e-5,
-        lr_g: float = 1e-4,
-        beta1: float = 0.5,
-        beta2: float = 0.999,
-        lr_decay: float = 0.998,
-        infer_rounds: int = 1,
-        partition_samples: int = 10000,
+        obs_std: Annotated[float, Gt(0)] = 0.3,
+        prior_steps: Annotated[int, Ge(0)] = 60,
+        prior_step_size: Annotated[float, Gt(0)] = 0.4,
+        posterior_steps: Annotated[int, Ge(0)] = 20,
+        posterior_step_size: Annotated[float, Gt(0)] = 0.1,
+        lr_e: Annotated[float, Gt(0)] = 2e-5,
+        lr_g: Annotated[float, Gt(0)] = 1e-4,
+        beta1: Annotated[float, Interval(ge=0, lt=1)] = 0.5,
+        beta2: Annotated[float, Interval(ge=0, lt=1)] = 0.999,
+        lr_decay: Annotated[float, Gt(0)] = 0.998,
+        infer_rounds: Annotated[int, Gt(0)] = 1,
+        partition_samples: Annotated[int, Gt(0)] = 10000,
         fused: bool = True,
         parallel_chains: bool = True,
     ) -> None:

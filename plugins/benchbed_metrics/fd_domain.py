@@ -11,7 +11,9 @@ Both compare model samples with the test split.  Neither is FID and neither is l
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from annotated_types import Ge, Gt
 
 from benchbed.contracts import EvalContext, MetricResult
 from benchbed.errors import NotApplicable
@@ -42,15 +44,15 @@ class FDDomain:
     def __init__(
         self,
         *,
-        n_samples: int = 5000,
-        n_reference: int | None = None,
+        n_samples: Annotated[int, Ge(2)] = 5000,
+        n_reference: Annotated[int | None, Ge(2)] = None,
         split: str = "test",
         extractor: Literal["auto", "classifier", "autoencoder"] = "auto",
-        width: int = 16,
-        feature_dim: int = 64,
-        steps: int = 1000,
-        batch_size: int = 128,
-        lr: float = 1e-3,
+        width: Annotated[int, Gt(0)] = 16,
+        feature_dim: Annotated[int, Gt(0)] = 64,
+        steps: Annotated[int, Ge(0)] = 1000,
+        batch_size: Annotated[int, Gt(0)] = 128,
+        lr: Annotated[float, Gt(0)] = 1e-3,
         seed: int = 0,
     ) -> None:
         self.n_samples = n_samples
@@ -99,7 +101,13 @@ class FDDomain:
 class FDRaw:
     """Fréchet distance on raw coordinates (vector data), samples vs the test split."""
 
-    def __init__(self, *, n_samples: int = 5000, n_reference: int | None = None, split: str = "test") -> None:
+    def __init__(
+        self,
+        *,
+        n_samples: Annotated[int, Ge(2)] = 5000,
+        n_reference: Annotated[int | None, Ge(2)] = None,
+        split: str = "test",
+    ) -> None:
         self.n_samples = n_samples
         self.n_reference = n_reference
         self.split = split

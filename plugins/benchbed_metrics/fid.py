@@ -7,10 +7,11 @@ by (weights hash, split content hash, count), since every cell of a suite compar
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
+from annotated_types import Ge, Gt
 
 from benchbed.contracts import EvalContext, MetricResult
 from benchbed_metrics._batching import draw_samples, head, map_batches, require, split_of
@@ -52,10 +53,10 @@ class FID:
     def __init__(
         self,
         *,
-        n_samples: int = 5000,
-        n_reference: int | None = None,
+        n_samples: Annotated[int, Ge(2)] = 5000,
+        n_reference: Annotated[int | None, Ge(2)] = None,
         split: str = "test",
-        batch_size: int = 50,
+        batch_size: Annotated[int, Gt(0)] = 50,
         quantize: bool = True,
         cache_reference: bool = True,
         dims: Literal[64, 192, 768, 2048] = 2048,

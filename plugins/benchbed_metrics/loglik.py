@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
+from annotated_types import Ge, Gt, Interval
 
 from benchbed.contracts import DataBundle, EvalContext, MetricResult, ReferenceRow
 from benchbed.errors import NotApplicable
@@ -123,20 +124,20 @@ class LogLikelihood:
         self,
         *,
         estimator: Estimator = "auto",
-        n_examples: int | None = 1000,
-        batch_size: int = 100,
-        k: int = 1000,
-        ais_chains: int = 16,
-        ais_steps: int = 500,
-        leapfrog: int = 10,
-        step_size: float = 0.05,
-        target_accept: float = 0.65,
+        n_examples: Annotated[int | None, Gt(0)] = 1000,
+        batch_size: Annotated[int, Gt(0)] = 100,
+        k: Annotated[int, Gt(0)] = 1000,
+        ais_chains: Annotated[int, Gt(0)] = 16,
+        ais_steps: Annotated[int, Gt(0)] = 500,
+        leapfrog: Annotated[int, Gt(0)] = 10,
+        step_size: Annotated[float, Gt(0)] = 0.05,
+        target_accept: Annotated[float, Interval(gt=0, lt=1)] = 0.65,
         ais_schedule: Literal["sigmoid", "geometric", "linear"] = "geometric",
-        pilot_chains: int = 2,
-        parzen_samples: int = 10_000,
-        parzen_val: int = 1000,
-        parzen_bandwidths: tuple[float, ...] = (),
-        partition_samples: int = 100_000,
+        pilot_chains: Annotated[int, Ge(0)] = 2,
+        parzen_samples: Annotated[int, Gt(0)] = 10_000,
+        parzen_val: Annotated[int, Gt(0)] = 1000,
+        parzen_bandwidths: tuple[Annotated[float, Gt(0)], ...] = (),
+        partition_samples: Annotated[int, Gt(0)] = 100_000,
     ) -> None:
         self.estimator = estimator
         self.n_examples, self.batch_size, self.k = n_examples, batch_size, k

@@ -15,9 +15,10 @@ Scores (``score`` setting), higher = more anomalous:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
+from annotated_types import Ge, Gt
 
 from benchbed.contracts import DataBundle, EvalContext, MetricResult
 from benchbed.errors import NotApplicable
@@ -98,10 +99,10 @@ class OutlierDetection:
     def __init__(
         self,
         *,
-        classes: tuple[int, ...] = (),
+        classes: tuple[Annotated[int, Ge(0)], ...] = (),
         score: Score = "auto",
-        n_examples: int | None = None,
-        batch_size: int = 500,
+        n_examples: Annotated[int | None, Gt(0)] = None,
+        batch_size: Annotated[int, Gt(0)] = 500,
         nll_settings: dict[str, Any] | None = None,
     ) -> None:
         self.classes = tuple(classes)

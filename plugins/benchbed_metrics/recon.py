@@ -7,7 +7,10 @@ raw coordinates for vector data.  Lower is better.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
+from annotated_types import Gt
 
 from benchbed.contracts import DataBundle, EvalContext, MetricResult
 from benchbed.errors import NotApplicable
@@ -23,7 +26,13 @@ class ReconMSE:
         batch_size: examples per ``reconstruct`` call.
     """
 
-    def __init__(self, *, split: str = "test", n_examples: int | None = None, batch_size: int = 500) -> None:
+    def __init__(
+        self,
+        *,
+        split: str = "test",
+        n_examples: Annotated[int | None, Gt(0)] = None,
+        batch_size: Annotated[int, Gt(0)] = 500,
+    ) -> None:
         self.split = split
         self.n_examples = n_examples
         self.batch_size = batch_size

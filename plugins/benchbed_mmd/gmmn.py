@@ -29,8 +29,10 @@ MSE) do not apply.  No dynamics, so the sampler axis does not apply (``uses_samp
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Annotated
 
 import torch
+from annotated_types import Ge, Gt, Interval, MinLen
 from torch import nn
 
 from benchbed.contracts import Batch, Capability, SetupContext
@@ -72,16 +74,16 @@ class GMMN(LatentModel):
     def __init__(
         self,
         *,
-        noise_dim: int = 10,
-        hidden: tuple[int, ...] = (64, 256, 256, 1024),
-        variances: tuple[float, ...] | None = None,
+        noise_dim: Annotated[int, Gt(0)] = 10,
+        hidden: tuple[Annotated[int, Gt(0)], ...] = (64, 256, 256, 1024),
+        variances: Annotated[tuple[Annotated[float, Gt(0)], ...], MinLen(1)] | None = None,
         output: str = "auto",
-        n_samples: int = 0,
+        n_samples: Annotated[int, Ge(0)] = 0,
         unbiased: bool = False,
         optimizer: str = "adam",
-        lr: float = 2e-3,
-        momentum: float = 0.5,
-        decay_at: float = 0.25,
+        lr: Annotated[float, Gt(0)] = 2e-3,
+        momentum: Annotated[float, Interval(ge=0, lt=1)] = 0.5,
+        decay_at: Annotated[float, Ge(0)] = 0.25,
     ) -> None:
         super().__init__()
         self.noise_dim = noise_dim

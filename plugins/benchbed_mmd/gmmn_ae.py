@@ -29,8 +29,10 @@ a sigmoid.  The code-space GMMN uses Adam (lr 2e-3, beta1 0.5) like :mod:`benchb
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Annotated
 
 import torch
+from annotated_types import Ge, Gt, Interval, MinLen
 from torch import nn
 from torch.nn import functional as F
 
@@ -75,22 +77,22 @@ class GMMNAE(LatentModel):
     def __init__(
         self,
         *,
-        code_dim: int = 32,
-        ae_hidden: tuple[int, ...] = (1024,),
-        ae_dropout: tuple[float, ...] = (0.2, 0.5),
+        code_dim: Annotated[int, Gt(0)] = 32,
+        ae_hidden: tuple[Annotated[int, Gt(0)], ...] = (1024,),
+        ae_dropout: tuple[Annotated[float, Interval(ge=0, lt=1)], ...] = (0.2, 0.5),
         ae_activation: str = "relu",
-        ae_fraction: float = 0.4,
+        ae_fraction: Annotated[float, Interval(gt=0, lt=1)] = 0.4,
         ae_optimizer: str = "adam",
-        ae_lr: float = 1e-3,
-        ae_momentum: float = 0.9,
-        noise_dim: int = 10,
-        hidden: tuple[int, ...] = (64, 256, 256, 1024),
-        variances: tuple[float, ...] = (1.0,),
-        n_samples: int = 0,
+        ae_lr: Annotated[float, Gt(0)] = 1e-3,
+        ae_momentum: Annotated[float, Interval(ge=0, lt=1)] = 0.9,
+        noise_dim: Annotated[int, Gt(0)] = 10,
+        hidden: tuple[Annotated[int, Gt(0)], ...] = (64, 256, 256, 1024),
+        variances: Annotated[tuple[Annotated[float, Gt(0)], ...], MinLen(1)] = (1.0,),
+        n_samples: Annotated[int, Ge(0)] = 0,
         optimizer: str = "adam",
-        lr: float = 2e-3,
-        momentum: float = 0.5,
-        decay_at: float = 0.25,
+        lr: Annotated[float, Gt(0)] = 2e-3,
+        momentum: Annotated[float, Interval(ge=0, lt=1)] = 0.5,
+        decay_at: Annotated[float, Ge(0)] = 0.25,
     ) -> None:
         super().__init__()
         self.code_dim = code_dim

@@ -91,12 +91,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Annotated
 
 import torch
+from annotated_types import Ge, Gt, Interval, MinLen
 from torch import nn
 
 from benchbed.contracts import Batch, Capability, SetupContext
 from benchbed.model import LatentModel
+from benchbed.params import AllowInf
 from benchbed_generators.nets import resolve_arch
 from benchbed_mmd.kernels import MultiScaleGaussian, median_heuristic_variances
 from benchbed_mmd.mmd import joint_mmd2, mmd2, sqrt_loss
@@ -159,22 +162,22 @@ class JGMMN(LatentModel):
     def __init__(
         self,
         *,
-        latent_dim: int = 10,
-        n_modes: int = 0,
-        prior_radius: float = 1.0,
-        prior_std: float = 0.1,
-        hidden: tuple[int, ...] = (64, 256, 256, 1024),
+        latent_dim: Annotated[int, Gt(0)] = 10,
+        n_modes: Annotated[int, Ge(0)] = 0,
+        prior_radius: Annotated[float, Gt(0)] = 1.0,
+        prior_std: Annotated[float, Gt(0)] = 0.1,
+        hidden: tuple[Annotated[int, Gt(0)], ...] = (64, 256, 256, 1024),
         arch: str = "mlp",
-        channels: int = 32,
-        x_variances: tuple[float, ...] | None = None,
-        z_variances: tuple[float, ...] | None = None,
-        reg_weight: float = 1.0,
-        code_bound: float | None = None,
+        channels: Annotated[int, Gt(0)] = 32,
+        x_variances: Annotated[tuple[Annotated[float, Gt(0)], ...], MinLen(1)] | None = None,
+        z_variances: Annotated[tuple[Annotated[float, Gt(0)], ...], MinLen(1)] | None = None,
+        reg_weight: Annotated[float, Ge(0)] = 1.0,
+        code_bound: Annotated[float | None, Gt(0), AllowInf] = None,
         output: str = "auto",
-        n_samples: int = 0,
+        n_samples: Annotated[int, Ge(0)] = 0,
         optimizer: str = "adam",
-        lr: float = 2e-3,
-        momentum: float = 0.5,
+        lr: Annotated[float, Gt(0)] = 2e-3,
+        momentum: Annotated[float, Interval(ge=0, lt=1)] = 0.5,
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim

@@ -16,8 +16,10 @@ V-statistic.  The computation is chunked, so large sample counts stay within bou
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
+from annotated_types import Ge, Gt, MinLen
 
 from benchbed.contracts import Capability, EvalContext, MetricResult
 from benchbed.errors import NotApplicable
@@ -44,14 +46,14 @@ class SampleMMD:
     def __init__(
         self,
         *,
-        n_samples: int = 2000,
-        n_reference: int | None = 2000,
+        n_samples: Annotated[int, Ge(2)] = 2000,
+        n_reference: Annotated[int | None, Ge(2)] = 2000,
         split: str = "test",
-        variances: tuple[float, ...] | None = None,
-        multipliers: tuple[float, ...] = MEDIAN_MULTIPLIERS,
+        variances: Annotated[tuple[Annotated[float, Gt(0)], ...], MinLen(1)] | None = None,
+        multipliers: Annotated[tuple[Annotated[float, Gt(0)], ...], MinLen(1)] = MEDIAN_MULTIPLIERS,
         unbiased: bool = True,
-        chunk_size: int | None = 1024,
-        batch_size: int = 500,
+        chunk_size: Annotated[int | None, Gt(0)] = 1024,
+        batch_size: Annotated[int, Gt(0)] = 500,
     ) -> None:
         self.n_samples = n_samples
         self.n_reference = n_reference

@@ -32,9 +32,10 @@ carried over from the previous transition) plus one at the start.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from annotated_types import Ge, Gt, Interval
 
 from benchbed.contracts import LogDensity, SampleResult
 from benchbed_samplers._common import (
@@ -206,14 +207,14 @@ class HMC:
     def __init__(
         self,
         *,
-        n_steps: int = 20,
-        step_size: float = 0.1,
-        n_leapfrog: int = 5,
-        target_accept: float = 0.65,
+        n_steps: Annotated[int, Ge(0)] = 20,
+        step_size: Annotated[float, Gt(0)] = 0.1,
+        n_leapfrog: Annotated[int, Gt(0)] = 5,
+        target_accept: Annotated[float, Interval(gt=0, lt=1)] = 0.65,
         adapt: bool = True,
-        adapt_steps: int = 10,
+        adapt_steps: Annotated[int, Ge(0)] = 10,
         adapt_per_chain: bool = False,
-        jitter: float = 0.2,
+        jitter: Annotated[float, Interval(ge=0, lt=1)] = 0.2,
     ) -> None:
         if n_steps < 0 or n_leapfrog < 1 or adapt_steps < 0:
             raise ValueError(

@@ -24,9 +24,10 @@ checkpoint and the sampler stays stateless.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from annotated_types import Ge, Gt
 
 from benchbed.contracts import LogDensity, SampleResult
 from benchbed_samplers._common import (
@@ -127,8 +128,8 @@ class Langevin:
     def __init__(
         self,
         *,
-        n_steps: int = 20,
-        step_size: float = 0.1,
+        n_steps: Annotated[int, Ge(0)] = 20,
+        step_size: Annotated[float, Gt(0)] = 0.1,
         noise: bool = True,
         persistent: bool = False,
     ) -> None:

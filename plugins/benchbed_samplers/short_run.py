@@ -49,9 +49,10 @@ checkpoints carry the Adam state; it must not hand ``log_step_size`` to its own 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from annotated_types import Ge, Gt
 from torch import nn
 
 from benchbed.contracts import LogDensity, SampleResult
@@ -101,11 +102,11 @@ class ShortRun(nn.Module):
     def __init__(
         self,
         *,
-        n_steps: int = 25,
-        step_size: float = 0.05,
+        n_steps: Annotated[int, Gt(0)] = 25,
+        step_size: Annotated[float, Gt(0)] = 0.05,
         noise: bool = True,
-        lr: float = 0.01,
-        max_learn_dim: int = 64,
+        lr: Annotated[float, Gt(0)] = 0.01,
+        max_learn_dim: Annotated[int, Ge(0)] = 64,
     ) -> None:
         super().__init__()
         if n_steps < 1 or not step_size > 0 or not lr > 0:

@@ -323,3 +323,17 @@ def test_a_misspelt_sampler_role_is_an_error() -> None:
     # svebm asks only for the prior
     with pytest.raises(SuiteError, match="role 'posterior'.*roles asked: prior"):
         parse_suite(text.replace("lebm", "svebm").replace("posteriour", "posterior"), registry, path=Path("s.toml"))
+
+
+def test_wrong_type_in_tuple_names_the_element(make_suite, path: str) -> None:
+    """A list with one bad element names that element (index, type and value), not only the list."""
+    msg = _error(make_suite, "[models.linear]\nhidden = [4, 8, \"x\"]\n[metrics.fake_mse]\n")
+    assert msg == (f"{path}: model 'linear': parameter 'hidden' ({path}, line 8) must be tuple[int, ...] "
+                   "('hidden'[2] is str 'x', not int), got list [4, 8, 'x']")
+
+
+def test_non_finite_float_is_refused_at_load(make_suite, path: str) -> None:
+    """Floats must be finite unless a parameter declares otherwise (benchbed.params): inf/nan never reach training."""
+    for value in ("inf", "-inf", "nan"):
+        msg = _error(make_suite, f"[models.linear]\nlr = {value}\n[metrics.fake_mse]\n")
+        assert msg == f"{path}: model 'linear': parameter 'lr' ({path}, line 8) must be finite, got {value}"
