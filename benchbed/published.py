@@ -80,6 +80,9 @@ def read_runs(path: Path) -> list[dict[str, Any]]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise BenchbedError(f"cannot read published results {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError:
+        raise BenchbedError(f"published results {path} is not UTF-8 text; restore the file (e.g. `git checkout -- "
+                            f"{path}`)") from None
     lines = text.splitlines()
     parsed: list[Any] = []
     for number, line in enumerate(lines, 1):
