@@ -107,10 +107,6 @@ class TableCell:
         parts += [f"[{notes.ref(r)}]" for r in self.reasons]
         return " ".join(parts)
 
-    @property
-    def sort_key(self) -> float | None:
-        return None if math.isnan(self.mean) else self.mean
-
 
 @dataclass
 class Row:
