@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,15 @@ from benchbed.formats import FORMATS
 from benchbed.params import schema
 from benchbed.plugins import load_plugins
 from benchbed.registry import Registry
+from benchbed.store import HEARTBEAT_STALE_S
 from benchbed.suite import Suite, check_device, load_suite
 
 KINDS = ("models", "samplers", "datasets", "metrics")
 
 #: Exit codes: 0 every cell ok or n/a; 2 bad input (nothing trained); 3 the run finished but a cell of
-#: the suite failed or diverged (its reason is stored and tabulated); 130 interrupted (resumable).
-EXIT_BAD_INPUT, EXIT_CELLS_FAILED, EXIT_INTERRUPTED = 2, 3, 130
+#: the suite failed or diverged (its reason is stored and tabulated); 4 internal error (a bug: the message
+#: says so, --debug shows the traceback); 130 interrupted (resumable).
+EXIT_BAD_INPUT, EXIT_CELLS_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 3, 4, 130
 LEADERBOARDS = Path("leaderboards")
 
 
@@ -86,12 +89,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     suite = _suite(args.suite, registry)
     if args.device is not None:
         check_device(args.device, "--device: ")
+    from benchbed.validate import check_data, loader
+
+    check_data(suite, registry, loader(registry))  # settings that depend on the data, before training
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and not out.is_dir():  # known now: say so before any training
         raise BenchbedError(f"--out {out}: is a file, not a folder for the tables")
     store = _store(args, suite)
     signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
-    options = RunOptions(retry_failed=args.retry_failed, bars=None if not args.no_bars else False, device=args.device)
+    options = RunOptions(retry_failed=args.retry_failed, bars=None if not args.no_bars else False, device=args.device,
+                         steal_stale=args.steal_stale)
     try:
         summary = run_suite(suite, registry, store, jobs=args.jobs, executor=args.executor, options=options)
     except KeyboardInterrupt:
@@ -195,6 +202,17 @@ def _find_run(path: Path, run_id: str) -> dict[str, Any] | None:
     return {**rec["run"], "metrics": rec["metrics"]}
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from benchbed.validate import loader, validate
+
+    registry = _registry()
+    suite = _suite(args.suite, registry)
+    for line in validate(suite, registry, loader(registry)):
+        print(f"benchbed: {line}")
+    print(f"benchbed: suite {suite.name} is valid; nothing was trained")
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     sources = _show_sources(args)
     if not sources:
@@ -219,9 +237,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{value} is not a non-negative number of seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="benchbed", description="Benchmark latent-variable deep generative models.")
     parser.add_argument("--version", action="version", version=f"benchbed {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="train and evaluate every cell of a suite, then write its tables",
@@ -229,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "the published runs.jsonl beside the suite file is imported first), then write "
                                      "its tables and runs.jsonl beside the suite file.",
                          epilog="exit codes: 0 every cell ok or n/a; 2 bad input, nothing trained; 3 finished, but "
-                                "a cell of the suite failed or diverged; 130 interrupted (run again to resume)")
+                                "a cell of the suite failed or diverged; 4 internal error (a bug; --debug shows the "
+                                "traceback); 130 interrupted (run again to resume)")
     run.add_argument("suite", metavar="SUITE", help="suite file, or name of a folder under leaderboards/")
     run.add_argument("--jobs", "-j", type=_positive_int, default=1,
                      help="cells run in parallel in a local process pool (a positive integer)")
@@ -238,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="auto = pool when --jobs > 1; ray uses RAY_ADDRESS or a local Ray")
     run.add_argument("--device", help="override the suite's device (auto, cpu, cuda, cuda:1)")
     run.add_argument("--retry-failed", action="store_true", help="train failed and diverged cells again")
+    run.add_argument("--steal-stale", type=_seconds, metavar="SECONDS",
+                     help="take over cells claimed by another run whose heartbeat is older than SECONDS, whatever "
+                          "host or pid holds them (0: every claim; a live holder then trains its cell in vain). "
+                          f"Without it a claim is taken over once its heartbeat is {HEARTBEAT_STALE_S:g} s old, or "
+                          "at once on this host when its process is gone")
     run.add_argument("--out", help="folder for the tables (default: the suite's folder)")
     run.add_argument("--no-tables", action="store_true", help="do not write tables")
     run.add_argument("--no-bars", action="store_true", help="plain log lines even on a terminal")
@@ -267,6 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--out", help="folder for the files (default: the suite's folder)")
     lb.set_defaults(func=cmd_leaderboard)
 
+    val = sub.add_parser("validate", help="check a suite completely, training nothing",
+                         description="Check SUITE as `benchbed run` would before training: the file (types, "
+                                     "ranges, names, sampler roles, duplicates), the grid, and the settings that "
+                                     "depend on the data (held-out classes, label counts, split names), loading "
+                                     "every data set once.  Trains nothing, writes nothing.")
+    val.add_argument("suite", metavar="SUITE", help="suite file, or name of a folder under leaderboards/")
+    val.set_defaults(func=cmd_validate)
+
     show = sub.add_parser("show", help="show one stored run with its provenance",
                           description="Show one run (id or unique prefix) with config, provenance and metrics.")
     show.add_argument("run", metavar="RUN")
@@ -281,8 +324,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except BenchbedError as exc:
-        print(f"benchbed: error: {exc}", file=sys.stderr)
+        if args.debug:
+            traceback.print_exc()
+        # one line: multi-line messages (a data set's instructions) are joined
+        print("benchbed: error: " + " ".join(line.strip() for line in str(exc).splitlines() if line.strip()),
+              file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception as exc:  # noqa: BLE001 - a bug, not bad input: one line unless --debug
+        if args.debug:
+            raise
+        print(f"benchbed: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback; "
+              "please report it)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,13 +3,26 @@
 Every executor calls :meth:`benchbed.runner.CellRunner.run` in a worker that loads the plugins,
 the suite and the store itself, so workers write their results directly and a killed parent
 loses nothing a worker finished.
+
+Pool workers die with their parent (``prctl(PR_SET_PDEATHSIG)`` on Linux, and a thread watching
+``os.getppid()`` everywhere): a killed ``benchbed run`` leaves no worker training on, or idling, behind
+it.  The cell a worker held keeps its claim until the claim goes stale (at once on this host, since
+its pid is dead; by heartbeat age elsewhere), and the next run resumes it from its checkpoint.  A
+local Ray that ``ray.init()`` starts is fate-shared with its driver by Ray itself (its processes get
+``PR_SET_PDEATHSIG`` and a reaper process; workers exit with their raylet); on a Ray cluster the tasks
+of a dead driver's job are cancelled by Ray.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
+import dataclasses
 import multiprocessing as mp
 import os
+import signal
+import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -46,9 +59,42 @@ class RunSummary:
 
 _WORKER: CellRunner | None = None
 
+#: Seconds between the checks of a pool worker's parent (the portable fallback of PR_SET_PDEATHSIG).
+PARENT_POLL_S = 1.0
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
-def _init_worker(suite_path: str, store_path: str, options: RunOptions, threads: int) -> None:
+
+def _die_with_parent(parent: int) -> None:
+    """End this worker process when ``parent`` (the process that started it) dies, even by SIGKILL.
+
+    On Linux the kernel sends SIGKILL when the parent goes (``PR_SET_PDEATHSIG``; strictly, when the
+    parent's thread that spawned us exits, which for the pool is the parent's main thread).  Everywhere,
+    a daemon thread also polls ``os.getppid()``: an orphan is re-parented (to init or a subreaper), so
+    a changed parent pid means the parent is gone and the worker exits at once (``os._exit``).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl here: the thread below still watches
+            pass
+    if os.getppid() != parent:  # the parent died before we got here (while this worker imported)
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_S)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="benchbed-parent-watch", daemon=True).start()
+
+
+def _init_worker(suite_path: str, store_path: str, options: RunOptions, threads: int,
+                 parent: int | None = None) -> None:
     global _WORKER
+    if parent is not None:
+        _die_with_parent(parent)
     torch.set_num_threads(threads)
     registry = load_plugins().registry
     _WORKER = CellRunner(load_suite(suite_path, registry), registry, Store(store_path), options)
@@ -78,9 +124,9 @@ def _pool(suite: Suite, store: Store, options: RunOptions, cells: list[Cell], jo
         raise BenchbedError("--jobs needs a suite file on disk")
     threads = max(1, (os.cpu_count() or 1) // jobs)
     ctx = mp.get_context("spawn")  # fork + torch threads is unsafe; spawn is the portable choice
-    worker_opts = RunOptions(options.retry_failed, bars=False, device=options.device)
+    worker_opts = dataclasses.replace(options, bars=False)
     with cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
-                                initargs=(str(suite.path), str(store.path), worker_opts, threads)) as pool:
+                                initargs=(str(suite.path), str(store.path), worker_opts, threads, os.getpid())) as pool:
         futures = [pool.submit(_run_in_worker, c) for c in cells]
         try:
             for fut in cf.as_completed(futures):
@@ -100,7 +146,7 @@ def _ray(suite: Suite, store: Store, options: RunOptions, cells: list[Cell], job
         raise BenchbedError("--executor ray needs a suite file on disk")
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False)
-    worker_opts = RunOptions(options.retry_failed, bars=False, device=options.device)
+    worker_opts = dataclasses.replace(options, bars=False)
     remote = ray.remote(num_cpus=1)(_ray_run)
     pending = [remote.remote(str(suite.path), str(store.path.resolve()), worker_opts, 1, c) for c in cells]
     while pending:
@@ -146,7 +192,7 @@ def run_suite(
             extra = f": {outcome.message}" if outcome.message else ""
             bar.log(f"{outcome.status:9s} {outcome.title} ({outcome.seconds:.1f} s){extra}")
         held = [o.run_id for o in summary.outcomes if o.status == "held"]
-        _wait_for_others(store, held, bar)
+        _wait_for_others(store, held, bar, stale_after=options.steal_stale)
         # A holder that died while we waited left its cell unfinished: run it here.
         for cell in (c for c in cells if c.run_id in held and store.status(c.run_id) not in FINISHED):
             outcome = runner.run(cell)
@@ -155,14 +201,16 @@ def run_suite(
     return summary
 
 
-def _wait_for_others(store: Store, run_ids: list[str], bar: Progress, poll_s: float = 2.0) -> None:
-    """Cells another live process holds are waited for (their results then land in the store)."""
-    held = store.foreign_claims(run_ids)
+def _wait_for_others(store: Store, run_ids: list[str], bar: Progress, poll_s: float = 2.0,
+                     stale_after: float | None = None) -> None:
+    """Cells another live process holds are waited for (their results then land in the store) until
+    they finish or their claims go stale (heartbeat; ``stale_after``: see :meth:`Store.claim`)."""
+    held = store.foreign_claims(run_ids, stale_after=stale_after)
     if held:
         bar.log(f"waiting for {len(held)} cell(s) running in other processes")
     while held:
         time.sleep(poll_s)
-        held = store.foreign_claims(held)
+        held = store.foreign_claims(held, stale_after=stale_after)
 
 
 def default_store_path(suite: Suite) -> Path:

@@ -3,6 +3,8 @@
 ``CellRunner.run(cell)`` is the unit of work every executor (serial, process pool, Ray) calls.
 It claims the cell in the store first, so a finished cell is never trained twice, a cell held by a
 live process is left to it, and a cell whose process died is resumed from its last checkpoint.
+While it trains and evaluates a cell, a daemon thread keeps the claim's heartbeat fresh, so a
+claim whose heartbeat stops is known to be stale on every host (:meth:`benchbed.store.Store.claim`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import inspect
 import math
 import random
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Mapping
@@ -20,8 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchbed import store as store_module
 from benchbed.contracts import DataBundle, EvalContext, MetricResult
-from benchbed.errors import Diverged, NotApplicable
+from benchbed.errors import Diverged, NotApplicable, PluginError
 from benchbed.grid import Cell, incompatibility
 from benchbed.preview import make_preview
 from benchbed.progress import Progress
@@ -53,6 +58,7 @@ class RunOptions:
     retry_failed: bool = False
     bars: bool | None = None  # None: bars on a TTY
     device: str | None = None  # overrides the suite's device
+    steal_stale: float | None = None  # seconds: also take over claims whose heartbeat is older (--steal-stale)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -64,6 +70,47 @@ def _error_text(exc: BaseException) -> str:
 
 def _metric_settings_hash(entry: Entry) -> str:
     return config_hash(entry.identity())
+
+
+class _Heartbeat:
+    """Beats a claim every ``interval`` seconds from a daemon thread until stopped (a context manager).
+
+    The thread opens its own store connection on its first beat (a cell shorter than one interval
+    never opens one) and writes only in its own short transactions, so it never touches the main
+    thread's connection.  A failed beat is reported once and retried at the next interval; nothing
+    it does can fail the cell.  It stops by itself when the claim is no longer this process's.
+    """
+
+    def __init__(self, path: Path, run_id: str, interval: float) -> None:
+        self.path, self.run_id, self.interval = path, run_id, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"benchbed-heartbeat-{run_id[:12]}", daemon=True)
+
+    def _loop(self) -> None:
+        store: Store | None = None
+        reported = False
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    if store is None:
+                        store = Store(self.path)
+                    if not store.heartbeat(self.run_id):
+                        return  # finished, released or taken over: nothing left to keep alive
+                except Exception as exc:  # noqa: BLE001 - a busy or unwritable store: try again next time
+                    if not reported:
+                        print(f"benchbed: heartbeat of cell {self.run_id} failed (retrying): {exc}", file=sys.stderr)
+                        reported = True
+        finally:
+            if store is not None:
+                store.close()
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)  # a beat stuck on a locked store is harmless: it only updates 'running'
 
 
 class CellRunner:
@@ -95,7 +142,8 @@ class CellRunner:
         """Claim, train (resuming a checkpoint), evaluate and store one cell."""
         t0 = time.perf_counter()
         run_id = cell.run_id
-        claim = self.store.claim(run_id, cell.identity(), retry_failed=self.options.retry_failed)
+        claim = self.store.claim(run_id, cell.identity(), retry_failed=self.options.retry_failed,
+                                 stale_after=self.options.steal_stale)
         if not claim.acquired:
             if claim.holder:
                 return CellOutcome(run_id, cell.title, "held", f"running in {claim.holder}")
@@ -103,7 +151,8 @@ class CellRunner:
                 return self._evaluate_missing(cell, t0)
             return CellOutcome(run_id, cell.title, "skipped", f"finished before ({claim.status})")
         try:
-            return self._train_and_evaluate(cell, t0)
+            with _Heartbeat(self.store.path, run_id, store_module.HEARTBEAT_INTERVAL_S):
+                return self._train_and_evaluate(cell, t0)
         except KeyboardInterrupt:
             self.store.release(run_id)
             raise
@@ -134,6 +183,11 @@ class CellRunner:
             sampler = BoundSampler(self.registry.sampler(cell.sampler.component), cell.sampler.given,
                                    cell.sampler.roles)
         setup_model(model, data, cell.budget, seed=cell.seed, device=self.device, sampler=sampler)
+        if sampler is not None and spec.sampler_roles is not None and (odd := set(sampler.resolved) -
+                                                                          set(spec.sampler_roles)):
+            # the suite's role tables were checked against the declaration; keep the declaration honest
+            raise PluginError(f"model {spec.name!r} asked its sampler for role(s) {sorted(odd)} outside its declared "
+                              f"sampler_roles {list(spec.sampler_roles)}")
         return model, sampler
 
     def _checkpoint_path(self, run_id: str) -> Path:

@@ -3,7 +3,7 @@
 Every write is one short transaction; the database runs in WAL mode with a busy timeout, so
 concurrent writers queue instead of failing and a killed process leaves the file consistent.
 A cell being trained holds a *claim* (status ``running`` with host, pid and a heartbeat); a claim
-whose process is gone is stale and may be taken over.
+whose process is gone is stale and may be taken over (see :meth:`Store.claim`).
 """
 
 from __future__ import annotations
@@ -83,17 +83,28 @@ CREATE TABLE IF NOT EXISTS previews (        -- a few samples per run, for the H
 """
 
 FINISHED = ("ok", "failed", "diverged", "n/a")
-HEARTBEAT_STALE_S = 6 * 3600.0
+#: Seconds between the heartbeats of a claim while its cell trains and is evaluated (``CellRunner.run``).
+HEARTBEAT_INTERVAL_S = 20.0
+#: A claim whose heartbeat is older than this (several missed beats) is stale on every host.
+HEARTBEAT_STALE_S = 120.0
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host; a zombie (dead, not yet reaped by its parent or by a
+    PID 1 that is slow to reap, as in many containers) does not."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    try:  # Linux: the state letter after "(command)" in /proc/<pid>/stat
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return True
-    return True
+    return state not in ("Z", "X")
 
 
 @dataclass(frozen=True)
@@ -134,8 +145,10 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open result store {self.path}: {exc}") from exc
         except OSError as exc:  # e.g. a parent "folder" that is a file
-            raise StoreError(f"cannot create result store {self.path}: {exc.strerror or exc} "
-                             f"({exc.filename or self.path.parent})") from exc
+            blocker = next((p for p in self.path.parents if p.exists() and not p.is_dir()), None)
+            why = f"{blocker} is a file, not a folder" if blocker else \
+                f"{exc.strerror or exc} ({exc.filename or self.path.parent})"
+            raise StoreError(f"cannot create result store {self.path}: {why}") from exc
         self.host = socket.gethostname()
         self.uid = self._uid()
 
@@ -174,16 +187,33 @@ class Store:
 
     # -- claims ---------------------------------------------------------------------------------
 
-    def _stale(self, row: sqlite3.Row) -> bool:
-        if row["host"] == self.host:
-            return not _pid_alive(int(row["pid"]))
-        return time.time() - float(row["heartbeat"]) > HEARTBEAT_STALE_S
+    def _stale(self, row: sqlite3.Row, stale_after: float | None = None) -> bool:
+        """Whether a ``running`` row's holder may be presumed gone (or, with ``stale_after``, overruled)."""
+        age = time.time() - float(row["heartbeat"])
+        if stale_after is not None and age > stale_after:
+            return True
+        if row["host"] == self.host and not _pid_alive(int(row["pid"])):
+            return True  # on this host a dead pid is known at once
+        return age > HEARTBEAT_STALE_S
 
-    def claim(self, run_id: str, identity: Mapping[str, Any], retry_failed: bool = False) -> Claim:
+    def _ours(self, row: sqlite3.Row) -> bool:
+        return row["host"] == self.host and int(row["pid"]) == os.getpid()
+
+    def claim(self, run_id: str, identity: Mapping[str, Any], retry_failed: bool = False,
+              stale_after: float | None = None) -> Claim:
         """Atomically mark a cell ``running`` for this process, unless it is finished or held.
 
         ``identity`` holds the columns suite, model, model_component, sampler, dataset, seed, config.
         A finished cell is never claimed (``failed``/``diverged`` ones are with ``retry_failed``).
+
+        A ``running`` cell is held by its claim until the claim is stale: its heartbeat is older than
+        :data:`HEARTBEAT_STALE_S` (its holder beats every :data:`HEARTBEAT_INTERVAL_S` while it works),
+        on whatever host it was made, or it was made on this host by a process that no longer exists.
+        ``stale_after`` (seconds; ``benchbed run --steal-stale``) also takes over claims whose heartbeat is
+        older than that, whichever host and pid they name.  Heartbeats are wall-clock times written by the
+        holder's host and read on this one, so hosts sharing a store must have clocks in sync to well
+        within :data:`HEARTBEAT_STALE_S` (NTP); a holder that is suspended (or whose clock lags) that
+        long loses its claim and the cell may then be trained twice, never lost.
         """
         now = time.time()
         with self.transaction() as db:
@@ -193,7 +223,7 @@ class Store:
                 retry = retry_failed and status in ("failed", "diverged")
                 if status in FINISHED and not retry:
                     return Claim(False, status)
-                if status == "running" and not self._stale(row) and int(row["pid"]) != os.getpid():
+                if status == "running" and not self._ours(row) and not self._stale(row, stale_after):
                     return Claim(False, status, f"{row['host']}:{row['pid']}")
             cols = {**identity, "status": "running", "error": "", "host": self.host, "pid": os.getpid(),
                     "heartbeat": now, "started_at": now, "config": json.dumps(identity["config"], sort_keys=True)}
@@ -206,9 +236,16 @@ class Store:
                 db.execute(f"UPDATE runs SET {sets} WHERE run_id=?", (*cols.values(), run_id))
             return Claim(True, status)
 
-    def heartbeat(self, run_id: str) -> None:
+    def heartbeat(self, run_id: str) -> bool:
+        """Refresh this process's claim on ``run_id``; ``False`` if it holds none (finished, or taken over).
+
+        Uses this store's connection: a thread that beats beside the main thread opens a ``Store`` of
+        its own (as ``CellRunner.run`` does), since one connection's transactions must not interleave.
+        """
         with self.transaction() as db:
-            db.execute("UPDATE runs SET heartbeat=? WHERE run_id=? AND pid=?", (time.time(), run_id, os.getpid()))
+            cur = db.execute("UPDATE runs SET heartbeat=? WHERE run_id=? AND status='running' AND host=? AND pid=?",
+                             (time.time(), run_id, self.host, os.getpid()))
+            return cur.rowcount > 0
 
     def count_training(self, run_id: str) -> None:
         """Record that training of this cell (re)started: the resume guarantee is audited with it."""
@@ -223,15 +260,15 @@ class Store:
             db.execute("UPDATE runs SET status='interrupted', pid=0 WHERE run_id=? AND status='running' AND pid=?",
                        (run_id, os.getpid()))
 
-    def foreign_claims(self, run_ids: list[str]) -> list[str]:
-        """Of ``run_ids``, those held by another live process."""
+    def foreign_claims(self, run_ids: list[str], stale_after: float | None = None) -> list[str]:
+        """Of ``run_ids``, those held by another process whose claim is not stale (see :meth:`claim`)."""
         held = []
         for run_id in run_ids:
             row = self._db.execute("SELECT status, host, pid, heartbeat FROM runs WHERE run_id=?",
                                    (run_id,)).fetchone()
-            if row is None or row["status"] != "running" or int(row["pid"]) == os.getpid():
+            if row is None or row["status"] != "running" or self._ours(row):
                 continue
-            if not self._stale(row):
+            if not self._stale(row, stale_after):
                 held.append(run_id)
         return held
 

@@ -94,7 +94,7 @@ class History:
         every = max(1, self.total_steps // CURVE_POINTS)
         if step % every == 0 or step == self.total_steps - 1:
             # Six significant digits are plenty for a plotted curve and halve the published runs.jsonl.
-            self.points.append({"step": step, **{k: float(f"{v:.6g}") for k, v in self.last.items()}})
+            self.points.append({"step": float(step), **{k: float(f"{v:.6g}") for k, v in self.last.items()}})
 
 
 def check_finite(losses: Mapping[str, float], step: int) -> None:

@@ -221,13 +221,20 @@ class FakeMSE:
 
 
 class NonFinite:
-    """Returns a non-finite value: stored as a failure, never as ``ok``."""
+    """Returns a non-finite value (inf): stored as a failure, never as ``ok``."""
 
     def __init__(self, *, value: float = float("inf")) -> None:
         self.value = value
 
     def evaluate(self, ctx: EvalContext) -> MetricResult:
         return MetricResult(self.value)
+
+
+class NotANumber(NonFinite):
+    """Returns NaN (its default: a suite may not set NaN where the default is finite)."""
+
+    def __init__(self, *, value: float = float("nan")) -> None:
+        super().__init__(value=value)
 
 
 class NeverEvaluated:
@@ -344,6 +351,7 @@ class FakePlugin:
         register(MetricSpec(name="fake_na", factory=MissingWeights, higher_is_better=False))
         register(MetricSpec(name="fake_boom", factory=Boom, higher_is_better=False))
         register(MetricSpec(name="fake_inf", factory=NonFinite, higher_is_better=True))
+        register(MetricSpec(name="fake_nan", factory=NotANumber, higher_is_better=True))
         register(MetricSpec(name="fake_ref", factory=WithReference, higher_is_better=True))
         register(MetricSpec(name="fake_ref_t", factory=WithReferenceTuple, higher_is_better=True))
         register(MetricSpec(name="fake_outlier", factory=HeldOutMSE, higher_is_better=False, needs_labels=True))

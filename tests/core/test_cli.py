@@ -23,6 +23,7 @@ HELP = {
     "plugins": ["List loaded plugins"],
     "leaderboard": ["SUITE", "--format", "--store", "--out"],
     "show": ["RUN", "--store"],
+    "validate": ["SUITE", "Trains nothing"],
 }
 
 BUILTIN_SUITE = """
@@ -388,3 +389,52 @@ def test_show_ambiguous_prefix_and_missing_store(fake_cli, tmp_path: Path, helpe
     assert cli.main(["show", "abc", "--store", str(tmp_path / "typo" / "x.sqlite")]) == 2
     assert capsys.readouterr().err == f"benchbed: error: no store at {tmp_path / 'typo' / 'x.sqlite'}\n"
     assert not (tmp_path / "typo").exists()
+
+
+GMM8 = 'name = "v"\nseeds = [0]\n[budget]\nsteps = 2\nbatch_size = 2\n[datasets.gmm8]\n[models.vae]\n'
+
+
+@pytest.mark.parametrize(("metric", "message"), [
+    ("[metrics.outlier_auroc]\nclasses = [99]\n",
+     "[metrics.outlier_auroc] on data set 'gmm8': held-out classes [99] are not classes of data set 'gmm8' (0..7)"),
+    ("[metrics.recon_mse]\nsplit = 'tset'\n",
+     "[metrics.recon_mse] on data set 'gmm8': split must be 'train', 'val' or 'test', got 'tset'"),
+    ("[metrics.accuracy]\nn_labels_per_class = 100000\n",
+     "[metrics.accuracy] on data set 'gmm8': n_labels_per_class = 100000, but the training split of 'gmm8' holds "
+     "only "),
+])
+def test_settings_that_depend_on_the_data_fail_before_training(tmp_path: Path, capsys, metric: str,
+                                                                 message: str) -> None:
+    suite = tmp_path / "suite.toml"
+    suite.write_text(GMM8 + metric)
+    store = tmp_path / "s.sqlite"
+    assert cli.main(["validate", str(suite)]) == 2
+    assert f"benchbed: error: {suite}: {message}" in capsys.readouterr().err
+    assert cli.main(["run", str(suite), "--store", str(store)]) == 2
+    assert message in capsys.readouterr().err
+    assert not store.exists(), "nothing may be trained or stored"
+
+
+def test_validate_a_good_suite_trains_nothing(tmp_path: Path, capsys) -> None:
+    suite = tmp_path / "suite.toml"
+    suite.write_text(GMM8 + "[metrics.outlier_auroc]\nclasses = [1]\n")
+    assert cli.main(["validate", str(suite)]) == 0
+    out = capsys.readouterr().out
+    assert "benchbed: suite v: 1 cells, 1 data set(s) loaded and checked, 1 metric(s)" in out
+    assert "is valid; nothing was trained" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["suite.toml"]
+
+
+def test_internal_errors_are_one_line_unless_debug(fake_cli, tmp_path: Path, capsys, monkeypatch) -> None:
+    def broken(args):  # noqa: ANN001, ANN202
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(cli, "cmd_list", broken)
+    parser = cli.build_parser  # the sub-command table holds the function: rebuild with the patched one
+    monkeypatch.setattr(cli, "build_parser", lambda: parser())
+    assert cli.main(["list"]) == 4
+    err = capsys.readouterr().err
+    assert err.startswith("benchbed: internal error: ZeroDivisionError: division by zero (run with --debug")
+    assert "Traceback" not in err
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["--debug", "list"])

@@ -85,8 +85,6 @@ def test_non_finite_values_are_failures_and_per_example_values_are_stored(make_s
         [metrics.fake_mse]
         [metrics.fake_inf]
         [metrics.fake_nan]
-        component = "fake_inf"
-        value = nan
     """)
     _, store = runner(suite)
     (run,) = helpers.model_runs(store)
