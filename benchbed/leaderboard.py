@@ -308,10 +308,14 @@ def _published_rows(folder: Path) -> bool:
 
 
 def refuse_empty(board: Leaderboard, store: Store, folder: Path) -> None:
-    """Stop before an empty table replaces a published one, saying what is missing and what to run."""
-    if not board.empty or not _published_rows(folder):
+    """Stop before writing empty tables (above all over published ones), saying what is missing and what
+    to run."""
+    if not board.empty:
         return
     runs = published.runs_path(folder)
+    if not _published_rows(folder):
+        raise BenchbedError(f"suite {board.suite.name!r} has no finished run in the store {store.path} to "
+                            f"tabulate; run `{reproduce_command(board.suite)}` first. Nothing was written.")
     missing = f"{runs} is missing" if not runs.is_file() else f"{runs} holds no run of the suite as it is now"
     raise BenchbedError(
         f"suite {board.suite.name!r} has no results to publish: {missing}, and the store {store.path} holds "

@@ -116,8 +116,10 @@ def read_runs(path: Path) -> list[dict[str, Any]]:
 
 def import_runs(store: Store, path: Path) -> int:
     """Add the runs of a portable file that ``store`` lacks (or holds unfinished); returns how many."""
-    if not path.is_file():
+    if not path.exists():
         return 0
+    if not path.is_file():  # known before anything trains; writing it after the run would fail
+        raise BenchbedError(f"published results {path} is not a file")
     return sum(store.import_run(rec) for rec in read_runs(path))
 
 

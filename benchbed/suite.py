@@ -226,9 +226,16 @@ def parse_suite(text: str, registry: Registry, *, path: Path | None = None) -> S
         device=check_device(_typed(raw, "device", str, where, loc, default="auto"), f"{where}: 'device'"
                             f"{loc('', 'device')}: "),
         budget=Budget(**budget),
-        checkpoint_every=_typed(raw, "checkpoint_every", int, where, loc, default=0),
+        checkpoint_every=_non_negative(_typed(raw, "checkpoint_every", int, where, loc, default=0),
+                                       f"{where}: 'checkpoint_every'{loc('', 'checkpoint_every')}"),
         **axes,
     )
+
+
+def _non_negative(value: int, what: str) -> int:
+    if value < 0:
+        raise SuiteError(f"{what} must be >= 0 (0: only the final checkpoint), got {value}")
+    return value
 
 
 def _check_roles(models: tuple[Entry, ...], samplers: tuple[Entry, ...], registry: Registry, where: str,
@@ -236,12 +243,14 @@ def _check_roles(models: tuple[Entry, ...], samplers: tuple[Entry, ...], registr
     """Each per-role table of a sampler entry names a role that a model paired with it asks for."""
     for sampler in samplers:
         asked: set[str] = set()
-        for model in models:
+        paired = [m for m in models if registry.model(m.component).uses_sampler
+                  and (m.samplers is None or sampler.label in m.samplers)
+                  and registry.model(m.component).accepts_sampler(sampler.component)]
+        if not paired:
+            raise SuiteError(f"{where}: [samplers.{sampler.label}]{loc(f'samplers.{sampler.label}')} is used by no "
+                             "model of the suite (no model with dynamics accepts it); remove it")
+        for model in paired:
             spec = registry.model(model.component)
-            if not spec.uses_sampler or (model.samplers is not None and sampler.label not in model.samplers):
-                continue
-            if not spec.accepts_sampler(sampler.component):
-                continue
             if spec.sampler_roles is None:  # undeclared: any role may be meant for it
                 break
             asked.update(spec.sampler_roles)

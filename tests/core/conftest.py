@@ -333,6 +333,8 @@ class FakePlugin:
         register(ModelSpec(name="linear", factory=LinearAE, description="linear autoencoder"))
         register(ModelSpec(name="dyn", factory=DynAE, description="linear AE with sampler-refined codes",
                            uses_sampler=True, default_sampler="walk", samplers=("walk",)))
+        register(ModelSpec(name="dyn_any", factory=DynAE, description="the same, with any sampler",
+                           uses_sampler=True, default_sampler="walk"))
 
     @hookimpl
     def benchbed_register_samplers(self, register: Callable[[SamplerSpec], None]) -> None:

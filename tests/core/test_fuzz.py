@@ -99,6 +99,11 @@ SUITE_CASES: list[tuple[str, str, str]] = [
     ("device not a string", mutate(top="device = 1"), "'device' ({file}, line 3) must be str, got int 1"),
     ("checkpoint_every as text", mutate(top='checkpoint_every = "often"'),
      "'checkpoint_every' ({file}, line 3) must be int, got str 'often'"),
+    ("negative checkpoint_every", mutate(top="checkpoint_every = -5"),
+     "'checkpoint_every' ({file}, line 3) must be >= 0 (0: only the final checkpoint), got -5"),
+    ("an unused sampler entry", mutate(lebm='samplers = ["langevin"]', sampler="[samplers.hmc]"),
+     "[samplers.hmc] ({file}, line 18) is used by no model of the suite (no model with dynamics accepts it); "
+     "remove it"),
     ("budget without steps", mutate(replace="steps = 2\n => "), "[budget] needs 'steps' ({file}, line 5)"),
     ("zero steps", mutate(replace="steps = 2 => steps = 0"),
      "[budget] 'steps' ({file}, line 6) must be a positive integer, got 0"),
@@ -300,6 +305,12 @@ def _damage_store(kind: str) -> Callable[[Path], tuple[list[str], str]]:
         if kind == "garbage":
             store.write_bytes(b"this is not a database" * 100)
             return ["--store", str(store)], f"cannot open result store {store}: file is not a database"
+        if kind == "truncated":
+            from benchbed.store import Store
+
+            Store(tmp / "whole.sqlite").close()
+            store.write_bytes((tmp / "whole.sqlite").read_bytes()[:1000])
+            return ["--store", str(store)], f"cannot open result store {store}: "
         if kind == "directory":
             store.mkdir()
             return ["--store", str(store)], f"cannot open result store {store}: unable to open database file"
@@ -319,10 +330,12 @@ def _damage_store(kind: str) -> Callable[[Path], tuple[list[str], str]]:
     return make
 
 
-def _damage_runs(content: str | bytes, message: str) -> Callable[[Path], tuple[list[str], str]]:
+def _damage_runs(content: str | bytes | None, message: str) -> Callable[[Path], tuple[list[str], str]]:
     def make(tmp: Path) -> tuple[list[str], str]:
         path = tmp / published.RUNS_FILE
-        if isinstance(content, bytes):
+        if content is None:
+            path.mkdir()
+        elif isinstance(content, bytes):
             path.write_bytes(content)
         else:
             path.write_text(content)
@@ -341,6 +354,7 @@ STORE_AND_FILE_CASES: list[tuple[str, Callable[[Path], tuple[list[str], str]]]] 
     ("store: a directory", _damage_store("directory")),
     ("store: under a file", _damage_store("under a file")),
     ("store: newer schema", _damage_store("schema")),
+    ("store: truncated", _damage_store("truncated")),
     ("runs.jsonl: not JSON", _damage_runs(HEADER + "\n{not json\n",
                                           "published results {path}: line 2 is not JSON (Expecting property name "
                                           "enclosed in double quotes, column 2); restore the file (e.g. `git "
@@ -352,6 +366,7 @@ STORE_AND_FILE_CASES: list[tuple[str, Callable[[Path], tuple[list[str], str]]]] 
     ("runs.jsonl: newer version", _damage_runs(HEADER.replace('"version":1', '"version":2') + "\n",
                                                "published results {path}: format version 2, this benchbed reads "
                                                "version 1")),
+    ("runs.jsonl: a folder", _damage_runs(None, "published results {path} is not a file")),
     ("runs.jsonl: empty", _damage_runs("", "published results {path}: not a benchbed-runs file (header [])")),
     ("runs.jsonl: not UTF-8", _damage_runs(b"\xff\xfe\x00", "published results {path} is not UTF-8 text")),
     ("runs.jsonl: record without run", _damage_runs(HEADER + '\n{"metrics": []}\n',
@@ -435,4 +450,4 @@ def test_damaged_data_files_are_named_by_validate(tmp_path: Path, capsys, case: 
 def test_fuzz_counts() -> None:
     """The issue asks for at least 60 bad suite files and 20 damaged data or store cases."""
     assert len(SUITE_CASES) + len(DATA_CASES) + len(CLI_CASES) >= 60
-    assert len(STORE_AND_FILE_CASES) + len(DATA_FILE_CASES) >= 19
+    assert len(STORE_AND_FILE_CASES) + len(DATA_FILE_CASES) >= 20

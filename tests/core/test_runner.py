@@ -271,13 +271,15 @@ def test_variant_trainings_are_shared_between_metrics(make_suite, runner, helper
 
 
 def test_sampler_axis_notes_and_default_sampler(make_suite, runner, helpers) -> None:
-    suite = make_suite("[models.dyn]\n[samplers.other_walk]\n[metrics.fake_mse]\n")
+    suite = make_suite("[models.dyn]\n[models.free]\ncomponent = 'dyn_any'\n[samplers.other_walk]\n"
+                       "[metrics.fake_mse]\n")
     summary, store = runner(suite)
     assert summary.notes == ["model 'dyn' does not accept sampler 'other_walk' (it accepts walk); "
                              "no cell for that pair"]
-    (run,) = helpers.model_runs(store)
-    assert run["sampler"] == "walk" and run["status"] == "ok"
-    assert run["provenance"]["components"]["sampler"]["name"] == "walk"
+    runs = {r["model"]: r for r in helpers.model_runs(store)}
+    assert runs["dyn"]["sampler"] == "walk" and runs["dyn"]["status"] == "ok"  # its default sampler
+    assert runs["dyn"]["provenance"]["components"]["sampler"]["name"] == "walk"
+    assert runs["free"]["sampler"] == "other_walk"
 
 
 def test_a_data_set_that_fails_to_load_fails_its_cells_and_the_grid_goes_on(tmp_path) -> None:

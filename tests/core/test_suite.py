@@ -290,10 +290,15 @@ def test_wrong_type_in_second_inline_table_points_at_its_line(make_suite, path: 
 def test_model_samplers_key_limits_the_sampler_axis(make_suite, fake_registry) -> None:
     from benchbed.grid import plan
 
-    suite = make_suite("[models.dyn]\nsamplers = ['slow']\n[models.linear]\n[samplers.walk]\n"
-                       "[samplers.slow]\ncomponent = 'walk'\nstep_size = 0.01\n[metrics.fake_mse]\n")
+    suite = make_suite("[models.dyn]\nsamplers = ['slow']\n[models.linear]\n[models.free]\ncomponent = 'dyn_any'\n"
+                       "samplers = ['walk']\n[samplers.walk]\n[samplers.slow]\ncomponent = 'walk'\nstep_size = 0.01\n"
+                       "[metrics.fake_mse]\n")
     cells, _ = plan(suite, fake_registry)
-    assert [(c.model.label, c.sampler_label) for c in cells] == [("dyn", "slow"), ("linear", "")]
+    assert sorted((c.model.label, c.sampler_label) for c in cells) == [("dyn", "slow"), ("free", "walk"),
+                                                                        ("linear", "")]
+    with pytest.raises(SuiteError, match=r"\[samplers\.walk\] \(.*line \d+\) is used by no model of the suite"):
+        make_suite("[models.dyn]\nsamplers = ['slow']\n[samplers.walk]\n[samplers.slow]\ncomponent = 'walk'\n"
+                   "step_size = 0.01\n[metrics.fake_mse]\n", name="unused.toml")
     with pytest.raises(SuiteError, match=r"'samplers' \(.*line \d+\) must list sampler entries of this suite "
                                          r"\(walk\), got \['nope'\]"):
         make_suite("[models.dyn]\nsamplers = ['nope']\n[samplers.walk]\n[metrics.fake_mse]\n")
