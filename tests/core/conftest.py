@@ -11,7 +11,7 @@ factories' annotations are real types and the suite checks see them.
 import os
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Literal
@@ -438,10 +438,31 @@ def model_runs(store: Store) -> list[dict]:
     return [store.run(i) for i in ids]
 
 
+def claim_identity(seed: int = 0) -> dict:
+    """The identity columns of a claimed cell, for store tests."""
+    return {"suite": "s", "model": "m", "model_component": "linear", "sampler": "", "dataset": "toy", "seed": seed,
+            "config": {"seed": seed}}
+
+
+def set_columns(store: Store, run_id: str, **cols: object) -> None:
+    """Overwrite columns of a stored run (to fake an old heartbeat, another host, a dead pid ...)."""
+    with store.transaction() as db:
+        db.execute(f"UPDATE runs SET {', '.join(f'{k}=?' for k in cols)} WHERE run_id=?", (*cols.values(), run_id))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """An empty store in the test's folder."""
+    s = Store(tmp_path / "results.sqlite")
+    yield s
+    s.close()
+
+
 @pytest.fixture
 def helpers() -> SimpleNamespace:
     """Module-level helpers for the test files (conftest is not importable under importlib mode)."""
-    return SimpleNamespace(model_runs=model_runs, suite_text=suite_text, fake_plugin_set=fake_plugin_set,
+    return SimpleNamespace(identity=claim_identity, set_columns=set_columns,
+                           model_runs=model_runs, suite_text=suite_text, fake_plugin_set=fake_plugin_set,
                            FakePlugin=FakePlugin, LinearAE=LinearAE, ToyData=ToyData, HEADER=HEADER)
 
 

@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,42 +19,24 @@ from benchbed.grid import plan
 from benchbed.store import HEARTBEAT_STALE_S, Store
 from benchbed.suite import load_suite
 
-
-def _identity(seed: int = 0) -> dict:
-    return {"suite": "s", "model": "m", "model_component": "linear", "sampler": "", "dataset": "toy", "seed": seed,
-            "config": {"seed": seed}}
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "results.sqlite")
-    yield s
-    s.close()
-
-
-def _set(store: Store, run_id: str, **cols: object) -> None:
-    with store.transaction() as db:
-        db.execute(f"UPDATE runs SET {', '.join(f'{k}=?' for k in cols)} WHERE run_id=?", (*cols.values(), run_id))
-
-
 OLD = HEARTBEAT_STALE_S + 10  # seconds: a heartbeat this old is stale
 
 
 # -- the store ------------------------------------------------------------------------------------------
 
 
-def test_a_live_unrelated_pid_with_an_old_heartbeat_is_taken_over_at_once(store: Store) -> None:
+def test_a_live_unrelated_pid_with_an_old_heartbeat_is_taken_over_at_once(store: Store, helpers) -> None:
     """A dead run whose pid now belongs to another live process must not make the rerun wait forever."""
-    store.claim("aaa", _identity())
+    store.claim("aaa", helpers.identity())
     unrelated = subprocess.Popen(["sleep", "30"])
     try:
-        _set(store, "aaa", pid=unrelated.pid, heartbeat=time.time())  # fresh: held
-        claim = store.claim("aaa", _identity())
+        helpers.set_columns(store, "aaa", pid=unrelated.pid, heartbeat=time.time())  # fresh: held
+        claim = store.claim("aaa", helpers.identity())
         assert (claim.acquired, claim.holder) == (False, f"{socket.gethostname()}:{unrelated.pid}")
         assert store.foreign_claims(["aaa"]) == ["aaa"]
-        _set(store, "aaa", heartbeat=time.time() - OLD)  # its heartbeat stopped: the pid proves nothing
+        helpers.set_columns(store, "aaa", heartbeat=time.time() - OLD)  # its heartbeat stopped: the pid proves nothing
         assert store.foreign_claims(["aaa"]) == []
-        claim = store.claim("aaa", _identity())
+        claim = store.claim("aaa", helpers.identity())
         assert (claim.acquired, claim.status) == (True, "running")
         assert store.run("aaa")["pid"] == os.getpid()
     finally:
@@ -63,18 +44,18 @@ def test_a_live_unrelated_pid_with_an_old_heartbeat_is_taken_over_at_once(store:
         unrelated.wait()
 
 
-def test_the_parent_pid_as_holder_is_held_while_fresh_and_stale_when_old(store: Store) -> None:
-    store.claim("bbb", _identity())
-    _set(store, "bbb", pid=os.getppid(), heartbeat=time.time() - HEARTBEAT_STALE_S / 2)
-    assert not store.claim("bbb", _identity()).acquired
-    _set(store, "bbb", heartbeat=time.time() - OLD)
-    assert store.claim("bbb", _identity()).acquired
+def test_the_parent_pid_as_holder_is_held_while_fresh_and_stale_when_old(store: Store, helpers) -> None:
+    store.claim("bbb", helpers.identity())
+    helpers.set_columns(store, "bbb", pid=os.getppid(), heartbeat=time.time() - HEARTBEAT_STALE_S / 2)
+    assert not store.claim("bbb", helpers.identity()).acquired
+    helpers.set_columns(store, "bbb", heartbeat=time.time() - OLD)
+    assert store.claim("bbb", helpers.identity()).acquired
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="zombies are seen through /proc")
-def test_a_zombie_holder_on_this_host_is_dead_at_once(store: Store) -> None:
+def test_a_zombie_holder_on_this_host_is_dead_at_once(store: Store, helpers) -> None:
     """A killed holder not yet reaped (its parent, or a container's PID 1, has not waited for it)."""
-    store.claim("zzz", _identity())
+    store.claim("zzz", helpers.identity())
     zombie = subprocess.Popen(["sleep", "30"])
     try:
         zombie.kill()
@@ -82,36 +63,37 @@ def test_a_zombie_holder_on_this_host_is_dead_at_once(store: Store) -> None:
         while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
             assert time.time() < deadline
             time.sleep(0.01)
-        _set(store, "zzz", pid=zombie.pid, heartbeat=time.time())
+        helpers.set_columns(store, "zzz", pid=zombie.pid, heartbeat=time.time())
         assert store.foreign_claims(["zzz"]) == []
-        assert store.claim("zzz", _identity()).acquired
+        assert store.claim("zzz", helpers.identity()).acquired
     finally:
         zombie.wait()
 
 
-def test_a_claim_from_another_host_is_held_while_fresh_and_taken_over_when_old(store: Store) -> None:
-    store.claim("ccc", _identity())
-    _set(store, "ccc", host="elsewhere", pid=os.getpid(), heartbeat=time.time())  # our pid there is not us
-    assert store.claim("ccc", _identity()).holder == f"elsewhere:{os.getpid()}"
+def test_a_claim_from_another_host_is_held_while_fresh_and_taken_over_when_old(store: Store, helpers) -> None:
+    store.claim("ccc", helpers.identity())
+    # our pid on another host is not us
+    helpers.set_columns(store, "ccc", host="elsewhere", pid=os.getpid(), heartbeat=time.time())
+    assert store.claim("ccc", helpers.identity()).holder == f"elsewhere:{os.getpid()}"
     assert store.foreign_claims(["ccc"]) == ["ccc"]
-    assert store.claim("ccc", _identity(), stale_after=3600).holder == f"elsewhere:{os.getpid()}"
-    _set(store, "ccc", heartbeat=time.time() - OLD)  # a restarted container: minutes, not hours
+    assert store.claim("ccc", helpers.identity(), stale_after=3600).holder == f"elsewhere:{os.getpid()}"
+    helpers.set_columns(store, "ccc", heartbeat=time.time() - OLD)  # a restarted container: minutes, not hours
     assert store.foreign_claims(["ccc"]) == []
-    claim = store.claim("ccc", _identity())
+    claim = store.claim("ccc", helpers.identity())
     assert (claim.acquired, store.run("ccc")["host"]) == (True, socket.gethostname())
 
 
-def test_steal_stale_takes_over_a_fresh_claim_of_any_holder_only_when_asked(store: Store) -> None:
+def test_steal_stale_takes_over_a_fresh_claim_of_any_holder_only_when_asked(store: Store, helpers) -> None:
     live = subprocess.Popen(["sleep", "30"])
     try:
         for run_id, host, pid in (("ddd", "elsewhere", 12345), ("eee", socket.gethostname(), live.pid)):
-            store.claim(run_id, _identity())
-            _set(store, run_id, host=host, pid=pid, heartbeat=time.time() - 5)
+            store.claim(run_id, helpers.identity())
+            helpers.set_columns(store, run_id, host=host, pid=pid, heartbeat=time.time() - 5)
             assert store.foreign_claims([run_id]) == [run_id]
             assert store.foreign_claims([run_id], stale_after=60) == [run_id]
-            assert not store.claim(run_id, _identity(), stale_after=60).acquired
+            assert not store.claim(run_id, helpers.identity(), stale_after=60).acquired
             assert store.foreign_claims([run_id], stale_after=1) == []
-            claim = store.claim(run_id, _identity(), stale_after=0)
+            claim = store.claim(run_id, helpers.identity(), stale_after=0)
             assert (claim.acquired, claim.status) == (True, "running")
             assert (store.run(run_id)["host"], store.run(run_id)["pid"]) == (socket.gethostname(), os.getpid())
     finally:
@@ -119,13 +101,13 @@ def test_steal_stale_takes_over_a_fresh_claim_of_any_holder_only_when_asked(stor
         live.wait()
 
 
-def test_heartbeat_refreshes_only_a_claim_this_process_holds(store: Store) -> None:
-    store.claim("fff", _identity())
-    _set(store, "fff", heartbeat=1.0)
+def test_heartbeat_refreshes_only_a_claim_this_process_holds(store: Store, helpers) -> None:
+    store.claim("fff", helpers.identity())
+    helpers.set_columns(store, "fff", heartbeat=1.0)
     assert store.heartbeat("fff") and store.run("fff")["heartbeat"] > 1.0
-    _set(store, "fff", host="elsewhere", heartbeat=1.0)  # taken over by a process with our pid elsewhere
+    helpers.set_columns(store, "fff", host="elsewhere", heartbeat=1.0)  # taken over by a process with our pid elsewhere
     assert not store.heartbeat("fff") and store.run("fff")["heartbeat"] == 1.0
-    _set(store, "fff", host=socket.gethostname(), status="ok")
+    helpers.set_columns(store, "fff", host=socket.gethostname(), status="ok")
     assert not store.heartbeat("fff")
     assert not store.heartbeat("unknown")
 
@@ -200,7 +182,7 @@ def _claimed_elsewhere(tmp_path: Path, helpers, name: str) -> tuple[Path, Path, 
     path = tmp_path / name
     store = Store(path)
     store.claim(cell.run_id, cell.identity())
-    _set(store, cell.run_id, host="elsewhere", pid=4242, heartbeat=time.time() - 3)
+    helpers.set_columns(store, cell.run_id, host="elsewhere", pid=4242, heartbeat=time.time() - 3)
     store.close()
     return suite, path, cell.run_id
 

@@ -7,7 +7,6 @@ import socket
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas
@@ -21,82 +20,65 @@ from benchbed.published import scrub
 from benchbed.store import HEARTBEAT_STALE_S, Store
 
 
-def _identity(seed: int = 0) -> dict:
-    return {"suite": "s", "model": "m", "model_component": "linear", "sampler": "", "dataset": "toy", "seed": seed,
-            "config": {"seed": seed}}
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "results.sqlite")
-    yield s
-    s.close()
-
-
-def _set(store: Store, run_id: str, **cols: object) -> None:
-    with store.transaction() as db:
-        db.execute(f"UPDATE runs SET {', '.join(f'{k}=?' for k in cols)} WHERE run_id=?", (*cols.values(), run_id))
-
-
-def test_new_cell_is_claimed_and_finished_cell_is_not(store: Store) -> None:
-    first = store.claim("aaa", _identity())
+def test_new_cell_is_claimed_and_finished_cell_is_not(store: Store, helpers) -> None:
+    first = store.claim("aaa", helpers.identity())
     assert (first.acquired, first.status, first.holder) == (True, None, "")
     assert store.status("aaa") == "running"
-    assert store.claim("aaa", _identity()).acquired  # our own claim is ours to take again
+    assert store.claim("aaa", helpers.identity()).acquired  # our own claim is ours to take again
     store.finish("aaa", status="ok", fields={"train_steps": 5},
                  metrics=[{"metric": "x", "component": "x", "status": "ok", "value": 1.5}])
-    again = store.claim("aaa", _identity())
+    again = store.claim("aaa", helpers.identity())
     assert (again.acquired, again.status, again.holder) == (False, "ok", "")
     store.finish("aaa", status="failed", error="boom")
-    assert not store.claim("aaa", _identity()).acquired
-    assert store.claim("aaa", _identity(), retry_failed=True).acquired
+    assert not store.claim("aaa", helpers.identity()).acquired
+    assert store.claim("aaa", helpers.identity(), retry_failed=True).acquired
 
 
-def test_claim_of_a_dead_process_is_stale_and_taken_over(store: Store) -> None:
-    store.claim("bbb", _identity())
+def test_claim_of_a_dead_process_is_stale_and_taken_over(store: Store, helpers) -> None:
+    store.claim("bbb", helpers.identity())
     dead = subprocess.Popen(["true"])
     dead.wait()
-    _set(store, "bbb", pid=dead.pid)
+    helpers.set_columns(store, "bbb", pid=dead.pid)
     assert store.foreign_claims(["bbb"]) == []
-    claim = store.claim("bbb", _identity())
+    claim = store.claim("bbb", helpers.identity())
     assert (claim.acquired, claim.status) == (True, "running")
     assert store.run("bbb")["pid"] == os.getpid()
 
 
-def test_claim_of_a_live_foreign_process_is_held(store: Store) -> None:
-    store.claim("ccc", _identity())
+def test_claim_of_a_live_foreign_process_is_held(store: Store, helpers) -> None:
+    store.claim("ccc", helpers.identity())
     live = subprocess.Popen(["sleep", "30"])
     try:
-        _set(store, "ccc", pid=live.pid)
-        claim = store.claim("ccc", _identity())
+        helpers.set_columns(store, "ccc", pid=live.pid)
+        claim = store.claim("ccc", helpers.identity())
         assert (claim.acquired, claim.status, claim.holder) == (False, "running", f"{socket.gethostname()}:{live.pid}")
         assert store.foreign_claims(["ccc", "unknown"]) == ["ccc"]
     finally:
         live.kill()
         live.wait()
-    assert store.claim("ccc", _identity()).acquired
+    assert store.claim("ccc", helpers.identity()).acquired
 
 
-def test_claim_from_another_host_is_stale_only_after_the_heartbeat_timeout(store: Store) -> None:
-    store.claim("ddd", _identity())
-    _set(store, "ddd", host="elsewhere", pid=12345, heartbeat=time.time())
-    assert store.claim("ddd", _identity()).holder == "elsewhere:12345"
-    _set(store, "ddd", heartbeat=time.time() - HEARTBEAT_STALE_S - 10)
-    assert store.claim("ddd", _identity()).acquired
+def test_claim_from_another_host_is_stale_only_after_the_heartbeat_timeout(store: Store, helpers) -> None:
+    store.claim("ddd", helpers.identity())
+    helpers.set_columns(store, "ddd", host="elsewhere", pid=12345, heartbeat=time.time())
+    assert store.claim("ddd", helpers.identity()).holder == "elsewhere:12345"
+    helpers.set_columns(store, "ddd", heartbeat=time.time() - HEARTBEAT_STALE_S - 10)
+    assert store.claim("ddd", helpers.identity()).acquired
 
 
-def test_release_leaves_an_interrupted_cell_to_resume(store: Store) -> None:
-    store.claim("eee", _identity())
+def test_release_leaves_an_interrupted_cell_to_resume(store: Store, helpers) -> None:
+    store.claim("eee", helpers.identity())
     store.put_metrics("eee", [{"metric": "x", "component": "x", "status": "ok", "value": 2.0}])
     store.release("eee")
     run = store.run("eee")
     assert (run["status"], run["pid"], run["metrics"]) == ("interrupted", 0, [])
-    assert store.claim("eee", _identity()).acquired
+    assert store.claim("eee", helpers.identity()).acquired
 
 
-def test_run_lookup_by_unique_prefix(store: Store) -> None:
+def test_run_lookup_by_unique_prefix(store: Store, helpers) -> None:
     for run_id in ("abc123", "abd456"):
-        store.claim(run_id, _identity())
+        store.claim(run_id, helpers.identity())
     assert store.run("abc")["run_id"] == "abc123"
     assert store.run("abd456")["run_id"] == "abd456"
     with pytest.raises(StoreError, match="run id prefix 'ab' is ambiguous .*: 2 runs start with it"):
@@ -105,8 +87,8 @@ def test_run_lookup_by_unique_prefix(store: Store) -> None:
     assert store.run("a_c") is None, "'_' is a LIKE wildcard: a prefix must match literally"
 
 
-def test_json_columns_round_trip(store: Store) -> None:
-    store.claim("fff", _identity())
+def test_json_columns_round_trip(store: Store, helpers) -> None:
+    store.claim("fff", helpers.identity())
     store.finish("fff", status="ok", fields={"provenance": {"torch": "x"}, "curves": [{"step": 0.0, "loss": 1.0}]},
                  metrics=[{"metric": "m", "component": "c", "status": "ok", "value": 0.25,
                            "settings": {"k": 3, "t": (1, 2)}, "details": {"per_class": {"0": 0.5}}}])
