@@ -314,7 +314,7 @@ def test_plugin_manager_factory_has_no_global_state(helpers) -> None:
 
 def test_registry_lookup_suggests_close_matches(fake_registry: Registry) -> None:
     with pytest.raises(Exception, match=re.escape("unknown model 'lineer'; did you mean 'linear'? "
-                                                  "(registered models: dyn, linear)")):
+                                                  "(registered models: dyn, dyn_any, linear)")):
         fake_registry.model("lineer")
     with pytest.raises(Exception, match=re.escape("unknown sampler 'zzz' (registered samplers: other_walk, walk)")):
         fake_registry.sampler("zzz")

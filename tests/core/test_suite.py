@@ -62,7 +62,7 @@ def test_int_given_for_optional_float_is_coerced(make_suite) -> None:
 def test_unknown_component_suggests_close_match(make_suite, path: str) -> None:
     msg = _error(make_suite, "[models.lineer]\n[metrics.fake_mse]\n")
     assert msg == (f"{path}: [models.lineer] ({path}, line 7): unknown model 'lineer'; did you mean 'linear'? "
-                   "(registered models: dyn, linear)")
+                   "(registered models: dyn, dyn_any, linear)")
 
 
 def test_unknown_builtin_component_suggests_vae(tmp_path: Path) -> None:
