@@ -143,7 +143,7 @@ def check_finite(z: torch.Tensor, who: str, step_size: float, n_steps: int) -> N
     if not bool(torch.isfinite(z).all()):
         raise Diverged(
             f"sampler {who!r}: non-finite latent after {n_steps} steps with step_size={step_size:g}; "
-            "the log-density's gradient exploded (lower step_size)"
+            "the log-density's gradient exploded"
         )
 
 
