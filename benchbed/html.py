@@ -459,7 +459,8 @@ def place_labels(ax, labels: Sequence[tuple[float, float, str, bool]]) -> None:
 def cost_quality_figure(models: Sequence[tuple[str, float]], panels: Sequence[CostPanel]) -> str:
     """Quality against training cost: per panel (metric) one point per model (``models`` = (label,
     seconds), numbered from 1 in that order), the mean with its standard error, and the Pareto front of
-    each estimator tag (points of different tags are not compared): a PNG data URI."""
+    each estimator tag (points of different tags are not compared) or, for a panel that ranks across
+    tags, one front: a PNG data URI."""
     # tab20 holds pairs (strong, pale): the 10 strong colours first (= tab10), then the pale ones
     colors = {n: matplotlib.colormaps["tab20"](2 * ((n - 1) % 10) + (n - 1) // 10 % 2) for n in range(1, 21)}
     with _style():
@@ -545,18 +546,14 @@ def page(title: str, intro: Sequence[str], sections: Sequence[tuple[str, str]], 
     return "\n".join(parts) + "\n"
 
 
-def train_seconds(store: Store, run_ids: Sequence[str]) -> float:
-    """Mean training wall time over the given runs (``nan`` without any)."""
-    times = [float(run["train_time"]) for i in run_ids if (run := store.run(i))]
-    return math.fsum(times) / len(times) if times else math.nan
+def cost_panels(table: DatasetTable) -> tuple[list[tuple[str, float]], list[CostPanel]]:
+    """The cost-quality figure's models (label, seconds per seed: the table's ``train s``; models with a
+    positive time) and panels (metric columns with a direction and a value of at least one of them)."""
+    from benchbed.tables import TRAIN_SECONDS
 
-
-def cost_panels(store: Store, table: DatasetTable) -> tuple[list[tuple[str, float]], list[CostPanel]]:
-    """The cost-quality figure's models (label, seconds per seed; models with a positive time) and panels
-    (metric columns with a direction and a value of at least one of those models)."""
     models, number = [], {}
     for r in table.rows:
-        if r.kind == "model" and (s := train_seconds(store, r.ok_run_ids)) > 0:
+        if r.kind == "model" and (s := r.cells[TRAIN_SECONDS].mean) > 0:
             models.append((r.label, s))
             number[r.label] = len(models)
     panels = []
@@ -605,7 +602,7 @@ def to_html(store: Store, board: Leaderboard) -> str:
         body = [table_html(t, notes)]
         for text in legend_notes(board, t):
             notes.ref(text)
-        models, panels = cost_panels(store, t)
+        models, panels = cost_panels(t)
         if models and panels:
             src = cost_quality_figure(models, panels)
             body.append("<h3>Cost and quality</h3>" + figure_html(src, "quality against training time", _COST_CAPTION))

@@ -28,11 +28,8 @@ from dataclasses import dataclass, field, replace
 from benchbed.leaderboard import legend_notes
 from benchbed.stats import ALPHA, TEST_NAME
 from benchbed.tables import (
+    COST_MEANINGS,
     HYPERPARAMETERS,
-    PARAMETER_COUNT,
-    SEEDS,
-    STEPS,
-    TRAIN_SECONDS,
     Column,
     DatasetTable,
     Leaderboard,
@@ -421,12 +418,6 @@ def _parts(board: Leaderboard, table: DatasetTable) -> list[_Part]:
 
 
 # -- rendering ------------------------------------------------------------------------------------
-
-
-#: What the cost and identification columns hold (``leaderboard.NAMES`` says the same for Markdown).
-COST_MEANINGS = {HYPERPARAMETERS: "the settings that tell apart rows of one model",
-                 TRAIN_SECONDS: "training wall time per seed (mean over seeds)", STEPS: "training steps",
-                 PARAMETER_COUNT: "trainable parameters", SEEDS: "seeds finished / seeds run"}
 
 
 def _conventions(columns: list[Column], metric: bool) -> str:

@@ -31,8 +31,7 @@ from benchbed.stats import ALPHA, TEST_NAME
 from benchbed.store import Store
 from benchbed.suite import Suite
 from benchbed.tables import (
-    HYPERPARAMETERS,
-    PARAMETER_COUNT,
+    COST_MEANINGS,
     DatasetTable,
     Leaderboard,
     Notes,
@@ -48,8 +47,7 @@ MARKS = (f"Bold: the best model in its column among entries of the same estimato
          f"seed; `≈`: not significantly different from that best entry ({TEST_NAME} over seeds, two-sided, "
          f"α = {ALPHA}); no mark is claimed for entries with fewer than two seeds. "
          "A tag in parentheses says what a value is where a column mixes estimators or scores.")
-NAMES = (f"`{HYPERPARAMETERS}`: the settings that tell apart rows of one model; `{PARAMETER_COUNT}`: "
-         "trainable parameters; `train s`: training wall time per seed.")
+NAMES = "; ".join(f"`{key}`: {meaning}" for key, meaning in COST_MEANINGS.items()) + "."
 
 
 def legend_notes(board: Leaderboard, table: DatasetTable) -> list[str]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,10 @@ STEPS = "steps"
 PARAMETER_COUNT = "parameter count"
 SEEDS = "seeds"
 COST_COLUMNS = (HYPERPARAMETERS, TRAIN_SECONDS, STEPS, PARAMETER_COUNT, SEEDS)
+#: What each of them holds (every format explains them with these words).
+COST_MEANINGS = {HYPERPARAMETERS: "the settings that tell apart rows of one model",
+                 TRAIN_SECONDS: "training wall time per seed (mean over seeds)", STEPS: "training steps",
+                 PARAMETER_COUNT: "trainable parameters", SEEDS: "seeds finished / seeds run"}
 
 
 @dataclass
@@ -180,17 +184,21 @@ def metric_columns(suite: Suite, registry: Registry | None) -> list[Column]:
     return cols
 
 
-def _current(row: dict[str, Any], run_ids: set[str] | None, suite: Suite) -> bool:
+def _current(suite: Suite, run_ids: set[str] | None) -> Callable[[dict[str, Any]], bool]:
     """Whether a stored run belongs to the suite as it is now (edited suites leave old runs behind)."""
-    if row["kind"] == "model":
-        return run_ids is None or row["run_id"] in run_ids
-    cfg = json.loads(row["config"])
     # Compare hashes, not dicts: the stored config went through JSON (tuples became lists).  Labels are
     # not part of the identity (a renamed entry is the same data set).
     datasets = {config_hash(d.identity()) for d in suite.datasets}
     metrics = {config_hash(m.identity()) for m in suite.metrics}
-    return config_hash(cfg.get("dataset")) in datasets \
-        and config_hash(cfg.get("metric")) in metrics and cfg.get("seed") in suite.seeds
+
+    def current(row: dict[str, Any]) -> bool:
+        if row["kind"] == "model":
+            return run_ids is None or row["run_id"] in run_ids
+        cfg = json.loads(row["config"])
+        return config_hash(cfg.get("dataset")) in datasets \
+            and config_hash(cfg.get("metric")) in metrics and cfg.get("seed") in suite.seeds
+
+    return current
 
 
 def tidy(store: Store, suite: Suite, run_ids: set[str] | None = None,
@@ -204,7 +212,7 @@ def tidy(store: Store, suite: Suite, run_ids: set[str] | None = None,
     # With the plan's run ids the runs are found by identity, whatever suite name they were stored
     # under (a renamed suite, or two suites sharing a store, publish exactly the cells that ran).
     rows = store.frame(None if run_ids is not None else suite.name)
-    df = pd.DataFrame([r for r in rows if _current(r, run_ids, suite)])
+    df = pd.DataFrame(list(filter(_current(suite, run_ids), rows)))
     if df.empty:
         return df
     by_hash = {config_hash(d.identity()): d.label for d in suite.datasets}
