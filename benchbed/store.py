@@ -349,18 +349,12 @@ class Store:
 
     def export_run(self, run_id: str) -> dict[str, Any] | None:
         """A run as a JSON-able record: its columns (JSON ones decoded), metric records and preview bytes."""
-        row = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
-        if row is None:
+        run = self.run(run_id)
+        if run is None:
             return None
-        run = {k: row[k] for k in row.keys() if k not in self.LOCAL}
-        for key in ("config", "provenance", "curves"):
-            run[key] = json.loads(run[key])
-        metrics = []
-        for m in self._db.execute("SELECT * FROM metrics WHERE run_id=? ORDER BY metric", (run_id,)):
-            rec = {k: m[k] for k in m.keys() if k != "run_id"}
-            rec["settings"], rec["details"] = json.loads(rec["settings"]), json.loads(rec["details"])
-            metrics.append(rec)
-        return {"run": run, "metrics": metrics, "preview": self.preview(run_id)}
+        metrics = [{k: v for k, v in m.items() if k != "run_id"} for m in run.pop("metrics")]
+        return {"run": {k: v for k, v in run.items() if k not in self.LOCAL}, "metrics": metrics,
+                "preview": self.preview(run["run_id"])}
 
     def import_run(self, record: Mapping[str, Any]) -> bool:
         """Insert a portable record unless this store has the run finished; returns whether it did."""
