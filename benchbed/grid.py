@@ -92,6 +92,11 @@ def incompatibility(metric: MetricSpec, capabilities: frozenset[str] | set[str],
     missing = sorted(set(metric.requires) - set(capabilities))
     if missing:
         return f"model lacks {', '.join(missing)} (required by {metric.name})"
+    return data_incompatibility(metric, info)
+
+
+def data_incompatibility(metric: MetricSpec, info: DatasetInfo) -> str | None:
+    """Why ``metric`` cannot apply to data ``info`` whatever the model (``None`` if it can)."""
     if info.kind not in metric.data_kinds:
         return f"{metric.name} applies to {'/'.join(sorted(metric.data_kinds))} data, not {info.kind}"
     if metric.needs_labels and info.n_classes == 0:

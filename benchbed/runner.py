@@ -27,7 +27,7 @@ import torch
 from benchbed import store as store_module
 from benchbed.contracts import DataBundle, EvalContext, MetricResult
 from benchbed.errors import Diverged, NotApplicable, PluginError
-from benchbed.grid import Cell, incompatibility
+from benchbed.grid import Cell, data_incompatibility, incompatibility
 from benchbed.preview import make_preview
 from benchbed.progress import Progress
 from benchbed.provenance import device_description, environment
@@ -413,7 +413,7 @@ class CellRunner:
                     except Exception:  # noqa: BLE001 - the data set's cells record the error
                         continue
                     spec = self.registry.metric(entry.component)
-                    if (spec.needs_labels and not data.info.n_classes) or data.info.kind not in spec.data_kinds:
+                    if data_incompatibility(spec, data.info):
                         continue
                     seed_everything(seed)
                     takes_seed = "seed" in inspect.signature(metric.references).parameters

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from benchbed.contracts import DataBundle
 from benchbed.errors import BenchbedError, SuiteError
-from benchbed.grid import plan
+from benchbed.grid import data_incompatibility, plan
 from benchbed.registry import Registry
 from benchbed.suite import Entry, Suite
 
@@ -36,7 +36,7 @@ def check_data(suite: Suite, registry: Registry, load: Callable[[Entry, int], Da
             continue
         for entry in suite.metrics:
             spec = registry.metric(entry.component)
-            if data.info.kind not in spec.data_kinds or (spec.needs_labels and not data.info.n_classes):
+            if data_incompatibility(spec, data.info):
                 continue
             metric = spec.factory(**entry.params)
             if not callable(getattr(metric, "check_data", None)):
