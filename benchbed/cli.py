@@ -76,6 +76,11 @@ def _store(args: argparse.Namespace, suite: Suite, *, create: bool = True):  # n
     return store
 
 
+def _out_folder(args: argparse.Namespace, suite: Suite) -> Path:
+    """Where the tables go: ``--out``, else the suite's publish folder."""
+    return Path(args.out) if args.out else (suite.publish_folder or Path.cwd())
+
+
 def _sigterm_to_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -108,8 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{n} {k}" for k, n in sorted(summary.counts.items()))
     print(f"benchbed: suite {suite.name}: {len(summary.outcomes)} cells ({counts}); store {store.path}")
     if not args.no_tables:
-        folder = Path(args.out) if args.out else (suite.publish_folder or Path.cwd())
-        for path in leaderboard.write(store, suite, registry, folder):
+        for path in leaderboard.write(store, suite, registry, _out_folder(args, suite)):
             print(f"benchbed: wrote {path}")
     from benchbed.grid import plan
 
@@ -167,8 +171,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.format:
         sys.stdout.write(leaderboard.render(args.format, store, leaderboard.build(store, suite, registry)))
         return 0
-    folder = Path(args.out) if args.out else (suite.publish_folder or Path.cwd())
-    for path in leaderboard.write(store, suite, registry, folder):
+    for path in leaderboard.write(store, suite, registry, _out_folder(args, suite)):
         print(f"benchbed: wrote {path}")
     return 0
 
