@@ -247,13 +247,33 @@ class Batch:
 
 
 @dataclass(frozen=True)
+class EngineOptions:
+    """How a run computes, never what: options of ``benchbed run``, not model hyperparameters.
+
+    They do not enter run ids or tables.  A model must produce the same numbers whatever they are
+    (one code path; e.g. concurrent chains draw their noise from per-chain generators seeded from the
+    global RNG whether or not they actually run side by side).
+
+    Attributes:
+        fused: use hand-written value-and-gradient paths where a model has them (same values and
+            gradients, fewer operations); ``None`` = automatic (on).
+        concurrent_chains: run independent chain sets of one step side by side in threads when it pays
+            (CPU, >= 2 intra-op threads, small dense networks); ``None`` = automatic.
+        threads: intra-op threads of the process running the cell; ``None`` = torch's default.
+    """
+
+    fused: bool | None = None
+    concurrent_chains: bool | None = None
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
 class SetupContext:
     """Everything a model may use to build itself.
 
     Attributes:
         train: the training split (for models that precompute on it; most use batches only).
-        labelled: for semi-supervised models, indices into ``train`` whose labels may be used;
-            ``None`` means all labels may be used.
+        engine: how to compute (:class:`EngineOptions`); never changes the numbers.
     """
 
     info: DatasetInfo
@@ -262,7 +282,7 @@ class SetupContext:
     device: torch.device
     seed: int
     sampler: SamplerProvider | None = None
-    labelled: torch.Tensor | None = None
+    engine: EngineOptions = field(default_factory=EngineOptions)
 
 
 class Model(Protocol):

@@ -27,6 +27,9 @@ class ComponentSpec:
         factory: callable taking keyword-only hyperparameters and returning the component.
         description: one line shown by ``benchbed list``.
         tags: free-form labels (``"image"``, ``"ebm"``, ...).
+        test_params: small keyword parameters for the conformance checks
+            (:mod:`benchbed.testing`), e.g. ``{"latent_dim": 2, "hidden": (16,)}``; merged over the
+            factory's defaults so that every registered component can be checked in seconds.
     """
 
     kind: ClassVar[str] = "component"
@@ -35,6 +38,7 @@ class ComponentSpec:
     factory: Callable[..., Any]
     description: str = ""
     tags: tuple[str, ...] = ()
+    test_params: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -62,6 +66,9 @@ class ModelSpec(ComponentSpec):
         sampler_roles: the roles the model asks its sampler provider for in ``setup`` (e.g.
             ``("prior", "posterior")``); a suite's per-role sampler table must name one of them, so a
             misspelt role is an error at load.  ``None``: undeclared (any role name is accepted).
+        one_shot: the model is fitted in one call, ``fit(train: Split)``, instead of a step loop
+            (e.g. factor analysis): the runner calls ``fit`` once and no step budget applies; it need
+            not define ``train_step`` and may report ``n_parameters() == 0`` when it has no tensors.
     """
 
     kind: ClassVar[str] = "model"
@@ -70,6 +77,7 @@ class ModelSpec(ComponentSpec):
     default_sampler: str | None = None
     samplers: tuple[str, ...] | None = None
     sampler_roles: tuple[str, ...] | None = None
+    one_shot: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchbed.contracts import Batch, Budget, DataBundle, SamplerProvider, SetupContext, Split
+from benchbed.contracts import Batch, Budget, DataBundle, EngineOptions, SamplerProvider, SetupContext, Split
 from benchbed.errors import Diverged
 
 #: A loss whose magnitude passes this is treated as exploding (an energy running away).
@@ -134,13 +134,13 @@ def setup_model(
     seed: int,
     device: torch.device,
     sampler: SamplerProvider | None = None,
-    labelled: torch.Tensor | None = None,
+    engine: EngineOptions | None = None,
 ) -> Any:
     """Seed, then let the model build its networks for ``bundle`` on ``device``."""
     seed_everything(seed)
     ctx = SetupContext(
         info=bundle.info, train=bundle.train, budget=budget, device=device, seed=seed,
-        sampler=sampler, labelled=labelled,
+        sampler=sampler, engine=engine or EngineOptions(),
     )
     model.setup(ctx)
     if hasattr(model, "to"):

@@ -18,7 +18,7 @@ Semi-supervised step (per minibatch, as the official loop):
 
 ``I(y; z) ≈ H(E_z p(y|z)) - E_z H(p(y|z))`` over the batch (``compute_mi``), maximised (w_mi = 100).
 
-Labelled examples: ``ctx.labelled`` when the runner gives it; otherwise ``n_labels_per_class`` per
+Labelled examples: ``n_labels_per_class`` per
 class chosen by :func:`benchbed_ebm.labels.select_labelled` from ``label_seed`` (the cell's seed
 when ``label_seed`` is None) — the same rule the ``accuracy`` metric's reference row uses.
 
@@ -113,11 +113,8 @@ class SVEBM(LatentModel):
         # f: R^d -> R^K, official 100 -> 200 -> 200 -> K (nz -> ndf -> ndf -> nez), LeakyReLU 0.2.
         self.ebm = mlp([self.latent_dim, self.ebm_width, self.ebm_width, self.n_classes])
         self.prior_sampler = ctx.sampler("prior", **PRIOR_DEFAULTS)
-        if ctx.labelled is not None:
-            index = torch.sort(ctx.labelled.detach().cpu().to(torch.int64)).values
-        else:
-            seed = ctx.seed if self.label_seed is None else self.label_seed
-            index = select_labelled(ctx.train.y, self.n_labels_per_class, seed)
+        seed = ctx.seed if self.label_seed is None else self.label_seed
+        index = select_labelled(ctx.train.y, self.n_labels_per_class, seed)
         self._train = ctx.train
         self.register_buffer("labelled_index", index)
         self.to(ctx.device)

@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchbed.contracts import Budget
-from benchbed.testing import bound_sampler, build_model, fit, load_dataset
-from benchbed.training import setup_model
+from benchbed.testing import fit, load_dataset
 from benchbed_ebm.svebm import mutual_information
 
 SMALL = {"latent_dim": 32}  # official-shaped nets at their CPU sizes; chains shortened below
@@ -31,15 +29,6 @@ def test_mutual_information_matches_direct_formula() -> None:
     # Bounds: 0 for identical predictions, log K for confident, balanced ones.
     assert float(mutual_information(torch.zeros(5, 3))) == pytest.approx(0.0, abs=1e-6)
     assert float(mutual_information(torch.eye(4) * 50)) == pytest.approx(math.log(4), abs=1e-4)
-
-
-def test_runner_given_labelled_subset_is_used(digits) -> None:
-    model = build_model("svebm", SMALL)
-    given = torch.tensor([5, 1, 99, 42])
-    setup_model(model, digits, Budget(1, 8), seed=0, device=torch.device("cpu"),
-                sampler=bound_sampler("svebm", None), labelled=given)
-    assert model.n_labelled == 4 and torch.equal(model.labelled_index, torch.tensor([1, 5, 42, 99]))
-    assert torch.equal(model._y_l, digits.train.y[model.labelled_index])
 
 
 def test_svebm_learns_digits_with_10_labels_per_class(digits, mmd2) -> None:
