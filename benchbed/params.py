@@ -256,8 +256,6 @@ def _coerce(value: Any, annotation: Any) -> Any:
         return tuple(_coerce(v, args[0]) if args else v for v in value)
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if (typing.get_origin(annotation) is tuple or annotation is tuple) and isinstance(value, list):
-        return tuple(value)
     return value
 
 

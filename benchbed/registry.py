@@ -20,8 +20,9 @@ class Provenance:
 
 
 @dataclass(frozen=True)
-class Entry:
-    """A registered component with its provenance."""
+class Registered:
+    """A registered component with its provenance (not to be confused with a suite's
+    :class:`benchbed.suite.Entry`, an entry of a suite's axis)."""
 
     spec: ComponentSpec
     provenance: Provenance
@@ -31,7 +32,7 @@ class Entry:
 class Registry:
     """All registered components, per kind, in registration order."""
 
-    entries: dict[str, dict[str, Entry]] = field(default_factory=lambda: {k: {} for k in SPEC_TYPES})
+    entries: dict[str, dict[str, Registered]] = field(default_factory=lambda: {k: {} for k in SPEC_TYPES})
 
     def add(self, spec: ComponentSpec, provenance: Provenance) -> None:
         """Record ``spec``; a second component of the same kind and name is an error naming both plugins."""
@@ -48,7 +49,7 @@ class Registry:
                 f"({first.distribution} {first.version}) and again by plugin {provenance.plugin!r} "
                 f"({provenance.distribution} {provenance.version})"
             )
-        table[spec.name] = Entry(spec, provenance)
+        table[spec.name] = Registered(spec, provenance)
 
     def register_fn(self, kind: str, provenance: Provenance):  # noqa: ANN201 - returns a closure
         """The ``register`` callable handed to one plugin's hook of one kind."""
@@ -64,7 +65,7 @@ class Registry:
 
         return register
 
-    def get(self, kind: str, name: str) -> Entry:
+    def get(self, kind: str, name: str) -> Registered:
         """Look a component up; an unknown name raises :class:`SuiteError` with close matches."""
         table = self.entries[kind]
         if name not in table:
@@ -78,7 +79,7 @@ class Registry:
         """Registered names of one kind, in registration order."""
         return list(self.entries[kind])
 
-    def __iter__(self) -> Iterator[Entry]:
+    def __iter__(self) -> Iterator[Registered]:
         for table in self.entries.values():
             yield from table.values()
 

@@ -142,13 +142,6 @@ class _Locator:
                 break
             if key_re.search(self.lines[i]):
                 return f" ({where}, line {i + 1})"
-        # Inline table on the parent's line (``vae = { latent_dim = 2 }``).
-        parent, _, last = section.rpartition(".")
-        if parent:
-            for i, line in enumerate(self.lines):
-                opens = re.match(rf'^\s*"?{re.escape(last)}"?\s*=\s*\{{', line)
-                if opens and re.search(rf"\b{re.escape(key)}\s*=", line):
-                    return f" ({where}, line {i + 1})"
         return f" ({where})"
 
 
