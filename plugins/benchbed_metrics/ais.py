@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
+from benchbed.blocks.transitions import hmc_transition
 from benchbed.contracts import LogDensity
-from benchbed_samplers.hmc import hmc_transition
 
 
 def schedule(n_steps: int, kind: str = "sigmoid", delta: float = 4.0) -> torch.Tensor:
@@ -103,7 +103,7 @@ def run_chains(
 
         step = eps if step_sizes is None else step_sizes[t]
         used.append(step)
-        # The samplers plugin's transition: leapfrog + Metropolis (Neal 2011, eqs. 5.18-5.20, §5.3.2),
+        # The toolkit transition: leapfrog + Metropolis (Neal 2011, eqs. 5.18-5.20, §5.3.2),
         # exact for any fixed per-chain step size; non-finite proposals are rejected.
         z, prob = hmc_transition(log_bridge, z, step, config.n_leapfrog)
         if step_sizes is None:  # pilot only: log eps follows the acceptance probability to the target

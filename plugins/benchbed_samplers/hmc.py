@@ -1,7 +1,7 @@
 """Hamiltonian Monte Carlo with a per-chain Metropolis correction and dual-averaging step sizes.
 
-One transition (Neal 2011, "MCMC using Hamiltonian dynamics", eqs. 5.18-5.20 and §5.3.2.1):
-draw a momentum ``p ~ N(0, I)``, run ``n_leapfrog`` leapfrog steps of size ``eps`` on
+One transition (:func:`benchbed.blocks.transitions.hmc_step`; Neal 2011, "MCMC using Hamiltonian
+dynamics", eqs. 5.18-5.20 and §5.3.2.1): draw a momentum ``p ~ N(0, I)``, run ``n_leapfrog`` leapfrog steps of size ``eps`` on
 ``H(z, p) = -log p(z) + |p|^2 / 2`` and accept the end point with probability
 ``min(1, exp(H_old - H_new))``, independently for each chain.  A proposal whose Hamiltonian is not
 finite is rejected, so a diverging trajectory never leaves the chain.
@@ -26,7 +26,8 @@ signal is noisy, so after a short adaptation its acceptance lands further from t
 Cost: ``n_leapfrog`` gradient evaluations per transition (the gradient at the current state is
 carried over from the previous transition) plus one at the start.
 
-:func:`hmc_transition` is the same transition as a function, for annealed importance sampling.
+The self-contained transition for other loops (e.g. annealed importance sampling) is
+:func:`benchbed.blocks.transitions.hmc_transition`.
 """
 
 from __future__ import annotations
@@ -37,79 +38,11 @@ from typing import Annotated, Any
 import torch
 from annotated_types import Ge, Gt, Interval
 
+from benchbed.blocks.transitions import check_finite, dynamics_mode, hmc_step, log_density_and_grad, start_chains
 from benchbed.contracts import LogDensity, SampleResult
-from benchbed_samplers._common import (
-    apply_overrides,
-    check_finite,
-    dynamics_mode,
-    gradient_evaluator,
-    log_density_and_grad,
-    per_chain_sq_norm,
-    start_chains,
-)
+from benchbed_samplers._common import apply_overrides
 
 _WHO = "hmc"
-
-
-def _per_chain(v: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Reshape a per-chain vector [B] to broadcast against ``z`` [B, *Z]."""
-    return v.reshape((-1,) + (1,) * (z.dim() - 1))
-
-
-def _transition(
-    log_density: LogDensity,
-    z: torch.Tensor,
-    logp: torch.Tensor,
-    grad: torch.Tensor,
-    step: torch.Tensor,
-    n_leapfrog: int,
-    generator: torch.Generator | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One HMC transition from ``z`` with its cached ``logp`` [B] and ``grad`` [B, *Z].
-
-    ``step`` is [B] (per-chain step sizes).  Returns ``(z, logp, grad, accept_prob [B])`` for the
-    new states (detached).
-    """
-    eps = _per_chain(step, z)
-    p0 = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
-    # Leapfrog (Neal eq. 5.18-5.20): half momentum step, alternating full steps, half step at the end.
-    p = p0 + 0.5 * eps * grad
-    evaluate = gradient_evaluator(log_density, _WHO)
-    z_new, grad_new = z, grad
-    value: torch.Tensor | None = None
-    for i in range(n_leapfrog):
-        last = i == n_leapfrog - 1
-        z_new = z_new + eps * p
-        value, grad_new = evaluate(z_new, last)  # the value only where the Metropolis test needs it
-        p = p + (0.5 * eps if last else eps) * grad_new
-    assert value is not None  # n_leapfrog >= 1, and the last step asks for it
-    logp_new = value
-    # Metropolis correction on the Hamiltonian (Neal eq. 5.21); NaN (diverged) -> reject.
-    log_ratio = (logp_new - 0.5 * per_chain_sq_norm(p)) - (logp - 0.5 * per_chain_sq_norm(p0))
-    log_ratio = torch.nan_to_num(log_ratio, nan=-math.inf)
-    accept_prob = log_ratio.clamp(max=0.0).exp()
-    u = torch.rand(accept_prob.shape, generator=generator, device=z.device, dtype=z.dtype)
-    accept = u < accept_prob
-    keep = _per_chain(accept, z)
-    return (
-        torch.where(keep, z_new, z),
-        torch.where(accept, logp_new, logp),
-        torch.where(keep, grad_new, grad),
-        accept_prob,
-    )
-
-
-def _as_step(step_size: float | torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """A float or [B] tensor of step sizes as a fresh [B] tensor on ``z``'s device (a normal tensor
-    even when the caller made ``step_size`` under inference mode)."""
-    step = torch.as_tensor(step_size, dtype=z.dtype, device=z.device).detach()
-    if step.dim() == 0:
-        step = step.expand(z.shape[0])
-    if tuple(step.shape) != (z.shape[0],):
-        raise ValueError(
-            f"hmc_transition: step_size must be a float or a tensor [B={z.shape[0]}], got {tuple(step.shape)}"
-        )
-    return step.clone()
 
 
 def _jittered(step: torch.Tensor, z: torch.Tensor, jitter: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -124,38 +57,6 @@ def _jittered(step: torch.Tensor, z: torch.Tensor, jitter: float, generator: tor
         return step
     u = torch.rand(z.shape[0], generator=generator, device=z.device, dtype=z.dtype)
     return step * (1.0 + jitter * (2.0 * u - 1.0))
-
-
-def hmc_transition(
-    log_density: LogDensity,
-    z: torch.Tensor,
-    step_size: float | torch.Tensor,
-    n_leapfrog: int,
-    *,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One Metropolis-corrected HMC transition of every chain, for reuse (e.g. AIS).
-
-    Leaves ``log_density`` invariant for any fixed ``step_size``.  Works under ``no_grad`` and
-    ``inference_mode`` callers; ``z`` is not modified.
-
-    Args:
-        z: current states [B, *Z].
-        step_size: a float, or a tensor [B] of per-chain leapfrog step sizes.
-        n_leapfrog: leapfrog steps per transition (>= 1).
-
-    Returns:
-        ``(z_new [B, *Z] detached, accept_prob [B])``.
-    """
-    if n_leapfrog < 1:
-        raise ValueError(f"hmc_transition: n_leapfrog must be >= 1, got {n_leapfrog}")
-    with dynamics_mode():
-        z = start_chains(z, _WHO).requires_grad_(True)
-        logp, grad = log_density_and_grad(log_density, z, _WHO)
-        z_new, _, _, accept_prob = _transition(
-            log_density, z.detach(), logp, grad, _as_step(step_size, z), n_leapfrog, generator
-        )
-    return z_new, accept_prob
 
 
 class DualAveraging:
@@ -275,8 +176,8 @@ class HMC:
             adapter = DualAveraging(step, float(cfg["target_accept"]))
             accepts: list[torch.Tensor] = []
             for t in range(n_steps):
-                z, logp, grad, acc = _transition(
-                    log_density, z, logp, grad, _jittered(step, z, jitter, generator), n_leapfrog, generator
+                z, logp, grad, acc = hmc_step(
+                    log_density, z, logp, grad, _jittered(step, z, jitter, generator), n_leapfrog, generator, who=_WHO
                 )
                 accepts.append(acc)
                 if t < n_adapt:

@@ -1,6 +1,7 @@
 """Short-run (unadjusted) Langevin dynamics on a latent log-density.
 
-The update of LEBM (methods.md §3), ABP's inferential back-propagation (§8) and SRI (§4)::
+The update of LEBM, ABP's inferential back-propagation and SRI (the transition itself is
+:func:`benchbed.blocks.transitions.langevin_update`)::
 
     z_{k+1} = z_k + (s^2 / 2) * grad_z log p(z_k) + s * eps_k,     eps_k ~ N(0, I)
 
@@ -29,47 +30,9 @@ from typing import Annotated, Any
 import torch
 from annotated_types import Ge, Gt
 
+from benchbed.blocks.transitions import check_finite, dynamics_mode, langevin_chain, log_density_checked, start_chains
 from benchbed.contracts import LogDensity, SampleResult
-from benchbed_samplers._common import (
-    apply_overrides,
-    check_finite,
-    dynamics_mode,
-    gradient_evaluator,
-    log_density_checked,
-    start_chains,
-)
-
-
-def langevin_chain(
-    log_density: LogDensity,
-    z: torch.Tensor,
-    *,
-    n_steps: int,
-    step_size: float,
-    noise: bool,
-    who: str = "langevin",
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Run ``n_steps`` Langevin updates in place on ``z`` [B, *Z] (a detached, normal tensor).
-
-    Must be called inside :func:`benchbed_samplers._common.dynamics_mode`.
-
-    Returns:
-        ``(z, grad, value)``: the final states (detached), and the last gradient [B, *Z] and
-        log-density [B] evaluated (both at the state before the last update; ``None`` when
-        ``n_steps == 0``).
-    """
-    drift = 0.5 * step_size * step_size
-    evaluate = gradient_evaluator(log_density, who)
-    grad: torch.Tensor | None = None
-    value: torch.Tensor | None = None
-    for k in range(n_steps):
-        value, grad = evaluate(z, k == n_steps - 1)
-        z.add_(grad, alpha=drift)
-        if noise:
-            eps = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
-            z.add_(eps, alpha=step_size)
-    return z, grad, value
+from benchbed_samplers._common import apply_overrides
 
 
 def run_langevin(
@@ -82,9 +45,9 @@ def run_langevin(
     who: str,
     generator: torch.Generator | None = None,
 ) -> SampleResult:
-    """:func:`langevin_chain` from a copy of ``z0`` with the checks and diagnostics every Langevin-type
-    sampler reports: ``steps``, ``step_size``, ``final_log_density`` and ``grad_norm`` (see
-    :meth:`Langevin.sample`).  Works under ``no_grad`` / ``inference_mode``.
+    """:func:`benchbed.blocks.transitions.langevin_chain` from a copy of ``z0`` with the checks and
+    diagnostics every Langevin-type sampler reports: ``steps``, ``step_size``, ``final_log_density``
+    and ``grad_norm`` (see :meth:`Langevin.sample`).  Works under ``no_grad`` / ``inference_mode``.
 
     Raises:
         benchbed.errors.Diverged: a chain left the finite numbers.

@@ -1,4 +1,4 @@
-"""Short-run inference dynamics with a learned step size (SRI, Nijkamp et al. 2019; methods.md §4).
+"""Short-run inference dynamics with a learned step size (SRI, Nijkamp et al. 2019).
 
 Dynamics (``sample``): ``K = n_steps`` Langevin steps from the prior draws ``z0 ~ N(0, I)``::
 
@@ -55,14 +55,9 @@ import torch
 from annotated_types import Ge, Gt
 from torch import nn
 
+from benchbed.blocks.transitions import dynamics_mode, log_density_and_grad, log_density_checked, start_chains
 from benchbed.contracts import LogDensity, SampleResult
-from benchbed_samplers._common import (
-    apply_overrides,
-    dynamics_mode,
-    log_density_and_grad,
-    log_density_checked,
-    start_chains,
-)
+from benchbed_samplers._common import apply_overrides
 from benchbed_samplers.langevin import run_langevin
 
 _WHO = "short_run"

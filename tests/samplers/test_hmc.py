@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchbed_samplers.hmc import HMC, hmc_transition
+from benchbed.blocks.transitions import hmc_transition
+from benchbed_samplers.hmc import HMC
 
 
 def _exact_draws(target, n: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchbed_samplers._common import dynamics_mode
+from benchbed.blocks.transitions import dynamics_mode
 from benchbed_samplers.short_run import ShortRun
 
 
