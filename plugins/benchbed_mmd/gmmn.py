@@ -35,17 +35,17 @@ import torch
 from annotated_types import Ge, Gt, Interval, MinLen
 from torch import nn
 
+from benchbed.blocks.mmd import MultiScaleGaussian, mmd2
+from benchbed.blocks.nets import mlp
 from benchbed.contracts import Batch, Capability, SetupContext
 from benchbed.model import LatentModel
-from benchbed_mmd.kernels import MultiScaleGaussian
-from benchbed_mmd.mmd import mmd2, sqrt_loss
+from benchbed_mmd.mmd import sqrt_loss
 from benchbed_mmd.nets import (
     OPTIMIZERS,
     OUTPUTS,
     check_choice,
     check_positive,
     make_optimizer,
-    mlp,
     output_layer,
     resolve_variances,
     set_schedule,

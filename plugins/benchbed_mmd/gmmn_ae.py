@@ -36,16 +36,16 @@ from annotated_types import Ge, Gt, Interval, MinLen
 from torch import nn
 from torch.nn import functional as F
 
+from benchbed.blocks.mmd import MultiScaleGaussian, mmd2
+from benchbed.blocks.nets import mlp
 from benchbed.contracts import Batch, Capability, SetupContext
 from benchbed.model import LatentModel
-from benchbed_mmd.kernels import MultiScaleGaussian
-from benchbed_mmd.mmd import mmd2, sqrt_loss
+from benchbed_mmd.mmd import sqrt_loss
 from benchbed_mmd.nets import (
     OPTIMIZERS,
     check_choice,
     check_positive,
     make_optimizer,
-    mlp,
     set_schedule,
     uniform_noise,
 )

@@ -34,7 +34,7 @@ existing configurations are unchanged) is the GMMN MLP ``latent -> hidden -> D``
 (:func:`benchbed_mmd.nets.flat_conv_generator` / :func:`~benchbed_mmd.nets.flat_conv_encoder`: the
 generator family's conv nets, two stride-2 (transposed) 4x4 convolutions of ``channels`` and
 2 ``channels`` maps, here with ReLU and G's sigmoid output for [0, 1] images).  "auto" = conv where it
-applies (:func:`benchbed_generators.nets.resolve_arch`).  Only the networks change; the loss is the same.
+applies (:func:`benchbed.blocks.nets.resolve_arch`).  Only the networks change; the loss is the same.
 
 What was measured on 16x16 ``shapes`` (2000 train / 1000 test images, batch 128, Adam 2e-3, 3 seeds;
 linear probes fitted on train codes, scored on test codes, against the same network at its initial
@@ -97,12 +97,12 @@ import torch
 from annotated_types import Ge, Gt, Interval, MinLen
 from torch import nn
 
+from benchbed.blocks.mmd import MultiScaleGaussian, joint_mmd2, median_heuristic_variances, mmd2
+from benchbed.blocks.nets import mlp, resolve_arch
 from benchbed.contracts import Batch, Capability, SetupContext
 from benchbed.model import LatentModel
 from benchbed.params import AllowInf
-from benchbed_generators.nets import resolve_arch
-from benchbed_mmd.kernels import MultiScaleGaussian, median_heuristic_variances
-from benchbed_mmd.mmd import joint_mmd2, mmd2, sqrt_loss
+from benchbed_mmd.mmd import sqrt_loss
 from benchbed_mmd.nets import (
     OPTIMIZERS,
     OUTPUTS,
@@ -111,7 +111,6 @@ from benchbed_mmd.nets import (
     flat_conv_encoder,
     flat_conv_generator,
     make_optimizer,
-    mlp,
     output_layer,
     resolve_variances,
 )

@@ -2,7 +2,7 @@
 
 Kernel: ``sum_q exp(-d^2 / (2 v_q))`` on flattened examples (data scale: [0, 1] for images).
 Default scales (``variances=None``): the median heuristic on the *reference* examples only,
-``v_q = m_q * median(d^2) / 2`` with ``m_q`` in :data:`~benchbed_mmd.kernels.MEDIAN_MULTIPLIERS`
+``v_q = m_q * median(d^2) / 2`` with ``m_q`` in :data:`~benchbed.blocks.mmd.MEDIAN_MULTIPLIERS`
 (1/256 ... 4).  It adapts to the dimension and scale of vector and image data alike, and since it
 never looks at the model's samples every model of a data set is measured with the same kernel.
 The variances actually used, the rule that produced them, the estimator and the sample counts are
@@ -21,10 +21,9 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt, MinLen
 
+from benchbed.blocks.mmd import MEDIAN_MULTIPLIERS, as_kernel, median_sq_dist, mmd2
 from benchbed.contracts import Capability, EvalContext, MetricResult
 from benchbed.errors import NotApplicable
-from benchbed_mmd.kernels import MEDIAN_MULTIPLIERS, as_kernel, median_sq_dist
-from benchbed_mmd.mmd import mmd2
 
 _SPLITS = ("train", "val", "test")
 

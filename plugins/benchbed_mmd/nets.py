@@ -1,6 +1,7 @@
-"""Pieces shared by the GMMN family: MLPs, the uniform noise, kernel scales, the SGD schedule.
+"""Pieces shared by the GMMN family: the uniform noise, output layers, kernel scales, the SGD schedule,
+flat conv nets (the MLPs are :func:`benchbed.blocks.nets.mlp`).
 
-Conventions (methods.md §1, official ``yujiali/gmmn``):
+Conventions (official ``yujiali/gmmn``):
 
 * noise z ~ Uniform[-1, 1]^{noise_dim} (``sample_hiddens``: ``2 * rand - 1``), noise_dim = 10;
 * generator MLP ``10 -> 64 -> 256 -> 256 -> 1024`` with ReLU, then a sigmoid output for [0, 1]
@@ -16,9 +17,10 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
+from benchbed.blocks.mmd import median_heuristic_variances
+from benchbed.blocks.nets import Reshape, conv_encoder, conv_generator
 from benchbed.contracts import DatasetInfo
-from benchbed_generators.nets import Reshape, conv_encoder, conv_generator
-from benchbed_mmd.kernels import dim_scaled_gmmn_variances, median_heuristic_variances
+from benchbed_mmd.kernels import dim_scaled_gmmn_variances
 
 OUTPUTS = ("auto", "sigmoid", "linear")
 OPTIMIZERS = ("sgd", "adam")
@@ -43,24 +45,6 @@ def uniform_noise(n: int, dim: int, device: torch.device) -> torch.Tensor:
     return 2.0 * torch.rand(n, dim, device=device) - 1.0
 
 
-def mlp(sizes: Sequence[int], act: type[nn.Module], out: nn.Module | None = None,
-        dropout: Sequence[float] = ()) -> nn.Sequential:
-    """Linear layers ``sizes[0] -> ... -> sizes[-1]`` with ``act`` between them and ``out`` last.
-
-    ``dropout[i]`` (when given) is applied to the *input* of layer i, as in pynn's ``layer.py``.
-    """
-    layers: list[nn.Module] = []
-    for i in range(len(sizes) - 1):
-        if i < len(dropout) and dropout[i] > 0:
-            layers.append(nn.Dropout(dropout[i]))
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2:
-            layers.append(act())
-    if out is not None:
-        layers.append(out)
-    return nn.Sequential(*layers)
-
-
 def output_layer(info: DatasetInfo, output: str) -> nn.Module | None:
     """Sigmoid for [0, 1] images, identity (None) for vector data, unless forced."""
     if output == "auto":
@@ -75,7 +59,7 @@ def resolve_variances(
 
     ``None`` ("auto"): images get the official MNIST set scaled by ``D / 784`` (exactly the
     official values for MNIST); vector data get the median heuristic on ``data`` (times
-    :data:`~benchbed_mmd.kernels.MEDIAN_MULTIPLIERS`), since synthetic sets have arbitrary scales.
+    :data:`~benchbed.blocks.mmd.MEDIAN_MULTIPLIERS`), since synthetic sets have arbitrary scales.
     """
     if variances is not None:
         return tuple(float(v) for v in variances)
@@ -104,12 +88,12 @@ def set_schedule(opt: torch.optim.Optimizer, kind: str, lr: float, momentum: flo
 
 def flat_conv_generator(info: DatasetInfo, in_dim: int, channels: int, out: nn.Module | None = None) -> nn.Sequential:
     """[B, in_dim] -> [B, D] flat images (the MMD models work with flat vectors): the generator
-    family's conv generator (:func:`benchbed_generators.nets.conv_generator`, ``channels`` maps)
+    family's conv generator (:func:`benchbed.blocks.nets.conv_generator`, ``channels`` maps)
     with ReLU as in the GMMN nets, ``out`` (the sigmoid for [0, 1] images) and a flatten."""
     return nn.Sequential(conv_generator(info, in_dim, channels, act=nn.ReLU, out=out), nn.Flatten())
 
 
 def flat_conv_encoder(info: DatasetInfo, out_dim: int, channels: int, out: nn.Module | None = None) -> nn.Sequential:
     """[B, D] flat images -> [B, out_dim]: unflatten, then the generator family's conv encoder
-    (:func:`benchbed_generators.nets.conv_encoder`) with ReLU and ``out``."""
+    (:func:`benchbed.blocks.nets.conv_encoder`) with ReLU and ``out``."""
     return nn.Sequential(Reshape(*info.shape), conv_encoder(info, out_dim, channels, act=nn.ReLU, out=out))

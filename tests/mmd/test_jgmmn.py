@@ -16,8 +16,8 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression, Ridge
 
+from benchbed.blocks.mmd import mmd2
 from benchbed.testing import evaluate_metric, fit, load_dataset, make_eval_context
-from benchbed_mmd.mmd import mmd2
 
 SEEDS = (0, 1, 2)
 DATA = {"size": 16, "n_train": 2000, "n_val": 100, "n_test": 1000}

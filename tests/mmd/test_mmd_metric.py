@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from benchbed.blocks.mmd import mmd2
 from benchbed.errors import NotApplicable
 from benchbed.testing import check_metric, evaluate_metric, load_dataset, load_registry_strict, make_eval_context
-from benchbed_mmd.mmd import mmd2
 
 
 class SplitSampler:
