@@ -13,16 +13,41 @@ from benchbed.testing import evaluate_metric, load_dataset
 from benchbed_metrics.ranking import auroc, average_precision
 
 
+def _auroc_pairwise(scores: np.ndarray, y: np.ndarray) -> float:
+    """Brute force: every (positive, negative) pair, 1 if the positive scores higher, 1/2 on a tie."""
+    pos, neg = scores[y], scores[~y]
+    total = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
+    return total / (len(pos) * len(neg))
+
+
+def _average_precision_by_thresholds(scores: np.ndarray, y: np.ndarray) -> float:
+    """Brute force: for each distinct threshold t (decreasing), precision and recall of "score >= t"
+    by counting, summed as (R_t - R_previous) * P_t."""
+    total, previous_recall = 0.0, 0.0
+    for t in sorted(set(scores.tolist()), reverse=True):
+        flagged = scores >= t
+        tp = int((flagged & y).sum())
+        precision, recall = tp / int(flagged.sum()), tp / int(y.sum())
+        total += (recall - previous_recall) * precision
+        previous_recall = recall
+    return total
+
+
 @pytest.mark.parametrize("seed", range(5))
-def test_ranking_statistics_equal_sklearn(seed: int) -> None:
+def test_ranking_statistics_equal_brute_force_references(seed: int) -> None:
     rng = np.random.default_rng(seed)
     y = rng.random(300) < 0.2
     y[:2] = [True, False]
     scores = rng.normal(size=300) + 1.0 * y
-    if seed % 2:  # heavy ties
+    if seed % 2:  # heavy ties, also across the classes
         scores = np.round(scores, 0)
-    assert auroc(scores, y) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
-    assert average_precision(scores, y) == pytest.approx(average_precision_score(y, scores), abs=1e-12)
+    assert auroc(scores, y) == pytest.approx(_auroc_pairwise(scores, y), abs=1e-12)
+    assert average_precision(scores, y) == pytest.approx(_average_precision_by_thresholds(scores, y), abs=1e-12)
+    if seed % 2 == 0:  # no ties: AP is the mean, over the positives, of the precision at their rank
+        ranked = y[np.argsort(-scores)]
+        precision_at_positives = (np.cumsum(ranked) / np.arange(1, len(y) + 1))[ranked]
+        assert average_precision(scores, y) == pytest.approx(float(precision_at_positives.mean()), abs=1e-12)
+    assert auroc(scores.tolist(), y.astype(int)) == auroc(scores, y)  # lists and 0/1 labels are accepted
 
 
 def test_perfect_and_reversed_scores() -> None:
