@@ -47,11 +47,6 @@ def stratified_pick(y: np.ndarray, n_pick: int, *, seed: int, stream: int = 0) -
     return chosen, np.flatnonzero(~mask)
 
 
-def random_pick(n: int, n_pick: int, *, seed: int, stream: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Unlabelled version of :func:`stratified_pick`: a uniformly random subset of size ``n_pick``."""
-    return stratified_pick(np.zeros(n, dtype=np.int64), n_pick, seed=seed, stream=stream)
-
-
 def take(x: torch.Tensor, y: torch.Tensor | None, idx: np.ndarray) -> Split:
     """The rows ``idx`` of ``(x, y)`` as a :class:`Split` (contiguous copies)."""
     index = torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64))
