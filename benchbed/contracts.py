@@ -1,14 +1,17 @@
-"""Contracts between the four kinds of component (DESIGN §3).
+"""Contracts between the four kinds of component (see ``docs/architecture.md``).
 
 * A **dataset** source loads a :class:`DataBundle`: deterministic train/val/test splits in a fixed
   scale (images: float in [0, 1], channels first), labels where it has them, and :class:`DatasetInfo`.
 * A **model** is built with keyword hyperparameters (no work), then ``setup(ctx)`` builds its
   networks, ``train_step(batch)`` is called ``budget.steps`` times by the runner, and the trained
-  model offers the capabilities it declares in ``capabilities``.
+  model offers the capabilities it declares in ``capabilities``: each :class:`Capability` name
+  stands for the methods of one protocol (``HasSample``, ``HasLogJoint``, ...; see
+  :data:`CAPABILITY_PROTOCOLS`).
 * A **sampler** acts on any latent log-density: ``sample(log_density, z0)`` returns samples plus
   diagnostics.  It enables gradients for ``z`` itself, so it works under ``torch.no_grad()``.
-* A **metric** declares what it needs on its spec and computes a :class:`MetricResult` from an
-  :class:`EvalContext`.
+* A **metric** declares the capabilities it needs on its spec (all of a set, or any one of several
+  sets: :class:`benchbed.specs.AnyOf`); a cell whose model lacks them is n/a before evaluation.  It
+  computes a :class:`MetricResult` from an :class:`EvalContext`.
 
 Shapes: ``B`` = batch, ``D`` = data dims (``(C, H, W)`` images or ``(d,)`` vectors), ``Z`` = latent dims.
 """
@@ -19,29 +22,199 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, runtime_checkable
 
 import torch
 
 
 class Capability(StrEnum):
-    """What a trained model can do.  A model lists the ones it offers in ``model.capabilities``."""
+    """What a trained model can do: the names a model lists in ``model.capabilities``.
 
-    SAMPLE = "sample"  # sample(n) -> Tensor[n, *D]
-    INFER = "infer"  # infer(x[B, *D]) -> z[B, *Z]
-    RECONSTRUCT = "reconstruct"  # reconstruct(x[B, *D]) -> x_hat[B, *D]
-    # log_joint(x, z) -> [B]: log p(x|z) + log_prior(z), with log p(x|z) normalised in x (nats), so
-    # log_joint - log_prior is the decoder likelihood; the prior's log Z is left out.
+    Each name stands for the methods of one protocol (:data:`CAPABILITY_PROTOCOLS`), which states
+    their signatures, shapes and meaning once for every model and metric; :func:`missing_methods`
+    tells which declared capabilities a model lacks the methods of.
+    """
+
+    SAMPLE = "sample"
+    INFER = "infer"
+    RECONSTRUCT = "reconstruct"
     LOG_JOINT = "log_joint"
-    # log_prior(z) -> [B], possibly unnormalised; a model declaring it also has sample_prior_base(n)
-    # -> z [n, *Z]: exact prior draws when the model has no log_partition, else draws of the base p0.
     LOG_PRIOR = "log_prior"
-    # log_partition(n) -> (estimate of log ∫ exp(log_prior(z)) dz, n samples used); EBM priors only.
     LOG_PARTITION = "log_partition"
-    PROPOSAL = "proposal"  # proposal(x) -> torch.distributions.Distribution over z, batch shape [B]
-    ANOMALY_SCORE = "anomaly_score"  # anomaly_score(x) -> [B], higher = more anomalous
-    CLASSIFY = "classify"  # classify(x) -> logits [B, K]
-    LOG_LIKELIHOOD = "log_likelihood"  # log_likelihood(x) -> [B], exact log p(x) in nats
+    PROPOSAL = "proposal"
+    ANOMALY_SCORE = "anomaly_score"
+    CLASSIFY = "classify"
+    LOG_LIKELIHOOD = "log_likelihood"
+
+
+# Capability protocols.  Common rules: capability methods are called under ``torch.no_grad()`` and
+# must work there (a model that needs gradients inside, e.g. posterior Langevin, enables them for its
+# own latents); inputs ``x`` are [B, *D] float32 in the data set's scale (the scale of
+# :class:`DataBundle`), already on the model's device; returned tensors are float32 on the model's
+# device unless stated; log-densities are in nats.  Randomness comes from torch's global RNG, so a
+# seeded caller gets reproducible draws.
+
+
+@runtime_checkable
+class HasSample(Protocol):
+    """``sample``: draws from the model's distribution over data."""
+
+    def sample(self, n: int) -> torch.Tensor:
+        """``n`` independent samples [n, *D] in the data set's scale.
+
+        Convention of the built-in models: the mean of the decoder p(x | z) (the generator output
+        g(z)) at latents z drawn from the model's prior, with no observation noise added.  Where the
+        prior is an energy-based model, z comes from the model's own prior dynamics (short-run MCMC,
+        so the draws are approximate); a generator without a likelihood (e.g. an MMD-trained
+        network) returns its output at its noise draws.  A third-party model should follow the same
+        convention or say in its description what its samples are.
+        """
+        ...
+
+
+@runtime_checkable
+class HasInfer(Protocol):
+    """``infer``: a point estimate of the latent code of each example."""
+
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` [B, *D] -> ``z`` [B, *Z]: an encoder mean or the end of posterior dynamics."""
+        ...
+
+
+@runtime_checkable
+class HasReconstruct(Protocol):
+    """``reconstruct``: decode the inferred latent code."""
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` [B, *D] -> ``x_hat`` [B, *D] in the data set's scale (the decoder mean, no noise)."""
+        ...
+
+
+@runtime_checkable
+class HasLogJoint(Protocol):
+    """``log_joint``: the joint log-density of data and latents."""
+
+    def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``x`` [B, *D], ``z`` [B, *Z] -> [B]: ``log p(x | z) + log_prior(z)``.
+
+        ``log p(x | z)`` is normalised in x (nats of the data-scale x, any change of scale's log
+        determinant included), so ``log_joint - log_prior`` is the decoder likelihood; an EBM
+        prior's ``log Z`` is left out (see :class:`HasLogPartition`).  Differentiable in ``z``.
+        """
+        ...
+
+
+@runtime_checkable
+class HasLogPrior(Protocol):
+    """``log_prior``: the prior's log-density, and draws of the prior or of its base.
+
+    A model declaring ``log_prior`` also provides ``sample_prior_base``: exact draws of the prior
+    ``exp(log_prior)`` when the model does not declare ``log_partition`` (then ``log_prior`` is
+    normalised), else exact draws of the base density ``p0`` the EBM prior tilts.
+    """
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """``z`` [B, *Z] -> [B]: ``log p(z)``, normalised unless the model declares ``log_partition``
+        (then ``f(z) + log p0(z)`` with ``log Z`` left out).  Differentiable in ``z``."""
+        ...
+
+    def sample_prior_base(self, n: int) -> torch.Tensor:
+        """``n`` exact draws [n, *Z]: of the prior itself, or of its base ``p0`` with ``log_partition``."""
+        ...
+
+
+@runtime_checkable
+class HasLogPartition(HasLogPrior, Protocol):
+    """``log_partition``: an estimate of the EBM prior's normaliser.
+
+    Only for models whose prior is ``exp(log_prior)`` up to a constant; such a model also offers
+    the :class:`HasLogPrior` methods, with ``sample_prior_base`` drawing the base ``p0``.
+    """
+
+    def log_partition(self, n: int) -> tuple[float, int]:
+        """``(estimate of log ∫ exp(log_prior(z)) dz, number of samples used)`` from ``n`` base draws."""
+        ...
+
+
+@runtime_checkable
+class HasProposal(Protocol):
+    """``proposal``: an amortised approximate posterior q(z | x) (an encoder)."""
+
+    def proposal(self, x: torch.Tensor) -> torch.distributions.Distribution:
+        """``x`` [B, *D] -> q(z | x) with batch shape [B] and event shape [*Z]: ``sample((k,))``
+        gives [k, B, *Z] and ``log_prob`` of that gives [k, B] (normalised, nats)."""
+        ...
+
+
+@runtime_checkable
+class HasAnomalyScore(Protocol):
+    """``anomaly_score``: the model family's own outlier score."""
+
+    def anomaly_score(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` [B, *D] -> [B], higher = more anomalous (e.g. ``-log p(x, z)`` at the inferred z)."""
+        ...
+
+
+@runtime_checkable
+class HasClassify(Protocol):
+    """``classify``: class predictions (semi-supervised models)."""
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` [B, *D] -> logits [B, K] over the data set's ``n_classes`` classes."""
+        ...
+
+
+@runtime_checkable
+class HasLogLikelihood(Protocol):
+    """``log_likelihood``: the exact marginal likelihood."""
+
+    def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` [B, *D] -> [B]: exact ``log p(x)`` in nats of the data-scale x."""
+        ...
+
+
+CAPABILITY_PROTOCOLS: Mapping[Capability, type] = {
+    Capability.SAMPLE: HasSample,
+    Capability.INFER: HasInfer,
+    Capability.RECONSTRUCT: HasReconstruct,
+    Capability.LOG_JOINT: HasLogJoint,
+    Capability.LOG_PRIOR: HasLogPrior,
+    Capability.LOG_PARTITION: HasLogPartition,
+    Capability.PROPOSAL: HasProposal,
+    Capability.ANOMALY_SCORE: HasAnomalyScore,
+    Capability.CLASSIFY: HasClassify,
+    Capability.LOG_LIKELIHOOD: HasLogLikelihood,
+}
+"""The protocol each capability name stands for (every :class:`Capability` has one)."""
+
+
+def protocol_methods(protocol: type) -> tuple[str, ...]:
+    """The public method names a capability protocol asks for (inherited ones included), sorted."""
+    names = {name for klass in protocol.__mro__ if klass not in (Protocol, Generic, object)
+             for name, value in vars(klass).items() if callable(value) and not name.startswith("_")}
+    return tuple(sorted(names))
+
+
+def missing_methods(model: object) -> dict[str, list[str]]:
+    """Declared capabilities of ``model`` whose methods it lacks: ``{capability: [method, ...]}``.
+
+    Reads ``model.capabilities`` (no setup needed: only attributes are looked up, nothing is
+    called) and, for each name that is a :class:`Capability`, the methods of its protocol in
+    :data:`CAPABILITY_PROTOCOLS` that are not callable attributes of ``model``.  Unknown names are
+    ignored here (they are a separate error).  Empty when the model keeps its declarations.
+    """
+    out: dict[str, list[str]] = {}
+    for name in sorted(set(getattr(model, "capabilities", ()))):
+        if name not in _CAPABILITY_NAMES:
+            continue
+        lacking = [m for m in protocol_methods(CAPABILITY_PROTOCOLS[Capability(name)])
+                   if not callable(getattr(model, m, None))]
+        if lacking:
+            out[str(name)] = lacking
+    return out
+
+
+_CAPABILITY_NAMES = frozenset(c.value for c in Capability)
 
 
 @dataclass(frozen=True)
@@ -122,7 +295,7 @@ class DataBundle:
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     def hold_out(self, classes: tuple[int, ...]) -> DataBundle:
-        """The outlier variant of DESIGN §5: train and val without ``classes``; test unchanged.
+        """The outlier variant of a data set: train and val without ``classes``; test unchanged.
 
         Raises:
             ValueError: the data set has no labels, or a class is out of range.
@@ -355,7 +528,9 @@ class EvalContext:
     """What a metric sees.
 
     Attributes:
-        model: the trained model of this cell.
+        model: the trained model of this cell.  It offers every capability the metric's spec
+            requires (for :class:`benchbed.specs.AnyOf`, at least one alternative); narrow it with
+            ``isinstance(ctx.model, HasSample)`` etc. to call capability methods with types.
         data: its data bundle.
         train_variant: ``bundle -> trained model``: trains a fresh copy of this cell's model (same
             parameters, budget, sampler and seed) on a variant such as ``data.hold_out((c,))``.
@@ -363,11 +538,11 @@ class EvalContext:
         cache: per-cell scratch space shared by the metrics of one cell.
     """
 
-    model: Any
+    model: Model
     data: DataBundle
     device: torch.device
     seed: int
-    train_variant: Callable[[DataBundle], Any]
+    train_variant: Callable[[DataBundle], Model]
     cache: dict[str, Any] = field(default_factory=dict)
 
 
