@@ -88,10 +88,20 @@ def plan(suite: Suite, registry: Registry) -> tuple[list[Cell], list[str]]:
 
 
 def incompatibility(metric: MetricSpec, capabilities: frozenset[str] | set[str], info: DatasetInfo) -> str | None:
-    """Why ``metric`` cannot apply to a model with ``capabilities`` on data ``info`` (``None`` if it can)."""
-    missing = sorted(set(metric.requires) - set(capabilities))
-    if missing:
-        return f"model lacks {', '.join(missing)} (required by {metric.name})"
+    """Why ``metric`` cannot apply to a model with ``capabilities`` on data ``info`` (``None`` if it can).
+
+    The capability half reads ``metric.requires``: a plain set names what is missing
+    ("model lacks a, b (required by m)"); alternatives (:class:`benchbed.specs.AnyOf`) apply when
+    one of them is complete, and otherwise are all named ("model lacks a, or b+c (required by m)").
+    """
+    caps = set(capabilities)
+    alternatives = metric.alternatives
+    if not any(alt <= caps for alt in alternatives):
+        if len(alternatives) == 1:
+            needed = ", ".join(sorted(alternatives[0] - caps))
+        else:
+            needed = metric.requires_text  # "a, or b+c"
+        return f"model lacks {needed} (required by {metric.name})"
     return data_incompatibility(metric, info)
 
 

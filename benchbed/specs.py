@@ -9,13 +9,52 @@ work happens in ``setup``/``load``/``evaluate``/``sample``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 from benchbed.errors import PluginError
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True, init=False)
+class AnyOf:
+    """Alternative capability sets: satisfied by a model that has *every* capability of *at least one*.
+
+    ``AnyOf("log_likelihood", {"log_joint", "proposal"}, "sample")``: each argument is one
+    alternative, an iterable of capability names or a single name.  Alternatives keep their order
+    (the order a metric tries them in, for the reader); the names are checked by :class:`MetricSpec`.
+
+    Raises:
+        PluginError: no alternative, or an empty one (it would make every other alternative moot).
+    """
+
+    alternatives: tuple[frozenset[str], ...]
+
+    def __init__(self, *alternatives: str | Iterable[str]) -> None:
+        alts = tuple(frozenset({a}) if isinstance(a, str) else frozenset(a) for a in alternatives)
+        if not alts or not all(alts):
+            raise PluginError(f"AnyOf needs at least one alternative, and none empty; got {alternatives!r}")
+        object.__setattr__(self, "alternatives", alts)
+
+    def satisfied_by(self, capabilities: Iterable[str]) -> bool:
+        """Whether ``capabilities`` include every name of some alternative."""
+        caps = set(capabilities)
+        return any(alt <= caps for alt in self.alternatives)
+
+    def __str__(self) -> str:
+        """``"log_likelihood, or log_joint+proposal, or sample"`` (names within an alternative sorted)."""
+        return ", or ".join("+".join(sorted(alt)) for alt in self.alternatives)
+
+
+Requirement: TypeAlias = frozenset[str] | AnyOf
+"""What :attr:`MetricSpec.requires` holds: a plain set (all of it) or :class:`AnyOf` alternatives."""
+
+
+def requirement_alternatives(requires: Requirement) -> tuple[frozenset[str], ...]:
+    """The alternatives of a requirement: a plain set is the single alternative "all of these"."""
+    return requires.alternatives if isinstance(requires, AnyOf) else (frozenset(requires),)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,8 +148,11 @@ class MetricSpec(ComponentSpec):
 
     Attributes:
         higher_is_better: direction, shown as an arrow in tables.
-        requires: model capabilities the metric needs (see :class:`benchbed.contracts.Capability`);
-            a model lacking any of them makes the cell ``n/a`` with that reason, decided up front.
+        requires: model capabilities the metric needs (see :class:`benchbed.contracts.Capability`),
+            decided up front: a model lacking them makes the cell ``n/a`` with that reason, so
+            ``evaluate`` never sees such a model.  A plain set means all of it; :class:`AnyOf` lists
+            alternatives, e.g. ``AnyOf("log_likelihood", {"log_joint", "proposal"}, "sample")``
+            (the metric then decides in ``evaluate`` which alternative it uses).
         data_kinds: the data kinds (``"vector"``, ``"image"``) it applies to.
         needs_labels: it only applies to data sets with labels.
         label: column title in tables (defaults to ``name``); never call an FD on other features "FID".
@@ -125,7 +167,7 @@ class MetricSpec(ComponentSpec):
     kind: ClassVar[str] = "metric"
 
     higher_is_better: bool
-    requires: frozenset[str] = field(default_factory=frozenset)
+    requires: Requirement = field(default_factory=frozenset)
     data_kinds: frozenset[str] = frozenset({"vector", "image"})
     needs_labels: bool = False
     label: str = ""
@@ -136,12 +178,30 @@ class MetricSpec(ComponentSpec):
         super().__post_init__()
         from benchbed.contracts import Capability
 
-        unknown = set(self.requires) - {c.value for c in Capability}
+        if isinstance(self.requires, str) or not isinstance(self.requires, AnyOf | Iterable):
+            raise PluginError(f"metric {self.name!r}: requires must be a set of capability names or AnyOf(...), "
+                              f"got {self.requires!r}")
+        if not isinstance(self.requires, AnyOf | frozenset):
+            object.__setattr__(self, "requires", frozenset(self.requires))
+        unknown = set().union(*self.alternatives) - {c.value for c in Capability}
         if unknown:
             raise PluginError(
                 f"metric {self.name!r} requires unknown capabilities {sorted(unknown)}; "
                 f"known: {sorted(c.value for c in Capability)}"
             )
+
+    @property
+    def alternatives(self) -> tuple[frozenset[str], ...]:
+        """:attr:`requires` as alternatives (see :func:`requirement_alternatives`)."""
+        return requirement_alternatives(self.requires)
+
+    @property
+    def requires_text(self) -> str:
+        """:attr:`requires` for people: ``"reconstruct"``, ``"a, b"`` (all of) or ``"a, or b+c"``
+        (alternatives); empty when the metric needs nothing."""
+        if isinstance(self.requires, AnyOf):
+            return str(self.requires)
+        return ", ".join(sorted(self.requires))
 
     @property
     def title(self) -> str:
