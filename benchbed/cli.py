@@ -87,25 +87,32 @@ def _sigterm_to_interrupt(signum: int, frame: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from benchbed import leaderboard
+    from benchbed.contracts import EngineOptions
     from benchbed.execute import run_suite
+    from benchbed.grid import plan_run
     from benchbed.runner import RunOptions
+    from benchbed.validate import check_data, loader
 
     registry = _registry()
     suite = _suite(args.suite, registry)
     if args.device is not None:
         check_device(args.device, "--device: ")
-    from benchbed.validate import check_data, loader
-
-    check_data(suite, registry, loader(registry))  # settings that depend on the data, before training
+    load = loader(registry)
+    check_data(suite, registry, load)  # settings that depend on the data, before training
+    # planned once: the cells to run, and the cells whose failures set the exit code
+    planned = plan_run(suite, registry, lambda entry: load(entry, suite.seeds[0]).info)
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and not out.is_dir():  # known now: say so before any training
         raise BenchbedError(f"--out {out}: is a file, not a folder for the tables")
     store = _store(args, suite)
     signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    engine = EngineOptions(fused=False if args.no_fused else None,
+                           concurrent_chains=False if args.no_concurrent_chains else None, threads=args.threads)
     options = RunOptions(retry_failed=args.retry_failed, bars=None if not args.no_bars else False, device=args.device,
-                         steal_stale=args.steal_stale)
+                         steal_stale=args.steal_stale, engine=engine)
     try:
-        summary = run_suite(suite, registry, store, jobs=args.jobs, executor=args.executor, options=options)
+        summary = run_suite(suite, registry, store, jobs=args.jobs, executor=args.executor, options=options,
+                            planned=planned)
     except KeyboardInterrupt:
         print("benchbed: interrupted; finished cells are in the store. Run the same command again to resume.",
               file=sys.stderr)
@@ -115,10 +122,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_tables:
         for path in leaderboard.write(store, suite, registry, _out_folder(args, suite)):
             print(f"benchbed: wrote {path}")
-    from benchbed.grid import plan
-
-    # From the store: a failure stored by an earlier run is "skipped" now but is still a failure.
-    failed = sum(store.status(c.run_id) in ("failed", "diverged") for c in plan(suite, registry)[0])
+    # From the store: a failure stored by an earlier run is "skipped" now but is still a failure (held-out
+    # trainings included: the metrics that needed one failed with it).
+    failed = sum(store.status(c.run_id) in ("failed", "diverged") for c in planned.order)
     if failed:
         print(f"benchbed: {failed} cell(s) of suite {suite.name} failed or diverged (reasons in the tables); "
               f"exit code {EXIT_CELLS_FAILED}", file=sys.stderr)
@@ -276,6 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
                           "host or pid holds them (0: every claim; a live holder then trains its cell in vain). "
                           f"Without it a claim is taken over once its heartbeat is {HEARTBEAT_STALE_S:g} s old, or "
                           "at once on this host when its process is gone")
+    run.add_argument("--no-fused", action="store_true",
+                     help="do not use the models' hand-written value-and-gradient paths (same numbers; for "
+                          "checking them). Default: automatic")
+    run.add_argument("--no-concurrent-chains", action="store_true",
+                     help="never run a step's independent chain sets side by side in threads (same numbers). "
+                          "Default: automatic")
+    run.add_argument("--threads", type=_positive_int, metavar="N",
+                     help="intra-op threads of each process running cells (default: torch's default; with "
+                          "--jobs, the CPU count divided by the jobs)")
     run.add_argument("--out", help="folder for the tables (default: the suite's folder)")
     run.add_argument("--no-tables", action="store_true", help="do not write tables")
     run.add_argument("--no-bars", action="store_true", help="plain log lines even on a terminal")

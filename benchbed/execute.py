@@ -25,18 +25,18 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from benchbed.errors import BenchbedError
-from benchbed.grid import Cell, plan
+from benchbed.grid import Cell, Plan, plan_run
 from benchbed.plugins import load_plugins
 from benchbed.progress import Progress
 from benchbed.registry import Registry
-from benchbed.runner import CellOutcome, CellRunner, RunOptions
+from benchbed.runner import CellOutcome, CellRunner, RunOptions, wait_for_claims
 from benchbed.store import FINISHED, Store
 from benchbed.suite import Suite, load_suite
 
@@ -122,7 +122,7 @@ def _serial(runner: CellRunner, cells: list[Cell]) -> Iterable[CellOutcome]:
 def _pool(suite: Suite, store: Store, options: RunOptions, cells: list[Cell], jobs: int) -> Iterable[CellOutcome]:
     if suite.path is None:
         raise BenchbedError("--jobs needs a suite file on disk")
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = options.engine.threads or max(1, (os.cpu_count() or 1) // jobs)
     ctx = mp.get_context("spawn")  # fork + torch threads is unsafe; spawn is the portable choice
     worker_opts = dataclasses.replace(options, bars=False)
     with cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
@@ -148,7 +148,8 @@ def _ray(suite: Suite, store: Store, options: RunOptions, cells: list[Cell], job
         ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False)
     worker_opts = dataclasses.replace(options, bars=False)
     remote = ray.remote(num_cpus=1)(_ray_run)
-    pending = [remote.remote(str(suite.path), str(store.path.resolve()), worker_opts, 1, c) for c in cells]
+    threads = options.engine.threads or 1
+    pending = [remote.remote(str(suite.path), str(store.path.resolve()), worker_opts, threads, c) for c in cells]
     while pending:
         done, pending = ray.wait(pending, num_returns=1)
         yield ray.get(done[0])
@@ -162,17 +163,20 @@ def run_suite(
     jobs: int = 1,
     executor: str = "auto",
     options: RunOptions | None = None,
-    log: Callable[[str], None] | None = None,
+    planned: Plan | None = None,
 ) -> RunSummary:
-    """Run every cell of ``suite`` not finished in ``store``, then wait for cells other live
+    """Run every cell of ``planned`` (default: :func:`benchbed.grid.plan_run` of ``suite``) not finished in
+    ``store``, held-out trainings before the cells that need them, then wait for cells other live
     processes hold, so the store is complete when this returns."""
     options = options or RunOptions()
     if executor == "auto":
         executor = "pool" if jobs > 1 else "serial"
     if executor not in EXECUTORS:
         raise BenchbedError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
-    cells, notes = plan(suite, registry)
     runner = CellRunner(suite, registry, store, options)
+    if planned is None:
+        planned = plan_run(suite, registry, lambda entry: runner.data(entry, suite.seeds[0]).info)
+    cells, notes = planned.order, list(planned.notes)
     summary = RunSummary(notes=notes)
     with Progress(len(cells), f"suite {suite.name}", bars=options.bars) as bar:
         for note in notes:
@@ -192,25 +196,14 @@ def run_suite(
             extra = f": {outcome.message}" if outcome.message else ""
             bar.log(f"{outcome.status:9s} {outcome.title} ({outcome.seconds:.1f} s){extra}")
         held = [o.run_id for o in summary.outcomes if o.status == "held"]
-        _wait_for_others(store, held, bar, stale_after=options.steal_stale)
+        wait_for_claims(store, held, stale_after=options.steal_stale,
+                        on_wait=lambda n: bar.log(f"waiting for {n} cell(s) running in other processes"))
         # A holder that died while we waited left its cell unfinished: run it here.
         for cell in (c for c in cells if c.run_id in held and store.status(c.run_id) not in FINISHED):
             outcome = runner.run(cell)
             summary.outcomes.append(outcome)
             bar.log(f"{outcome.status:9s} {outcome.title} ({outcome.seconds:.1f} s) after its holder died")
     return summary
-
-
-def _wait_for_others(store: Store, run_ids: list[str], bar: Progress, poll_s: float = 2.0,
-                     stale_after: float | None = None) -> None:
-    """Cells another live process holds are waited for (their results then land in the store) until
-    they finish or their claims go stale (heartbeat; ``stale_after``: see :meth:`Store.claim`)."""
-    held = store.foreign_claims(run_ids, stale_after=stale_after)
-    if held:
-        bar.log(f"waiting for {len(held)} cell(s) running in other processes")
-    while held:
-        time.sleep(poll_s)
-        held = store.foreign_claims(held, stale_after=stale_after)
 
 
 def default_store_path(suite: Suite) -> Path:

@@ -14,7 +14,7 @@ import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +30,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL DEFAULT 'model',      -- 'model' or 'reference'
+    kind TEXT NOT NULL DEFAULT 'model',      -- 'model', 'reference' or 'variant' (a held-out training)
     suite TEXT NOT NULL,
     model TEXT NOT NULL,                     -- entry label (reference rows: their label)
     model_component TEXT NOT NULL,
@@ -275,7 +275,7 @@ class Store:
     # -- results --------------------------------------------------------------------------------
 
     def finish(self, run_id: str, *, status: str, error: str = "", fields: Mapping[str, Any] | None = None,
-               metrics: list[Mapping[str, Any]] = ()) -> None:
+               metrics: Sequence[Mapping[str, Any]] = ()) -> None:
         """Write a cell's outcome and its metric rows in one transaction."""
         cols = {"status": status, "error": error, "finished_at": time.time(), **(fields or {})}
         for key in ("provenance", "curves"):

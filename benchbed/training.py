@@ -1,4 +1,5 @@
-"""The training loop shared by the runner and by ``benchbed.testing.fit``.
+"""The training loop shared by the runner and by ``benchbed.testing.fit`` (one ``fit`` call for a
+one-shot model).
 
 The loop owns seeding, the minibatch order, divergence detection and checkpoint hooks; the model
 owns its optimisers and what one step does.  The minibatch order is a function of (seed, step), so
@@ -151,6 +152,12 @@ def setup_model(
 StepCallback = Callable[[int, Mapping[str, float]], None]
 
 
+def is_one_shot(model: Any) -> bool:
+    """Whether ``model`` is fitted by one ``fit(train)`` call: it has ``fit`` and no ``train_step``
+    (the default of :func:`train`; the runner passes ``ModelSpec.one_shot`` instead)."""
+    return callable(getattr(model, "fit", None)) and not callable(getattr(model, "train_step", None))
+
+
 def train(
     model: Any,
     bundle: DataBundle,
@@ -161,27 +168,46 @@ def train(
     start_step: int = 0,
     history: History | None = None,
     on_step: StepCallback | None = None,
+    one_shot: bool | None = None,
 ) -> History:
     """Run ``model.train_step`` from ``start_step`` to ``budget.steps``.
 
     ``on_step(step, losses)`` runs after each step (progress bars, checkpoints).
 
+    A one-shot model (``one_shot``; ``None``: :func:`is_one_shot`) is fitted instead by one call
+    ``model.fit(bundle.train)``, counted as step 0 of one: the budget does not apply, ``start_step`` 1
+    means it was fitted already, and the history holds one point with the losses ``fit`` returns (a
+    mapping of names to numbers; anything else records none).
+
     Raises:
         Diverged: a loss became non-finite or exploded; the message names it and the step.
     """
-    history = history or History(budget.steps)
+    if one_shot is None:
+        one_shot = is_one_shot(model)
+    total = 1 if one_shot else budget.steps
+    history = history or History(total)
     if hasattr(model, "train"):
         model.train()
-    stream = batches(bundle.train, budget.batch_size, seed, start_step, device)
-    for step in range(start_step, budget.steps):
-        try:
-            losses = model.train_step(next(stream), step)
-            check_finite(losses, step)
-        except Diverged as exc:
-            raise Diverged(f"{exc}; {likely_cause(history, step)}") from None
-        history.record(step, losses)
-        if on_step is not None:
-            on_step(step, losses)
+    if one_shot:
+        if start_step < 1:
+            result = model.fit(bundle.train)
+            losses = {k: float(v) for k, v in result.items()} if isinstance(result, Mapping) else {}
+            check_finite(losses, 0)
+            if losses:
+                history.record(0, losses)
+            if on_step is not None:
+                on_step(0, losses)
+    else:
+        stream = batches(bundle.train, budget.batch_size, seed, start_step, device)
+        for step in range(start_step, budget.steps):
+            try:
+                losses = model.train_step(next(stream), step)
+                check_finite(losses, step)
+            except Diverged as exc:
+                raise Diverged(f"{exc}; {likely_cause(history, step)}") from None
+            history.record(step, losses)
+            if on_step is not None:
+                on_step(step, losses)
     if hasattr(model, "eval"):
         model.eval()
     return history

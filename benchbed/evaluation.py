@@ -1,0 +1,95 @@
+"""Evaluating a cell's metrics: the compatibility matrix first, one record per metric, errors kept.
+
+:func:`evaluate_metrics` is what a cell runs after training (and, for metrics added to a suite later,
+on the model restored from the cell's final checkpoint); :func:`metric_row` is the record the store
+keeps for one metric, also used for the model-free reference rows.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchbed.contracts import EvalContext, MetricResult
+from benchbed.errors import Diverged, NotApplicable
+from benchbed.grid import incompatibility
+from benchbed.registry import Registry
+from benchbed.suite import Entry, config_hash
+from benchbed.training import seed_everything
+
+
+def error_text(exc: BaseException) -> str:
+    """``Type: message (file:line in function)`` of the innermost frame: enough to find the fault."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" ({Path(tb[-1].filename).name}:{tb[-1].lineno} in {tb[-1].name})" if tb else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def settings_hash(entry: Entry) -> str:
+    """The hash a metric record carries: a record whose hash differs from the suite's entry is stale."""
+    return config_hash(entry.identity())
+
+
+def metric_row(entry: Entry, status: str, result: MetricResult | None = None, reason: str = "",
+               seconds: float = 0.0) -> dict[str, Any]:
+    """The store's record of metric ``entry``: ``status`` is ok, n/a or failed; ``result`` when ok.
+
+    A record carries the settings that produced it: the metric's own account when it gives one (an
+    exact log-likelihood does not use the suite's AIS settings), else the entry's parameters.
+    """
+    settings = dict(result.settings) if result is not None and result.settings else dict(entry.params)
+    row: dict[str, Any] = {
+        "metric": entry.label, "component": entry.component, "status": status,
+        "value": None if result is None else float(result.value), "reason": reason, "settings": settings,
+        "details": {} if result is None else result.details, "settings_hash": settings_hash(entry),
+        "wall_time": seconds}
+    if result is not None:
+        row["estimator"] = result.estimator
+        row["stderr"] = None if result.stderr is None else float(result.stderr)
+        if result.per_example is not None:
+            per = result.per_example
+            row["per_example"] = per.detach().double().cpu().numpy() if isinstance(per, torch.Tensor) else per
+    return row
+
+
+def evaluate_metrics(registry: Registry, metrics: tuple[Entry, ...], ctx: EvalContext) -> list[dict[str, Any]]:
+    """One record per metric of ``metrics`` on ``ctx``'s model, in order.
+
+    ``n/a`` is decided up front from the compatibility matrix (capabilities and data), or raised by a
+    metric (:class:`NotApplicable`); an exception fails that metric's record only, and a non-finite
+    value is a failure, never ranked.  Every metric starts from the global RNGs seeded with the
+    cell's seed, so values do not depend on metric order.
+
+    Raises:
+        Diverged: a metric reported that the model diverged; the cell is recorded as diverged.
+    """
+    rows = []
+    caps = frozenset(ctx.model.capabilities)
+    for entry in metrics:
+        spec = registry.metric(entry.component)
+        reason = incompatibility(spec, caps, ctx.data.info)
+        if reason:
+            rows.append(metric_row(entry, "n/a", reason=reason))
+            continue
+        t = time.perf_counter()
+        try:
+            seed_everything(ctx.seed)
+            with torch.no_grad():
+                result = spec.factory(**entry.params).evaluate(ctx)
+            if not math.isfinite(float(result.value)):
+                rows.append(metric_row(entry, "failed", reason=f"metric {entry.label!r} returned a non-finite "
+                                       f"value ({float(result.value)})", seconds=time.perf_counter() - t))
+                continue
+            rows.append(metric_row(entry, "ok", result, seconds=time.perf_counter() - t))
+        except NotApplicable as exc:
+            rows.append(metric_row(entry, "n/a", reason=str(exc), seconds=time.perf_counter() - t))
+        except Diverged:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one failing metric does not lose the others
+            rows.append(metric_row(entry, "failed", reason=error_text(exc), seconds=time.perf_counter() - t))
+    return rows
