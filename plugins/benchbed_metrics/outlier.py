@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 import torch
 from annotated_types import Ge, Gt
 
-from benchbed.contracts import DataBundle, EvalContext, MetricResult
+from benchbed.contracts import DataBundle, DatasetInfo, EvalContext, MetricResult
 from benchbed.errors import NotApplicable
 from benchbed_metrics._batching import head, map_batches
 from benchbed_metrics.loglik import LogLikelihood, choose_estimator
@@ -116,6 +116,15 @@ class OutlierDetection:
         n = data.info.n_classes
         if bad := [c for c in self.classes if not 0 <= c < n]:
             raise ValueError(f"held-out classes {bad} are not classes of data set {data.info.name!r} (0..{n - 1})")
+
+    def held_out_trainings(self, info: DatasetInfo) -> list[tuple[int, ...]]:
+        """The trainings this metric needs, one per held-out class (``(c,)``): every class when
+        ``classes`` is empty, none when the data set has fewer than two classes (the metric is n/a).
+        The runner plans each as a cell of the grid; ``ctx.train_variant(data.hold_out((c,)))`` then
+        gives its trained model."""
+        if info.n_classes < 2:
+            return []
+        return [(c,) for c in (self.classes or tuple(range(info.n_classes)))]
 
     def _scores(self, model: Any, ctx: EvalContext, x: torch.Tensor, score: str,
                 est: str | None) -> tuple[torch.Tensor, dict[str, Any]]:
