@@ -1,6 +1,7 @@
-"""Test log-likelihood (DESIGN §5), with the estimator named in every record.
+"""Test log-likelihood, with the estimator named in every record.
 
-Estimators, chosen by ``estimator="auto"`` in this order from the model's capabilities:
+Estimators, chosen by ``estimator="auto"`` in this order from the model's capabilities (the metric's
+spec requires one of them, :data:`REQUIRES`, so a model with none is n/a before evaluation):
 
 =========== ====================================== ==================================================
 exact       ``log_likelihood``                      the model's exact log p(x)
@@ -10,11 +11,12 @@ parzen      ``sample``                              Gaussian KDE, bandwidth chos
 prior_is    ``log_joint`` + ``log_prior``           (by name only) importance sampling from the prior
 =========== ====================================== ==================================================
 
-Conventions the estimators rely on (contracts.py): ``log_joint(x, z) - log_prior(z) = log p(x | z)``
-normalised in x; without ``log_partition`` the prior ``exp(log_prior)`` is normalised and
-``sample_prior_base`` draws it exactly.  With an EBM prior (``log_partition``), ``log_prior`` is
-``f(z) + log p0(z)`` and ``log_partition(n)`` returns ``(log Z, n)`` for ``Z = int exp(log_prior)``;
-IWAE and AIS then estimate ``log int exp(log_joint) dz = log p(x) + log Z`` and subtract ``log Zhat``.
+Conventions the estimators rely on (the capability protocols of ``benchbed.contracts``):
+``log_joint(x, z) - log_prior(z) = log p(x | z)`` normalised in x; without ``log_partition`` the prior
+``exp(log_prior)`` is normalised and ``sample_prior_base`` draws it exactly.  With an EBM prior
+(``log_partition``), ``log_prior`` is ``f(z) + log p0(z)`` and ``log_partition(n)`` returns ``(log Z, n)``
+for ``Z = int exp(log_prior)``; IWAE and AIS then estimate ``log int exp(log_joint) dz = log p(x) + log Z``
+and subtract ``log Zhat``.
 AIS for an EBM prior starts from a diagonal Gaussian fitted to base samples (it must be sampled exactly).
 
 Units: ``loglik`` reports nats per example (higher is better); ``loglik_bpd`` reports bits per
@@ -25,13 +27,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 import torch
 from annotated_types import Ge, Gt, Interval
 
-from benchbed.contracts import DataBundle, EvalContext, MetricResult, ReferenceRow
+from benchbed.contracts import (
+    DataBundle,
+    EvalContext,
+    HasLogJoint,
+    HasLogLikelihood,
+    HasLogPrior,
+    HasProposal,
+    HasSample,
+    MetricResult,
+    Model,
+    ReferenceRow,
+)
 from benchbed.errors import NotApplicable
+from benchbed.specs import AnyOf
 from benchbed_metrics._batching import batches, draw_samples, head
 from benchbed_metrics.ais import AISConfig, ais
 from benchbed_metrics.importance import iwae_log_marginal, prior_is_log_marginal
@@ -46,6 +60,17 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "parzen": ("sample",),
 }
 _AUTO_ORDER = ("exact", "iwae", "ais", "parzen")
+
+#: The spec's ``requires``: the capabilities of at least one estimator of the auto order.
+REQUIRES = AnyOf(*(_NEEDS[name] for name in _AUTO_ORDER))
+
+
+class _IWAEModel(HasProposal, HasLogJoint, Protocol):
+    """What the IWAE estimator calls."""
+
+
+class _PriorModel(Model, HasLogJoint, HasLogPrior, Protocol):
+    """What AIS and prior importance sampling call (``capabilities`` tells an EBM prior)."""
 
 
 def choose_estimator(capabilities: frozenset[str] | set[str], requested: str) -> str:
@@ -63,6 +88,8 @@ def choose_estimator(capabilities: frozenset[str] | set[str], requested: str) ->
     for name in _AUTO_ORDER:
         if all(c in caps for c in _NEEDS[name]):
             return name
+    # Unreached from the runner for a model the spec admits (REQUIRES); reached by direct callers and
+    # by choose_score's probing, for which "no estimator" is an answer.
     raise NotApplicable(f"loglik: no estimator applies to capabilities {sorted(caps)}; "
                         f"needs one of {[list(_NEEDS[n]) for n in _AUTO_ORDER]}")
 
@@ -150,21 +177,21 @@ class LogLikelihood:
 
     # -- estimators: each returns per-example log p(x) [N] (nats) and its settings ----------------
 
-    def _exact(self, model: Any, x: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, dict]:
+    def _exact(self, model: HasLogLikelihood, x: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, dict]:
         lp = torch.cat([model.log_likelihood(b.to(device)).double().cpu() for b in batches(x, self.batch_size)])
         return lp, {}
 
-    def _iwae(self, model: Any, x: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, dict]:
+    def _iwae(self, model: _IWAEModel, x: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, dict]:
         out = [iwae_log_marginal(b.to(device), model.log_joint, model.proposal(b.to(device)), self.k).cpu()
                for b in batches(x, self.batch_size)]
         return torch.cat(out), {"k": self.k, "proposal": "model encoder q(z|x)"}
 
-    def _prior_is(self, model: Any, x: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, dict]:
+    def _prior_is(self, model: _PriorModel, x: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, dict]:
         out = [prior_is_log_marginal(b.to(device), model.log_joint, model.log_prior, model.sample_prior_base,
                                      self.k).cpu() for b in batches(x, self.batch_size)]
         return torch.cat(out), {"k": self.k, "proposal": "prior"}
 
-    def _ais(self, model: Any, x: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, dict]:
+    def _ais(self, model: _PriorModel, x: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, dict]:
         k = self.ais_chains
         ebm = "log_partition" in model.capabilities
         if ebm:  # the tilted prior cannot be sampled exactly: start from a Gaussian fitted to the base
@@ -191,7 +218,8 @@ class LogLikelihood:
                                 "acceptance_rate": sum(acc) / len(acc),
                                 "start": "Gaussian fitted to prior base" if ebm else "prior"}
 
-    def _parzen(self, model: Any, data: DataBundle, x: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, dict]:
+    def _parzen(self, model: HasSample, data: DataBundle, x: torch.Tensor,
+                device: torch.device) -> tuple[torch.Tensor, dict]:
         samples = draw_samples(model, self.parzen_samples, batch_size=1000)
         grid = list(self.parzen_bandwidths) or default_bandwidths(data.info.kind, data.train.x)
         val = head(data.val, self.parzen_val).x
@@ -204,7 +232,7 @@ class LogLikelihood:
 
     # -------------------------------------------------------------------------------------------
 
-    def log_p(self, model: Any, data: DataBundle, x: torch.Tensor, device: torch.device,
+    def log_p(self, model: Model, data: DataBundle, x: torch.Tensor, device: torch.device,
               estimator: str | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
         """Per-example estimates of log p(x) [N] (nats) for x [N, *D], and the settings that produced them."""
         name = estimator or choose_estimator(frozenset(model.capabilities), self.estimator)

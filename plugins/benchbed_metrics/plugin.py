@@ -16,6 +16,8 @@ def benchbed_register_metrics(register: Callable[[MetricSpec], None]) -> None:
     from benchbed_metrics.fd_domain import FDDomain, FDRaw
     from benchbed_metrics.fid import FID
     from benchbed_metrics.loglik import ESTIMATOR_TAGS, LogLikelihood, LogLikelihoodBPD
+    from benchbed_metrics.loglik import REQUIRES as LOGLIK_REQUIRES
+    from benchbed_metrics.outlier import REQUIRES as OUTLIER_REQUIRES
     from benchbed_metrics.outlier import SCORE_TAGS, OutlierAUPRC, OutlierAUROC
     from benchbed_metrics.recon import ReconMSE
 
@@ -34,16 +36,20 @@ def benchbed_register_metrics(register: Callable[[MetricSpec], None]) -> None:
                    data_kinds=vector, label="FD-raw", tags=("sample-quality",),
                    description="Fréchet distance on raw coordinates, samples vs test split"),
         MetricSpec(name="loglik", factory=LogLikelihood, higher_is_better=True, label="log-lik (nats)",
+                   requires=LOGLIK_REQUIRES,
                    tags=("likelihood",), estimators=ESTIMATOR_TAGS,
                    description="test log-likelihood, nats per example (exact / IWAE / AIS / Parzen, named)"),
         MetricSpec(name="loglik_bpd", factory=LogLikelihoodBPD, higher_is_better=False, data_kinds=image,
+                   requires=LOGLIK_REQUIRES,
                    label="bits/dim", tags=("likelihood",), estimators=ESTIMATOR_TAGS,
                    description="test negative log-likelihood in bits per dimension (8-bit scale), estimator named"),
         MetricSpec(name="outlier_auroc", factory=OutlierAUROC, higher_is_better=True, needs_labels=True,
+                   requires=OUTLIER_REQUIRES,
                    label="Outlier AUROC", tags=("outlier",),
                    estimators=SCORE_TAGS, ranks_across_estimators=True,
                    description="held-out-class outlier AUROC, mean over classes (one training per class)"),
         MetricSpec(name="outlier_auprc", factory=OutlierAUPRC, higher_is_better=True, needs_labels=True,
+                   requires=OUTLIER_REQUIRES,
                    label="Outlier AUPRC", tags=("outlier",),
                    estimators=SCORE_TAGS, ranks_across_estimators=True,
                    description="held-out-class outlier average precision, mean over classes"),
