@@ -1,4 +1,4 @@
-"""Outlier AUROC / AUPRC with the held-out-class protocol (DESIGN §5).
+"""Outlier AUROC / AUPRC with the held-out-class protocol.
 
 For each held-out class c: ``variant = data.hold_out((c,))`` (train and val without c),
 ``m = ctx.train_variant(variant)`` (the runner caches the training, so both metrics share it), score
@@ -9,7 +9,8 @@ Scores (``score`` setting), higher = more anomalous:
 * ``anomaly_score``: the model family's own score (LEBM: -log p(x, z) at inferred z, unnormalised);
 * ``nll``: ``-log p(x)`` from the ``loglik`` estimators (settings in ``nll_settings``);
 * ``recon``: per-example reconstruction MSE;
-* ``auto``: the first of anomaly_score, nll (exact/iwae/ais), recon, nll (parzen) the model supports.
+* ``auto``: the first of anomaly_score, nll (exact/iwae/ais), recon, nll (parzen) the model supports
+  (the metric's spec requires one of them, :data:`REQUIRES`, so a model with none is n/a up front).
 """
 
 from __future__ import annotations
@@ -20,13 +21,27 @@ from typing import Annotated, Any, Literal
 import torch
 from annotated_types import Ge, Gt
 
-from benchbed.contracts import DataBundle, DatasetInfo, EvalContext, MetricResult
+from benchbed.contracts import (
+    DataBundle,
+    DatasetInfo,
+    EvalContext,
+    HasAnomalyScore,
+    HasReconstruct,
+    MetricResult,
+    Model,
+)
 from benchbed.errors import NotApplicable
+from benchbed.specs import AnyOf
 from benchbed_metrics._batching import head, map_batches
 from benchbed_metrics.loglik import LogLikelihood, choose_estimator
 from benchbed_metrics.ranking import auroc, average_precision
 
 Score = Literal["auto", "anomaly_score", "nll", "recon"]
+
+#: The spec's ``requires``: what ``score="auto"`` needs, in the order of :func:`choose_score`: the
+#: model's own score, an exact/IWAE/AIS log-likelihood, reconstructions, or samples (Parzen).
+REQUIRES = AnyOf("anomaly_score", "log_likelihood", {"log_joint", "proposal"}, {"log_joint", "log_prior"},
+                 "reconstruct", "sample")
 
 
 #: Table tags (``MetricResult.estimator``): which score ranked the test examples.
@@ -126,12 +141,14 @@ class OutlierDetection:
             return []
         return [(c,) for c in (self.classes or tuple(range(info.n_classes)))]
 
-    def _scores(self, model: Any, ctx: EvalContext, x: torch.Tensor, score: str,
+    def _scores(self, model: Model, ctx: EvalContext, x: torch.Tensor, score: str,
                 est: str | None) -> tuple[torch.Tensor, dict[str, Any]]:
         """Scores [N] of x [N, *D] and the settings of the estimator behind them (NLL scores only)."""
         if score == "anomaly_score":
+            assert isinstance(model, HasAnomalyScore)
             return map_batches(model.anomaly_score, x, batch_size=self.batch_size, device=ctx.device).double(), {}
         if score == "recon":
+            assert isinstance(model, HasReconstruct)
             x_hat = map_batches(model.reconstruct, x, batch_size=self.batch_size, device=ctx.device)
             return (x_hat.double() - x.double()).pow(2).flatten(1).mean(dim=1), {}
         log_p, settings = LogLikelihood(**self.nll_settings).log_p(model, ctx.data, x, ctx.device, estimator=est)
