@@ -3,12 +3,15 @@ helpful AssertionError on deliberately broken components."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
 
 from benchbed import DatasetSpec, MetricSpec, ModelSpec, SamplerSpec, hookimpl
 from benchbed.contracts import DataBundle, DatasetInfo, SampleResult, Split
+from benchbed.errors import NotApplicable
 from benchbed.plugins import load_plugins
 from benchbed.registry import Registry
 from benchbed.testing import (
@@ -62,7 +65,8 @@ def test_builtin_metric_through_fit_and_eval_context(builtins: Registry) -> None
     values = []
     for steps in (1, 150):
         model, history = fit("vae", bundle, steps=steps, batch_size=64, params=SMALL_VAE, registry=builtins)
-        assert len(history) == steps and all("loss" in h or h for h in history)
+        assert len(history) == steps
+        assert all("loss" in h and math.isfinite(h["loss"]) for h in history), history
         values.append(evaluate_metric("recon_mse", make_eval_context(model, bundle), registry=builtins).value)
     assert values[1] < 0.7 * values[0], values
 
@@ -70,14 +74,51 @@ def test_builtin_metric_through_fit_and_eval_context(builtins: Registry) -> None
 # -- a correct fake passes ------------------------------------------------------------------------------
 
 
-def test_fake_components_pass(fake_registry: Registry) -> None:
+class _RandomWalkMetropolis:
+    """A correct (if slow) sampler: Gaussian random-walk proposals, Metropolis accept/reject per chain."""
+
+    def __init__(self, *, n_steps: int = 20, step_size: float = 0.5) -> None:
+        self.n_steps = n_steps
+        self.step_size = step_size
+
+    def sample(self, log_density, z0: torch.Tensor) -> SampleResult:  # noqa: ANN001
+        z, lp, accepted = z0.detach().clone(), log_density(z0), 0.0
+        for _ in range(self.n_steps):
+            proposal = z + self.step_size * torch.randn_like(z)
+            lp_new = log_density(proposal)
+            accept = torch.rand_like(lp).log() < lp_new - lp
+            z = torch.where(accept[:, None], proposal, z)
+            lp = torch.where(accept, lp_new, lp)
+            accepted += float(accept.float().mean())
+        return SampleResult(z, {"steps": float(self.n_steps), "step_size": self.step_size,
+                                "final_log_density": float(lp.mean()), "acceptance_rate": accepted / self.n_steps})
+
+
+def test_fake_components_pass(helpers, fake_registry: Registry) -> None:
     check_dataset("toy", registry=fake_registry)
     check_dataset("toy", registry=fake_registry, labels=True, kind="image")
     check_model("linear", dataset="toy", registry=fake_registry)
     check_model("dyn", dataset="toy", registry=fake_registry, sampler="walk")
-    check_sampler("walk", registry=fake_registry)
     check_metric("fake_mse", registry=fake_registry)
     check_metric("fake_ref", registry=fake_registry)
+    reg = _broken_registry(helpers, s=SamplerSpec(name="rwm", factory=_RandomWalkMetropolis))
+    result = check_sampler("rwm", registry=reg)
+    assert 0 < result.diagnostics["acceptance_rate"] < 1
+
+
+def test_fake_metric_evaluated_on_a_fitted_model(fake_registry: Registry) -> None:
+    """check_metric with a model evaluates it on that model and checks the result and reference rows."""
+    result = check_metric("fake_ref", registry=fake_registry, model="linear", dataset="toy", steps=5)
+    assert result is not None and math.isfinite(result.value)
+    with pytest.raises(NotApplicable, match="fake weights not found"):
+        check_metric("fake_na", registry=fake_registry, model="linear", dataset="toy")
+
+
+def test_gradient_walk_is_not_a_sampler(fake_registry: Registry) -> None:
+    """The fake 'walk' (gradient ascent, no noise) drives models fine but does not sample: chains started
+    from a Gaussian collapse towards its mode, which the invariance check reports."""
+    with pytest.raises(AssertionError, match=r"sampler 'walk' does not leave N\(mu, Sigma\) invariant: variance"):
+        check_sampler("walk", registry=fake_registry)
 
 
 def test_train_variant_through_testing_helpers(fake_registry: Registry) -> None:
