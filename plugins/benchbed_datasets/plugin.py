@@ -10,6 +10,9 @@ from collections.abc import Callable
 
 from benchbed import DatasetSpec, hookimpl
 
+# Small sizes for the conformance checks (benchbed.testing): every synthetic set in well under a second.
+_SMALL = {"n_train": 200, "n_val": 50, "n_test": 100}
+
 
 @hookimpl
 def benchbed_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
@@ -27,27 +30,27 @@ def benchbed_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     from benchbed_datasets.swissroll import SwissRoll
 
     register(DatasetSpec(
-        name="gmm8", factory=GMM8, tags=("vector", "synthetic", "density"),
+        name="gmm8", factory=GMM8, test_params=_SMALL, tags=("vector", "synthetic", "density"),
         description="8 Gaussians on a ring (2-D), exact log-density, label = mode",
     ))
     register(DatasetSpec(
-        name="gmm25", factory=GMM25, tags=("vector", "synthetic", "density"),
+        name="gmm25", factory=GMM25, test_params=_SMALL, tags=("vector", "synthetic", "density"),
         description="25 Gaussians on a 5x5 grid (2-D), exact log-density, label = mode",
     ))
     register(DatasetSpec(
-        name="rings", factory=Rings, tags=("vector", "synthetic", "density"),
+        name="rings", factory=Rings, test_params=_SMALL, tags=("vector", "synthetic", "density"),
         description="concentric rings (2-D) with radial Gaussian noise, exact log-density, label = ring",
     ))
     register(DatasetSpec(
-        name="swissroll", factory=SwissRoll, tags=("vector", "synthetic", "density"),
+        name="swissroll", factory=SwissRoll, test_params=_SMALL, tags=("vector", "synthetic", "density"),
         description="noisy 2-D Swiss roll, log-density by quadrature over t, label = stretch of the roll",
     ))
     register(DatasetSpec(
-        name="pinwheel", factory=Pinwheel, tags=("vector", "synthetic", "density"),
+        name="pinwheel", factory=Pinwheel, test_params=_SMALL, tags=("vector", "synthetic", "density"),
         description="pinwheel (SVAE) with 5 arms (2-D), exact log-density by root finding, label = arm",
     ))
     register(DatasetSpec(
-        name="linear_gaussian", factory=LinearGaussian, tags=("vector", "synthetic", "density"),
+        name="linear_gaussian", factory=LinearGaussian, test_params=_SMALL, tags=("vector", "synthetic", "density"),
         description="x = W z + b + noise (16-D, 2-D latent), closed-form log-density, true W,b in extras",
     ))
     register(DatasetSpec(
@@ -60,6 +63,7 @@ def benchbed_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     ))
     register(DatasetSpec(
         name="shapes", factory=Shapes, tags=("image", "offline", "procedural"),
+        test_params={"n_train": 300, "n_val": 30, "n_test": 60},
         description="dSprites-like square/ellipse/triangle, (1,28,28), label = shape, factors in extras",
     ))
     register(DatasetSpec(

@@ -19,17 +19,24 @@ def benchbed_register_models(register: Callable[[ModelSpec], None]) -> None:
     from benchbed_ebm.triangle import DivergenceTriangle
 
     register(ModelSpec(
-        name="hlebm", factory=HLEBM, uses_sampler=True, default_sampler="langevin", tags=("ebm", "hierarchical"),
+        name="hlebm", factory=HLEBM,
+        test_params={"latent_dims": (2, 2), "hidden": 16, "channels": 4, "cond_width": 16, "cond_layers": 1,
+                     "ebm_widths": (16,), "ebm_layers": (1,)},
+        uses_sampler=True, default_sampler="langevin", tags=("ebm", "hierarchical"),
         sampler_roles=("prior", "posterior"),
         description="multi-layer generator with a joint latent-space EBM prior (Cui et al. 2023), MLE or variational",
     ))
     register(ModelSpec(
-        name="svebm", factory=SVEBM, uses_sampler=True, default_sampler="langevin", tags=("ebm", "semi-supervised"),
+        name="svebm", factory=SVEBM,
+        test_params={"latent_dim": 2, "hidden": 16, "channels": 4, "ebm_width": 16},
+        uses_sampler=True, default_sampler="langevin", tags=("ebm", "semi-supervised"),
         sampler_roles=("prior",),
         description="latent EBM of symbol-vector coupling (Pang & Wu 2021), semi-supervised classifier",
     ))
     register(ModelSpec(
-        name="triangle", factory=DivergenceTriangle, tags=("ebm", "vae"),
+        name="triangle", factory=DivergenceTriangle,
+        test_params={"latent_dim": 2, "hidden": 16, "channels": 4},
+        tags=("ebm", "vae"),
         description="divergence triangle (Han et al. 2019): generator + inference + data-space EBM, no MCMC",
     ))
 

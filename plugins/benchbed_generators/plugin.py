@@ -18,6 +18,7 @@ def benchbed_register_models(register: Callable[[ModelSpec], None]) -> None:
         ModelSpec(
             name="vae",
             factory=VAE,
+            test_params={"latent_dim": 2, "hidden": (16,)},
             description="Gaussian VAE (Kingma & Welling 2014): amortised encoder, Gaussian decoder",
             tags=("vae", "generator", "encoder"),
         )
@@ -26,6 +27,7 @@ def benchbed_register_models(register: Callable[[ModelSpec], None]) -> None:
         ModelSpec(
             name="abp",
             factory=ABP,
+            test_params={"latent_dim": 2, "hidden": (16,), "n_steps": 3},
             description="alternating back-propagation (Han et al. 2017): persistent posterior Langevin + learning step",
             tags=("generator", "mcmc"),
             uses_sampler=True,
@@ -37,6 +39,7 @@ def benchbed_register_models(register: Callable[[ModelSpec], None]) -> None:
         ModelSpec(
             name="sri",
             factory=SRI,
+            test_params={"latent_dims": (2,), "hidden": (16,), "n_steps": 3, "learn_batch": 4},
             description="short-run inference (Nijkamp et al. 2019): Langevin from the prior, step size learned by KL",
             tags=("generator", "mcmc", "multilayer"),
             uses_sampler=True,

@@ -16,6 +16,8 @@ def benchbed_register_models(register: Callable[[ModelSpec], None]) -> None:
         ModelSpec(
             name="lebm",
             factory=LEBM,
+            test_params={"latent_dim": 2, "hidden": (16,), "ngf": 4, "energy_hidden": (16,), "prior_steps": 3,
+                         "posterior_steps": 3, "partition_samples": 256},
             description="latent-space EBM prior (Pang et al. 2020): short-run prior and posterior dynamics",
             tags=("ebm", "generator", "mcmc"),
             uses_sampler=True,

@@ -20,15 +20,19 @@ def benchbed_register_models(register: Callable[[ModelSpec], None]) -> None:
     from benchbed_mmd.jgmmn import JGMMN
 
     register(ModelSpec(
-        name="gmmn", factory=GMMN, tags=("mmd", "implicit"),
+        name="gmmn", factory=GMMN, test_params={"noise_dim": 2, "hidden": (16,)},
+        tags=("mmd", "implicit"),
         description="GMMN (Li et al. 2015): uniform noise -> MLP, trained on sqrt(MMD^2), multi-scale kernel",
     ))
     register(ModelSpec(
-        name="gmmn_ae", factory=GMMNAE, tags=("mmd", "implicit", "autoencoder"),
+        name="gmmn_ae", factory=GMMNAE,
+        test_params={"code_dim": 2, "ae_hidden": (16,), "noise_dim": 2, "hidden": (16,)},
+        tags=("mmd", "implicit", "autoencoder"),
         description="GMMN+AE (Li et al. 2015): GMMN in the code space of a frozen dropout auto-encoder",
     ))
     register(ModelSpec(
-        name="jgmmn", factory=JGMMN, tags=("mmd", "inference"),
+        name="jgmmn", factory=JGMMN, test_params={"latent_dim": 2, "hidden": (16,), "channels": 4},
+        tags=("mmd", "inference"),
         description="JGMMN (IJCAI 2018, reconstructed): joint MMD of (G(z),z) vs (x,E(x)) + prior regulariser",
     ))
 
@@ -39,7 +43,8 @@ def benchbed_register_metrics(register: Callable[[MetricSpec], None]) -> None:
     from benchbed_mmd.metric import SampleMMD
 
     register(MetricSpec(
-        name="mmd", factory=SampleMMD, higher_is_better=False, requires=frozenset({"sample"}),
+        name="mmd", factory=SampleMMD, test_params={"n_samples": 64, "n_reference": 64},
+        higher_is_better=False, requires=frozenset({"sample"}),
         label="MMD²", tags=("sample-quality",),
         description="MMD^2 (unbiased, multi-scale Gaussian kernel, median heuristic) of samples vs the test split",
     ))

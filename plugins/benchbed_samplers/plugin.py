@@ -18,6 +18,7 @@ def benchbed_register_samplers(register: Callable[[SamplerSpec], None]) -> None:
         SamplerSpec(
             name="langevin",
             factory=Langevin,
+            test_params={"n_steps": 5},
             description="Short-run Langevin dynamics z += s^2/2 grad log p + s eps (optionally persistent)",
             tags=("langevin", "gradient", "unadjusted"),
         )
@@ -26,6 +27,7 @@ def benchbed_register_samplers(register: Callable[[SamplerSpec], None]) -> None:
         SamplerSpec(
             name="hmc",
             factory=HMC,
+            test_params={"n_steps": 5, "n_leapfrog": 3, "adapt_steps": 2},
             description="Metropolis-corrected HMC (leapfrog) with dual-averaging step-size adaptation",
             tags=("hmc", "gradient", "metropolis"),
         )
@@ -34,6 +36,7 @@ def benchbed_register_samplers(register: Callable[[SamplerSpec], None]) -> None:
         SamplerSpec(
             name="short_run",
             factory=ShortRun,
+            test_params={"n_steps": 5},
             description="SRI short-run Langevin whose step size is learned by minimising KL(q_s || p(z|x))",
             tags=("langevin", "gradient", "learned"),
         )
