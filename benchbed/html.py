@@ -28,14 +28,18 @@ import re
 import struct
 import textwrap
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.lines import Line2D
+from matplotlib.text import Annotation
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from matplotlib.transforms import Bbox, ScaledTranslation
 
@@ -53,7 +57,7 @@ MAX_COLUMNS = 4
 TITLE_CHARS = 30  # panel titles wrap at this many characters
 _NUMBER = re.compile(r"^\s*\**([-+]?(?:\d[\d,]*\.?\d*|\.\d+)(?:e[-+]?\d+)?)", re.IGNORECASE)
 
-_RC = {
+_RC: dict[Any, Any] = {  # (matplotlib types rc keys as a Literal of every key)
     "font.family": "DejaVu Sans",  # bundled with matplotlib: the same glyphs everywhere
     "font.size": FONT_PT,
     "axes.titlesize": FONT_PT,
@@ -220,20 +224,22 @@ def _figure(n_panels: int, extra_height: float = 0.0) -> tuple[Figure, list]:
     rows, cols = _grid(n_panels)
     fig = Figure(figsize=(cols * PANEL_WIDTH, rows * PANEL_HEIGHT + extra_height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
-    fig.get_layout_engine().set(h_pad=0.06, w_pad=0.06, hspace=0.04, wspace=0.04)
+    engine = fig.get_layout_engine()
+    assert isinstance(engine, ConstrainedLayoutEngine)
+    engine.set(h_pad=0.06, w_pad=0.06, hspace=0.04, wspace=0.04)
     axes = [fig.add_subplot(rows, cols, i + 1) for i in range(n_panels)]
     return fig, axes
 
 
-def _style():  # matplotlib's rc_context
+def _style() -> AbstractContextManager[None]:  # matplotlib's rc_context
     return matplotlib.rc_context(_RC)
 
 
-def _title(ax, label: str) -> None:
+def _title(ax: Axes, label: str) -> None:
     ax.set_title(textwrap.fill(label, TITLE_CHARS), fontsize=FONT_PT)
 
 
-def _legend_below(ax, handles: Sequence[Line2D] | None, inches: float, ncol: int) -> None:
+def _legend_below(ax: Axes, handles: Sequence[Line2D] | None, inches: float, ncol: int) -> None:
     """A legend ``inches`` below the axes (clear of tick labels and x label; the layout makes room)."""
     below = ax.transAxes + ScaledTranslation(0.0, -inches, ax.figure.dpi_scale_trans)
     kwargs = {} if handles is None else {"handles": handles}
@@ -241,7 +247,7 @@ def _legend_below(ax, handles: Sequence[Line2D] | None, inches: float, ncol: int
               frameon=False, handlelength=1.4, columnspacing=1.0, borderaxespad=0.0)
 
 
-def _seconds_axis(ax, seconds: Sequence[float]) -> None:
+def _seconds_axis(ax: Axes, seconds: Sequence[float]) -> None:
     """A log x axis of seconds with plain labels (1, 2, 5 per decade over at most two decades)."""
     ax.set_xscale("log")
     decades = math.log10(max(seconds) / min(seconds)) if seconds else 0.0
@@ -427,17 +433,19 @@ def _area(box: Bbox | None) -> float:
     return 0.0 if box is None else box.width * box.height
 
 
-def place_labels(ax, labels: Sequence[tuple[float, float, str, bool]]) -> None:
+def place_labels(ax: Axes, labels: Sequence[tuple[float, float, str, bool]]) -> None:
     """Write each (x, y, text, bold) label beside its point, at the first spot of :data:`_LABEL_SPOTS`
     that covers no marker, no label placed before and nothing outside the axes (else the least bad one).
     Call after the figure's layout is drawn; the labels do not take part in the layout."""
-    renderer = ax.figure.canvas.get_renderer()
+    canvas = ax.figure.canvas
+    assert isinstance(canvas, FigureCanvasAgg)  # the canvas _figure attaches
+    renderer = canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
     marker = 4.0  # half a marker, pixels
-    taken = [Bbox.from_bounds(*(ax.transData.transform((x, y)) - marker), 2 * marker, 2 * marker)
-             for x, y, _, _ in labels]
+    corners = [ax.transData.transform((x, y)) - marker for x, y, _, _ in labels]
+    taken = [Bbox.from_bounds(float(cx), float(cy), 2 * marker, 2 * marker) for cx, cy in corners]
     for x, y, text, bold in labels:
-        best: tuple[float, object, Bbox] | None = None
+        best: tuple[float, Annotation, Bbox] | None = None
         for dx, dy, ha, va in _LABEL_SPOTS:
             ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
                               fontsize=FONT_PT, fontweight="bold" if bold else "normal", zorder=4)
@@ -453,6 +461,7 @@ def place_labels(ax, labels: Sequence[tuple[float, float, str, bool]]) -> None:
                 ann.remove()
             if bad == 0:
                 break
+        assert best is not None  # _LABEL_SPOTS is not empty
         taken.append(best[2])
 
 
@@ -615,7 +624,7 @@ def to_html(store: Store, board: Leaderboard) -> str:
             if payload:
                 previews.append((r.label, Preview.from_bytes(payload)))
                 kinds.add(previews[-1][1].kind)
-            runs = [c for c in (store.run(i)["curves"] for i in r.ok_run_ids) if c]
+            runs = [c for c in ((store.run(i) or {}).get("curves") for i in r.ok_run_ids) if c]
             if runs:
                 title = r.label if len(runs) == max(seeds) else f"{r.label} ({len(runs)} seeds)"
                 curves.append((title, runs))

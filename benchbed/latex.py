@@ -80,7 +80,8 @@ def _char(ch: str) -> str:
         return _TEX_ESCAPES[ch]
     if ch.isascii():
         return ch if ch.isprintable() else ""
-    base, *marks = unicodedata.normalize("NFD", ch)
+    decomposed = unicodedata.normalize("NFD", ch)
+    base, marks = decomposed[0], decomposed[1:]
     if base.isascii() and base.isalpha() and marks and all(m in _ACCENTS for m in marks):
         out = {"i": r"\i", "j": r"\j"}.get(base, base)
         for m in marks:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from benchbed.contracts import Capability, DataBundle
+from benchbed.contracts import Capability, DataBundle, HasSample
 
 N_IMAGES = 36
 N_POINTS = 1000
@@ -45,9 +45,10 @@ def make_preview(model: object, data: DataBundle) -> Preview | None:
     """Draw a preview from ``model`` (``None`` if it cannot sample).  Seed the RNGs before calling."""
     if Capability.SAMPLE not in frozenset(getattr(model, "capabilities", ())):
         return None
+    assert isinstance(model, HasSample), f"{type(model).__name__} declares 'sample' without a sample method"
     n = N_IMAGES if data.info.kind == "image" else N_POINTS
     with torch.no_grad():
-        samples = model.sample(n)  # type: ignore[attr-defined]
+        samples = model.sample(n)
     return Preview(kind=data.info.kind, samples=_half(samples), data=_half(data.test.x[:n]))
 
 
