@@ -288,3 +288,123 @@ def test_broken_metrics(helpers) -> None:
         check_metric("no_eval", registry=reg)
     with pytest.raises(AssertionError, match="metric 'no_direction': higher_is_better must be a bool"):
         check_metric("no_direction", registry=reg)
+
+
+# -- a one-shot model (fitted by one call, no step loop) ------------------------------------------------
+
+FACTOR_ANALYSIS_PLUGIN = '''
+"""A third-party plugin wrapping scikit-learn's FactorAnalysis as a one-shot benchbed model."""
+
+import torch
+from sklearn.decomposition import FactorAnalysis
+
+from benchbed import ModelSpec, hookimpl
+
+
+class FactorAnalysisModel:
+    """x = W z + mu + noise, z ~ N(0, I), diagonal noise; fitted by FA's EM in one fit(train) call.
+
+    Capabilities: exact log_likelihood (FactorAnalysis.score_samples), infer (posterior mean of z),
+    sample (W z + mu at prior draws of z: the decoder mean, like the built-in generators).
+    """
+
+    capabilities = frozenset({"sample", "infer", "log_likelihood"})
+
+    def __init__(self, *, n_components: int = 1) -> None:
+        self.n_components = n_components
+
+    def setup(self, ctx) -> None:
+        self.shape = ctx.info.shape
+        self.fa = FactorAnalysis(n_components=self.n_components, random_state=0)
+
+    def fit(self, train) -> dict:
+        self.fa.fit(train.x.flatten(1).double().numpy())
+        return {"train_loglik": float(self.fa.score(train.x.flatten(1).double().numpy()))}
+
+    def _np(self, x):
+        return x.flatten(1).double().numpy()
+
+    def log_likelihood(self, x):
+        return torch.from_numpy(self.fa.score_samples(self._np(x))).float()
+
+    def infer(self, x):
+        return torch.from_numpy(self.fa.transform(self._np(x))).float()
+
+    def sample(self, n):
+        z = torch.randn(n, self.n_components, dtype=torch.float64)
+        x = z @ torch.from_numpy(self.fa.components_) + torch.from_numpy(self.fa.mean_)
+        return x.float().view(n, *self.shape)
+
+    def n_parameters(self) -> int:
+        return int(self.fa.components_.size + self.fa.mean_.size + self.fa.noise_variance_.size)
+
+    def checkpoint(self) -> dict:
+        return {k: torch.from_numpy(getattr(self.fa, k).copy())
+                for k in ("components_", "mean_", "noise_variance_")}
+
+    def restore(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self.fa, k, v.numpy().copy())
+        self.fa.n_features_in_ = self.fa.mean_.size
+
+
+@hookimpl
+def benchbed_register_models(register) -> None:
+    register(ModelSpec(name="factor_analysis", factory=FactorAnalysisModel, one_shot=True,
+                       description="scikit-learn FactorAnalysis, fitted in one call"))
+'''
+
+FA_SUITE = """
+name = "fa"
+seeds = [0]
+
+[budget]
+steps = 5
+batch_size = 50
+
+[datasets.gmm8]
+n_train = 200
+n_val = 50
+n_test = 100
+
+[models.factor_analysis]
+[models.factor_analysis2]
+component = "factor_analysis"
+n_components = 2
+
+[metrics.loglik]
+n_examples = 100
+"""
+
+
+def test_one_shot_model_passes_trains_and_runs_in_a_suite(third_party, tmp_path) -> None:  # noqa: ANN001
+    """A FactorAnalysis wrapper declared one_shot passes check_model (exact log_likelihood integrates to
+    1, restored clone gives the same outputs, a true parameter count), trains via benchbed.testing.fit
+    without a steps budget, and runs through ``benchbed run``."""
+    from benchbed.cli import main
+    from benchbed.store import Store
+
+    third_party({"bbfa": FACTOR_ANALYSIS_PLUGIN}, {"fa": "bbfa"}, dist="bbfa")
+    registry = load_plugins(strict=True).registry
+    assert registry.model("factor_analysis").one_shot
+    model = check_model("factor_analysis", registry=registry)
+    assert model.n_parameters() == 2 + 2 + 2  # W (2x1), mu, noise variances
+    bundle = load_dataset("gmm8", registry=registry, n_train=200, n_val=50, n_test=100)
+    fitted, history = fit("factor_analysis", bundle, registry=registry)
+    assert [set(h) for h in history] == [{"step", "train_loglik"}]
+    exact = bundle.log_prob(bundle.test.x).mean()
+    assert fitted.log_likelihood(bundle.test.x).mean() < exact  # one Gaussian fits 8 modes worse than the truth
+
+    suite = tmp_path / "fa.toml"
+    suite.write_text(FA_SUITE)
+    assert main(["run", str(suite), "--store", str(tmp_path / "fa.sqlite"), "--out", str(tmp_path / "out"),
+                 "--strict"]) == 0
+    store = Store(tmp_path / "fa.sqlite")
+    try:
+        rows = [r for r in store.frame() if r["metric"] == "loglik" and r["kind"] == "model"]
+    finally:
+        store.close()
+    assert sorted(r["model"] for r in rows) == ["factor_analysis", "factor_analysis2"]
+    assert all(r["run_status"] == "ok" and r["metric_status"] == "ok" and r["estimator"] == "exact"
+               and r["train_steps"] == 0 for r in rows), rows
+    assert sorted(r["n_params"] for r in rows) == [6, 8]  # true counts: W, mu and the noise variances
