@@ -9,7 +9,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchbed import __version__
 from benchbed.errors import BenchbedError
@@ -19,6 +19,9 @@ from benchbed.plugins import load_plugins
 from benchbed.registry import Registry
 from benchbed.store import HEARTBEAT_STALE_S
 from benchbed.suite import Suite, check_device, load_suite
+
+if TYPE_CHECKING:
+    from benchbed.store import Store
 
 KINDS = ("models", "samplers", "datasets", "metrics")
 
@@ -54,7 +57,7 @@ def _suite(name: str, registry: Registry) -> Suite:
     return load_suite(resolve_suite_path(name), registry)
 
 
-def _store(args: argparse.Namespace, suite: Suite, *, create: bool = True):  # noqa: ANN202
+def _store(args: argparse.Namespace, suite: Suite, *, create: bool = True) -> Store:
     """The suite's store, with the suite folder's published runs imported (a fresh clone has only those).
 
     ``create=False``: refuse to create an empty store when there is neither a store nor published runs.

@@ -137,7 +137,7 @@ def schema(factory: Callable[..., Any]) -> dict[str, Param]:
 
     Positional-only parameters and ``*args``/``**kwargs`` are not part of a schema.
     """
-    target = factory.__init__ if inspect.isclass(factory) else factory  # type: ignore[misc]
+    target = factory.__init__ if inspect.isclass(factory) else factory
     try:
         hints = typing.get_type_hints(target)
         declared = typing.get_type_hints(target, include_extras=True)
@@ -178,8 +178,8 @@ def _type_ok(value: Any, annotation: Any) -> bool:
         args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
         return not args or all(_type_ok(v, args[0]) for v in value)
     if origin in _MAPPINGS or annotation is dict:
-        args = typing.get_args(annotation)
-        return isinstance(value, dict) and (len(args) != 2 or all(_type_ok(v, args[1]) for v in value.values()))
+        pair = typing.get_args(annotation)
+        return isinstance(value, dict) and (len(pair) != 2 or all(_type_ok(v, pair[1]) for v in value.values()))
     if annotation is float:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if annotation is int:

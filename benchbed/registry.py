@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from benchbed.errors import PluginError, SuiteError
@@ -51,7 +51,7 @@ class Registry:
             )
         table[spec.name] = Registered(spec, provenance)
 
-    def register_fn(self, kind: str, provenance: Provenance):  # noqa: ANN201 - returns a closure
+    def register_fn(self, kind: str, provenance: Provenance) -> Callable[[ComponentSpec], None]:
         """The ``register`` callable handed to one plugin's hook of one kind."""
         expected = SPEC_TYPES[kind]
 

@@ -287,7 +287,7 @@ class Store:
             for m in metrics:
                 self._put_metric(db, run_id, m)
 
-    def put_metrics(self, run_id: str, metrics: list[Mapping[str, Any]]) -> None:
+    def put_metrics(self, run_id: str, metrics: Sequence[Mapping[str, Any]]) -> None:
         with self.transaction() as db:
             for m in metrics:
                 self._put_metric(db, run_id, m)

@@ -29,6 +29,7 @@ Example::
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import re
@@ -289,7 +290,7 @@ def _axis(raw: Mapping[str, Any], axis: str, registry: Registry, where: str, loc
     table = raw.get(axis, {})
     if not isinstance(table, dict):
         raise SuiteError(f"{where}: {axis!r}{loc('', axis)} must be a table of entries, got {type(table).__name__}")
-    entries = []
+    entries: list[Entry] = []
     for label, body in table.items():
         section = f"{axis}.{label}"
         if not isinstance(body, dict):
@@ -328,10 +329,10 @@ def _axis(raw: Mapping[str, Any], axis: str, registry: Registry, where: str, loc
                                  f"entry once and at least one, got {pairs!r}")
             pairs = tuple(pairs)
         what = f"{where}: {kind} {label!r}" + (f" (component {component!r})" if component != label else "")
-        params = resolve(spec.factory, body, what=what, where=lambda key, s=section: loc(s, key))
+        params = resolve(spec.factory, body, what=what, where=functools.partial(loc, section))
         for role, values in roles.items():
             resolve(spec.factory, values, what=f"{what} role {role!r}",
-                    where=lambda key, s=f"{section}.{role}": loc(s, key))
+                    where=functools.partial(loc, f"{section}.{role}"))
         given = {k: params[k] for k in body}
         entry = Entry(label, component, params, given, roles, budget, pairs)
         # Two labels for one identity would share their cells: the run stored under one label would be
