@@ -1,8 +1,14 @@
-"""Running a suite sampler on a model's latent log-density without weight-gradient work.
+"""Running a suite sampler on a model's latent log-density, and running two chain sets at once.
 
 Samplers differentiate ``log_density`` with respect to ``z`` only.  Freezing the networks while the
-chains run means autograd neither computes nor stores anything for the weights (no retained
-graphs, no ``.grad`` accumulation), whatever the sampler does internally.
+chains run (:func:`frozen`, :func:`run_chains`) means autograd neither computes nor stores anything
+for the weights (no retained graphs, no ``.grad`` accumulation), whatever the sampler does inside.
+
+Reproducible concurrency: a model that may run two independent chain sets side by side
+(:func:`run_concurrently`) gives each its own ``torch.Generator`` seeded from the global RNG,
+*whether or not* they actually run concurrently, so that the engine option deciding it
+(``EngineOptions.concurrent_chains``) never changes the numbers.  :func:`accepts_generator` tells
+whether a sampler can take such a generator; one that cannot uses the global RNG, sequentially.
 """
 
 from __future__ import annotations
@@ -19,10 +25,15 @@ from torch import nn
 
 from benchbed.contracts import LogDensity, Sampler, SampleResult
 
+__all__ = ["accepts_generator", "frozen", "run_chains", "run_concurrently"]
+
 
 @contextmanager
 def frozen(*modules: nn.Module) -> Iterator[None]:
-    """Set ``requires_grad=False`` on every trainable parameter of ``modules``; restore on exit."""
+    """Set ``requires_grad=False`` on every trainable parameter of ``modules``; restore on exit.
+
+    Only the parameters that were trainable on entry are switched back (also when the body raises).
+    """
     params = [p for m in modules for p in m.parameters() if p.requires_grad]
     for p in params:
         p.requires_grad_(False)
@@ -43,9 +54,16 @@ def run_chains(
 ) -> SampleResult:
     """``rounds`` consecutive runs of ``sampler`` from ``z0`` [B, Z] with ``modules`` frozen.
 
-    Works under ``torch.no_grad()``: gradients are enabled for the chains here.  ``generator`` is
-    passed on to samplers that accept one (see :func:`accepts_generator`).  Returns the last run's
-    result with ``steps`` summed over the rounds.
+    Works under ``torch.no_grad()``: gradients are enabled for the chains here.  ``generator``, when
+    given, is passed on as ``sampler.sample(..., generator=generator)`` (check
+    :func:`accepts_generator` first); ``None`` leaves the sampler on the global RNG.
+
+    Returns:
+        The last run's result (``z`` detached, [B, Z]) with ``diagnostics["steps"]`` summed over
+        the rounds.
+
+    Raises:
+        ValueError: ``rounds < 1``.
     """
     kwargs = {"generator": generator} if generator is not None else {}
     if rounds < 1:
@@ -84,11 +102,16 @@ def _pool() -> ThreadPoolExecutor:
 def run_concurrently(first: Callable[[], T], second: Callable[[], U]) -> tuple[T, U]:
     """Run ``first`` here and ``second`` in a worker thread at the same time, one intra-op thread each.
 
-    Two independent short-run chains (LEBM's prior and posterior) are sequences of small matmuls
-    that cannot use two cores each; running them side by side uses the intra-op thread budget as
-    inter-chain parallelism instead.  torch releases the GIL inside its kernels.  Callers must make
-    each callable deterministic on its own (explicit ``torch.Generator`` objects), because the
-    interleaving of the two threads is not.
+    Two independent short-run chain sets (e.g. an EBM prior's prior and posterior chains) are
+    sequences of small matmuls that cannot use two cores each; running them side by side uses the
+    intra-op thread budget as inter-chain parallelism instead.  torch releases the GIL inside its
+    kernels.  Callers must make each callable deterministic on its own (explicit
+    ``torch.Generator`` objects), because the interleaving of the two threads is not.  The grad mode
+    of the caller holds in both threads.  The intra-op thread count is restored on exit, also when a
+    callable raises (its exception is re-raised once both have finished).
+
+    Returns:
+        ``(first(), second())``.
     """
     n_threads = torch.get_num_threads()
     grad_mode = torch.is_grad_enabled()

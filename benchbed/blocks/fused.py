@@ -1,7 +1,8 @@
 """Latent log-densities whose gradient costs one tape-free pass: fewer ops per Langevin step.
 
 A short-run chain on a small MLP spends much of its time in autograd bookkeeping rather than
-arithmetic (a digits-sized LEBM step is ~20 small matmuls).  :class:`FusedLogDensity` wraps
+arithmetic (one Langevin step of a digits-sized latent EBM is about twenty small matmuls).
+:class:`FusedLogDensity` wraps a :data:`GradFn`
 ``fn(z, need_value, need_grad) -> (log p [B] | None, grad [B, *Z] | None)`` as a log-density that
 offers both paths of :class:`benchbed.contracts.GradLogDensity`:
 
@@ -29,7 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from benchbed_generators.nets import Reshape
+from benchbed.blocks.nets import Reshape
+
+__all__ = ["FusedLogDensity", "GradFn", "fused_log_density", "is_dense_stack", "jet"]
 
 #: ``(z, need_value, need_grad) -> (log p [B] or None, grad [B, *Z] or None)``.
 GradFn = Callable[[torch.Tensor, bool, bool], tuple[torch.Tensor | None, torch.Tensor | None]]
@@ -124,7 +127,11 @@ def _layer_pair(layer: nn.Module) -> tuple[Forward, Backward] | None:
 
 
 class _MLPJet:
-    """Forward with a tape of (input, output) per layer and a hand-written input VJP."""
+    """Forward with a tape of (input, output) per layer and a hand-written input VJP.
+
+    For layers ``h_{k+1} = phi_k(h_k)`` the VJP is ``v_k = v_{k+1} d phi_k / d h_k`` from the last
+    layer down (``v W`` for a Linear ``h W^T + b``, ``v * phi'(h)`` for a point-wise ``phi``).
+    """
 
     def __init__(self, layers: list[nn.Module]) -> None:
         self.pairs = [pair for pair in map(_layer_pair, layers) if pair is not None]
@@ -146,6 +153,7 @@ class _MLPJet:
         return (h if pairs is self.pairs else None), tape
 
     def vjp(self, tape: list[Any], v: torch.Tensor) -> torch.Tensor:
+        """``v^T d out / d in``: [B, *out] -> [B, *in] (``tape`` from :meth:`forward` with ``need_grad``)."""
         for (_, bwd), (inp, out) in zip(reversed(self.pairs), reversed(tape), strict=True):
             v = bwd(v, inp, out)
         return v
@@ -180,6 +188,7 @@ class _AutogradJet:
         return out.detach(), (leaf, out)
 
     def vjp(self, tape: Any, v: torch.Tensor) -> torch.Tensor:
+        """``v^T d out / d in`` through autograd: [B, *out] -> [B, *in]."""
         leaf, out = tape
         (g,) = torch.autograd.grad(out, leaf, grad_outputs=v)
         return g
@@ -195,6 +204,12 @@ def is_dense_stack(module: nn.Module) -> bool:
 
 
 def jet(module: nn.Module) -> _MLPJet | _AutogradJet:
-    """Forward + input-VJP for ``module``: hand-written for MLP stacks, autograd otherwise."""
+    """Forward + input-VJP for ``module``: hand-written for MLP stacks, autograd otherwise.
+
+    The result has ``forward(h, need_grad, need_out=True) -> (out, tape)``,
+    ``vjp(tape, v) -> v^T d out / d h`` and ``vjp_sum(tape) -> d out.sum() / d h`` (per example).
+    It holds the module's parameter tensors, which optimisers update in place, so it stays valid
+    across optimiser steps (not across re-assigned parameters).
+    """
     layers = _flat_layers(module)
     return _MLPJet(layers) if layers is not None else _AutogradJet(module)

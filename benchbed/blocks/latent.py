@@ -1,30 +1,36 @@
-"""Shared parts of the generator models whose inference is Langevin-type dynamics (ABP, SRI, LEBM).
+"""Base class of generator models whose inference is Langevin-type posterior dynamics.
 
-All three share the observation model of methods.md §3/§4/§8:
+The models built on it (alternating back-propagation, short-run inference, the latent-space EBM
+prior) share the observation model
 
-    x_m = g(z) + eps,   eps ~ N(0, sigma^2 I)        (working scale, see :mod:`.scale`)
+    x_m = g(z) + eps,   eps ~ N(0, sigma^2 I)        (working scale, :mod:`benchbed.blocks.scaling`)
 
-and infer z by running the suite's posterior sampler on
+(Han et al., AAAI 2017, eq. 1; Pang et al., NeurIPS 2020, eq. 1) and infer z by running the suite's
+posterior sampler on
 
-    log p(z | x) = log p(x | z) + log p(z) + const      (methods.md §3 "Short-run Langevin")
+    log p(z | x) = log p(x | z) + log p(z) + const
 
-started from the prior's base N(0, I).  Subclasses choose the prior (:meth:`log_prior`,
-:meth:`sample_latent`) and the learning step.  Densities given to metrics are data-scale nats.
+started from the prior's base N(0, I).  Subclasses choose the prior (:meth:`~DynamicsGenerator.log_prior`,
+:meth:`~DynamicsGenerator.sample_latent`) and the learning step.  Densities given to metrics are
+data-scale nats.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from benchbed.blocks.chains import run_chains
+from benchbed.blocks.fused import GradFn, fused_log_density, jet
+from benchbed.blocks.gaussian import std_normal_log_prob
+from benchbed.blocks.scaling import DataScale
 from benchbed.contracts import Capability, LogDensity, Sampler, SetupContext
 from benchbed.model import LatentModel
-from benchbed_generators.dynamics import run_chains
-from benchbed_generators.fused import GradFn, fused_log_density, jet
-from benchbed_generators.scale import DataScale, std_normal_log_prob
+
+__all__ = ["EVAL_CHUNK", "GENERATOR_CAPABILITIES", "DynamicsGenerator"]
 
 #: Largest batch of chains one evaluation pass runs (bounds memory for big sample counts).
 EVAL_CHUNK = 1000
@@ -45,11 +51,17 @@ GENERATOR_CAPABILITIES = frozenset(
 class DynamicsGenerator(LatentModel):
     """Base class: a generator ``self.generator`` with Gaussian noise and posterior dynamics.
 
-    Subclasses must, in ``setup``, call :meth:`_setup_common` and assign ``self.generator``
-    (``[B, Z] -> [B, *D]`` working scale) and ``self.posterior_sampler``.
+    Subclasses set ``latent_dim``, ``obs_std`` and ``infer_rounds`` in ``__init__``, and in ``setup``
+    call :meth:`_setup_common` and assign ``self.generator`` (``[B, Z] -> [B, *D]`` working scale)
+    and ``self.posterior_sampler``.
     """
 
     capabilities = GENERATOR_CAPABILITIES
+
+    #: Whether the model may hand samplers fused log-densities (:mod:`benchbed.blocks.fused`).  A
+    #: subclass whose sampler differentiates twice (e.g. learns its step size through the chain)
+    #: sets this to ``False``: fused gradients are not differentiable again.
+    supports_fused: ClassVar[bool] = True
 
     #: Name used in error messages ("model 'abp'").
     model_name = "generator"
@@ -59,9 +71,16 @@ class DynamicsGenerator(LatentModel):
     infer_rounds: int
     generator: nn.Module
     posterior_sampler: Sampler
+    fused: bool
 
     def _setup_common(self, ctx: SetupContext, image_range: str = "pm1") -> None:
-        """Device, data scale and checks shared by every subclass."""
+        """Device, data scale, engine options and checks shared by every subclass.
+
+        Sets ``self.fused`` from ``ctx.engine.fused`` (``None`` = on) and :attr:`supports_fused`.
+
+        Raises:
+            ValueError: no sampler provider, ``obs_std <= 0`` or ``infer_rounds < 1``.
+        """
         if ctx.sampler is None:
             raise ValueError(f"model {self.model_name!r} needs a sampler provider (ModelSpec.uses_sampler=True)")
         if self.obs_std <= 0:
@@ -69,18 +88,21 @@ class DynamicsGenerator(LatentModel):
         if self.infer_rounds < 1:
             raise ValueError(f"model {self.model_name!r}: infer_rounds must be >= 1, got {self.infer_rounds}")
         self.device = ctx.device
+        self.fused = self.supports_fused and ctx.engine.fused is not False
         self.scale = DataScale(ctx.info, image_range)
         self._inv_two_var = 1.0 / (2.0 * self.obs_std**2)
         # log N normaliser of the D coordinates plus the scale map's Jacobian: a constant in z.
-        self._lik_const = -self.scale.dim * (math.log(self.obs_std) + 0.5 * math.log(2 * math.pi)) + self.scale.log_det
+        self._lik_const = (
+            -self.scale.dim * (math.log(self.obs_std) + 0.5 * math.log(2 * math.pi)) + self.scale.log_det()
+        )
 
     # --------------------------------------------------------------------------- densities
     def sample_prior_base(self, n: int) -> torch.Tensor:
-        """z ~ N(0, I): [n, Z] (the prior itself for ABP/SRI, its base p0 for LEBM)."""
+        """z ~ N(0, I): [n, Z] (the prior itself when Gaussian, its base p0 for an EBM prior)."""
         return torch.randn(n, self.latent_dim, device=self.device)
 
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:
-        """log N(z; 0, I): [B, Z] -> [B].  LEBM overrides with f(z) + log p0(z)."""
+        """log N(z; 0, I): [B, Z] -> [B].  An EBM prior overrides it with f(z) + log p0(z)."""
         return std_normal_log_prob(z)
 
     def sq_err(self, x_m: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -94,10 +116,11 @@ class DynamicsGenerator(LatentModel):
     def posterior_log_density(self, x_m: torch.Tensor) -> LogDensity:
         """``z -> log p(x|z) + log_prior(z)`` [B], up to a constant (one graph, one gradient per step).
 
-        With ``self.fused`` the gradient comes from :mod:`.fused` (same value and gradient, fewer
-        ops); otherwise it is a plain autograd closure (needed by samplers that take Hessians).
+        With ``self.fused`` the gradient comes from :mod:`benchbed.blocks.fused` (same value and
+        gradient, fewer ops); otherwise it is a plain autograd closure (needed by samplers that take
+        Hessians).
         """
-        if getattr(self, "fused", False):
+        if self.fused:
             return fused_log_density(self._fused_fn(x_m))
 
         def log_density(z: torch.Tensor) -> torch.Tensor:
@@ -154,7 +177,7 @@ class DynamicsGenerator(LatentModel):
         ).z
 
     def sample_latent(self, n: int) -> torch.Tensor:
-        """z from the model's prior: [n, Z].  N(0, I) here; LEBM runs its prior sampler."""
+        """z from the model's prior: [n, Z].  N(0, I) here; an EBM prior runs its prior sampler."""
         return self.sample_prior_base(n)
 
     # --------------------------------------------------------------------------- capabilities
@@ -186,7 +209,7 @@ class DynamicsGenerator(LatentModel):
         return self.log_lik_m(self.scale.to_model(x), z) + self.log_prior(z)
 
     def anomaly_score(self, x: torch.Tensor) -> torch.Tensor:
-        """-log p(x, z) at z inferred by posterior dynamics (the LEBM papers' score): [B]."""
+        """-log p(x, z) at z inferred by posterior dynamics (the score of the latent-EBM papers): [B]."""
         return -self.log_joint(x, self.infer(x))
 
     def extra_state(self) -> dict[str, Any]:

@@ -1,19 +1,16 @@
-"""Diagonal-Gaussian pieces: log densities, KL to N(0, I), and a conditional Gaussian layer.
+"""The conditional diagonal Gaussian layer of Cui et al.'s hierarchical latent EBM.
 
-Every log density here is *normalised* (the ``-0.5 log 2 pi`` terms included) and summed over the
-last (latent) dimension, so shapes go ``[..., d] -> [...]``.
+Its log density is normalised (the ``-0.5 log 2 pi`` terms included) and summed over the last
+(latent) dimension, so shapes go ``[..., d] -> [...]`` (:func:`benchbed.blocks.gaussian.normal_log_prob`).
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from benchbed_ebm.nets import mlp
-
-LOG_2PI = math.log(2.0 * math.pi)
+from benchbed.blocks.gaussian import normal_log_prob
+from benchbed.blocks.nets import mlp
 
 #: Cui et al. add 0.01 to every conditional standard deviation (``Normal`` in ``train_cifar10.py``)
 #: so that p(z_l | z_{l+1}) never collapses to a point.
@@ -21,22 +18,6 @@ SIGMA_FLOOR = 0.01
 
 #: Upper clamp on a log standard deviation, only to keep ``exp`` finite if a net runs away.
 LOG_SIGMA_MAX = 5.0
-
-
-def normal_log_prob(z: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """``sum_i log N(z_i; mu_i, sigma_i^2)`` over the last dim; broadcasts ``[..., d] -> [...]``."""
-    u = (z - mu) / sigma
-    return (-0.5 * u * u - torch.log(sigma) - 0.5 * LOG_2PI).sum(dim=-1)
-
-
-def std_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
-    """``log N(z; 0, I)`` summed over the last dim: ``[..., d] -> [...]``."""
-    return (-0.5 * z * z - 0.5 * LOG_2PI).sum(dim=-1)
-
-
-def kl_to_std_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """``KL(N(mu, exp(logvar)) || N(0, I))`` summed over the last dim (the VAE closed form)."""
-    return 0.5 * (mu * mu + logvar.exp() - 1.0 - logvar).sum(dim=-1)
 
 
 class ConditionalGaussian(nn.Module):

@@ -70,13 +70,13 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt, MinLen
 
+from benchbed.blocks.gaussian import LOG_2PI, std_normal_log_prob
+from benchbed.blocks.scaling import DataScale
 from benchbed.contracts import Batch, Sampler, SetupContext
 from benchbed.model import LatentModel
-from benchbed_ebm.gaussian import LOG_2PI, std_normal_log_prob
 from benchbed_ebm.inference import BottomUpInference, BottomUpPosterior
 from benchbed_ebm.joint_prior import JointLatentPrior
 from benchbed_ebm.nets import Decoder, uses_conv
-from benchbed_ebm.scaling import DataScale
 
 SCHEMES = ("mle", "variational")
 MCMC_SPACES = ("auto", "z", "residual")
@@ -142,7 +142,7 @@ class HLEBM(LatentModel):
             raise ValueError("hlebm: needs a sampler provider (ModelSpec uses_sampler=True)")
         shape = ctx.info.shape
         width = self.channels if uses_conv(shape) else self.hidden
-        self.scale = DataScale(ctx.info, ctx.train)
+        self.scale = DataScale(ctx.info, train=ctx.train)
         self.prior = JointLatentPrior(self.latent_dims, cond_width=self.cond_width, cond_layers=self.cond_layers,
                                       ebm_widths=self.ebm_widths, ebm_layers=self.ebm_layers,
                                       cond_skip=self.prior_skip)
@@ -251,10 +251,6 @@ class HLEBM(LatentModel):
     def sample_prior_base(self, n: int) -> torch.Tensor:
         """Ancestral samples ``[n, Z]`` of the prior's Gaussian hierarchy (the EBM's base density)."""
         return self.prior.sample_base(n)
-
-    def log_prior_base(self, z: torch.Tensor) -> torch.Tensor:
-        """Normalised log density ``[B]`` of :meth:`sample_prior_base`'s distribution."""
-        return self.prior.base_log_prob(z)
 
     def log_partition(self, n: int) -> tuple[float, int]:
         """``log Z ≈ logsumexp_j sum_l f_l(z_j) - log n``, z_j from the base (biased low; methods §10)."""

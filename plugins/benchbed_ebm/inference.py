@@ -13,7 +13,8 @@ import torch
 from torch import nn
 from torch.distributions import Distribution, constraints
 
-from benchbed_ebm.gaussian import LOG_SIGMA_MAX, SIGMA_FLOOR, ConditionalGaussian, normal_log_prob
+from benchbed.blocks.gaussian import normal_log_prob
+from benchbed_ebm.gaussian import LOG_SIGMA_MAX, SIGMA_FLOOR, ConditionalGaussian
 from benchbed_ebm.nets import Encoder
 
 

@@ -25,8 +25,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from benchbed_ebm.gaussian import ConditionalGaussian, std_normal_log_prob
-from benchbed_ebm.nets import mlp
+from benchbed.blocks.gaussian import std_normal_log_prob
+from benchbed.blocks.nets import mlp
+from benchbed_ebm.gaussian import ConditionalGaussian
 
 
 def _pick(values: Sequence[int], i: int) -> int:

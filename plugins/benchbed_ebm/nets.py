@@ -14,25 +14,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from benchbed.blocks.nets import mlp
+
 CONV_SIZES = (28, 32)
 
 
 def uses_conv(shape: Sequence[int]) -> bool:
     """Whether a data shape gets convolutional nets: square 28x28 or 32x32 images."""
     return len(shape) == 3 and shape[1] == shape[2] and shape[1] in CONV_SIZES
-
-
-def mlp(sizes: Sequence[int], *, out_act: nn.Module | None = None) -> nn.Sequential:
-    """``Linear -> LeakyReLU(0.2)`` between consecutive ``sizes``; no activation after the last layer
-    unless ``out_act`` is given."""
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(nn.LeakyReLU(0.2))
-    if out_act is not None:
-        layers.append(out_act)
-    return nn.Sequential(*layers)
 
 
 class Decoder(nn.Module):

@@ -43,12 +43,13 @@ import torch.nn.functional as F
 from annotated_types import Ge, Gt
 from torch.distributions import Independent, Normal
 
+from benchbed.blocks.gaussian import LOG_2PI, kl_to_std_normal, std_normal_log_prob
+from benchbed.blocks.nets import mlp
+from benchbed.blocks.scaling import DataScale
 from benchbed.contracts import Batch, SetupContext
 from benchbed.model import LatentModel
-from benchbed_ebm.gaussian import LOG_2PI, kl_to_std_normal, std_normal_log_prob
 from benchbed_ebm.labels import index_digest, select_labelled
-from benchbed_ebm.nets import Decoder, Encoder, mlp, uses_conv
-from benchbed_ebm.scaling import DataScale
+from benchbed_ebm.nets import Decoder, Encoder, uses_conv
 
 #: Official prior Langevin (``e_l_steps=100``, ``e_l_step_size=0.4``).
 PRIOR_DEFAULTS = {"n_steps": 100, "step_size": 0.4}
@@ -107,7 +108,7 @@ class SVEBM(LatentModel):
             raise ValueError("svebm: needs a sampler provider (ModelSpec uses_sampler=True)")
         width = self.channels if uses_conv(info.shape) else self.hidden
         self.n_classes = info.n_classes
-        self.scale = DataScale(info, ctx.train)
+        self.scale = DataScale(info, train=ctx.train)
         self.enc = Encoder(info.shape, 2 * self.latent_dim, width=width)
         self.gen = Decoder(self.latent_dim, info.shape, width=width, image=info.kind == "image")
         # f: R^d -> R^K, official 100 -> 200 -> 200 -> K (nz -> ndf -> ndf -> nez), LeakyReLU 0.2.

@@ -39,11 +39,11 @@ import torch
 from annotated_types import Ge, Gt, Interval
 from torch import nn
 
+from benchbed.blocks.scaling import DataScale
 from benchbed.contracts import Batch, SetupContext
 from benchbed.model import LatentModel
 from benchbed.params import AllowInf
 from benchbed_ebm.nets import Decoder, Encoder, uses_conv
-from benchbed_ebm.scaling import DataScale
 
 
 def _conv_init(m: nn.Module) -> None:
@@ -89,7 +89,7 @@ class DivergenceTriangle(LatentModel):
     def setup(self, ctx: SetupContext) -> None:
         info = ctx.info
         width = self.channels if uses_conv(info.shape) else self.hidden
-        self.scale = DataScale(info, ctx.train)
+        self.scale = DataScale(info, train=ctx.train)
         self.gen = Decoder(self.latent_dim, info.shape, width=width, image=info.kind == "image")
         self.enc = Encoder(info.shape, 2 * self.latent_dim, width=width)
         self.energy = Encoder(info.shape, 1, width=width)

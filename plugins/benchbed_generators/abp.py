@@ -19,10 +19,10 @@ from typing import Annotated, Any
 import torch
 from annotated_types import Ge, Gt
 
+from benchbed.blocks.chains import run_chains
+from benchbed.blocks.latent import DynamicsGenerator
+from benchbed.blocks.nets import build_generator, resolve_arch
 from benchbed.contracts import Batch, SetupContext
-from benchbed_generators.base import DynamicsGenerator
-from benchbed_generators.dynamics import run_chains
-from benchbed_generators.nets import build_generator, resolve_arch
 
 
 class ABP(DynamicsGenerator):
@@ -30,7 +30,7 @@ class ABP(DynamicsGenerator):
 
     Args:
         latent_dim: size of z.
-        arch: "auto", "mlp" or "conv" (see :func:`benchbed_generators.nets.resolve_arch`).
+        arch: "auto", "mlp" or "conv" (see :func:`benchbed.blocks.nets.resolve_arch`).
         hidden: MLP hidden widths of the generator.
         lr: Adam learning rate of the generator.
         obs_std: observation std sigma in the working scale (images in [-1, 1]).
@@ -40,8 +40,10 @@ class ABP(DynamicsGenerator):
             A sampler that has its own ``persistent`` setting (``langevin``) receives this value as
             its default, and the suite's sampler setting, when given, decides.
         infer_rounds: consecutive posterior sampler runs at test time (chains start at N(0, I)).
-        fused: hand the sampler a log-density with a hand-written MLP gradient (:mod:`.fused`);
-            same values and gradients, fewer operations per step.
+
+    The engine option ``fused`` (``SetupContext.engine``) decides whether the sampler gets a
+    log-density with a hand-written MLP gradient (:mod:`benchbed.blocks.fused`): the same values and
+    gradients up to floating-point rounding, fewer operations per step.
     """
 
     model_name = "abp"
@@ -58,7 +60,6 @@ class ABP(DynamicsGenerator):
         step_size: Annotated[float, Gt(0)] = 0.1,
         persistent: bool = True,
         infer_rounds: Annotated[int, Gt(0)] = 3,
-        fused: bool = True,
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
@@ -70,7 +71,6 @@ class ABP(DynamicsGenerator):
         self.step_size = step_size
         self.persistent = persistent
         self.infer_rounds = infer_rounds
-        self.fused = fused
 
     def setup(self, ctx: SetupContext) -> None:
         """Build the generator, its optimiser, the posterior sampler and the chain bank."""

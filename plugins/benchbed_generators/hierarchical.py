@@ -1,4 +1,4 @@
-"""Multi-layer generator with whitened latents, for SRI with L > 1 (methods.md §4, the L=5 model).
+"""Multi-layer generator with whitened latents, for SRI with L > 1 (Nijkamp et al. 2019's L=5 model).
 
 The official SRI code feeds each lower latent layer through a "Stochastic" layer: the features of
 the layers above give a mean and log-variance, and the layer's latent is ``mean + exp(logvar/2) * z_l``
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from benchbed.blocks.nets import build_generator, mlp
 from benchbed.contracts import DatasetInfo
-from benchbed_generators.nets import build_generator, mlp
 
 
 class HierarchicalGenerator(nn.Module):

@@ -19,11 +19,11 @@ from typing import Annotated
 import torch
 from annotated_types import Ge, Gt, Interval, MinLen
 
+from benchbed.blocks.chains import frozen, run_chains
+from benchbed.blocks.latent import DynamicsGenerator
+from benchbed.blocks.nets import build_generator, resolve_arch
 from benchbed.contracts import Batch, SetupContext
-from benchbed_generators.base import DynamicsGenerator
-from benchbed_generators.dynamics import frozen, run_chains
 from benchbed_generators.hierarchical import HierarchicalGenerator
-from benchbed_generators.nets import build_generator, resolve_arch
 
 
 class SRI(DynamicsGenerator):
@@ -44,6 +44,9 @@ class SRI(DynamicsGenerator):
     """
 
     model_name = "sri"
+    # The step-size learning differentiates through the chain (a second derivative of log p):
+    # fused gradients are not differentiable again, so the plain autograd closures are used.
+    supports_fused = False
 
     def __init__(
         self,

@@ -22,10 +22,11 @@ from annotated_types import Gt
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
+from benchbed.blocks.gaussian import gaussian_log_lik, kl_to_std_normal, std_normal_log_prob
+from benchbed.blocks.nets import build_encoder, build_generator, resolve_arch
+from benchbed.blocks.scaling import DataScale
 from benchbed.contracts import Batch, Capability, SetupContext
 from benchbed.model import LatentModel
-from benchbed_generators.nets import build_encoder, build_generator, resolve_arch
-from benchbed_generators.scale import DataScale, gaussian_log_lik, std_normal_log_prob
 
 # Below this observation std (working scale) the Gaussian likelihood can blow up on flat pixels.
 _MIN_LOG_STD = math.log(1e-3)
@@ -36,7 +37,7 @@ class VAE(LatentModel):
 
     Args:
         latent_dim: size of z.
-        arch: "auto", "mlp" or "conv" (see :func:`benchbed_generators.nets.resolve_arch`).
+        arch: "auto", "mlp" or "conv" (see :func:`benchbed.blocks.nets.resolve_arch`).
         hidden: MLP hidden widths of the decoder (the encoder mirrors them).
         lr: Adam learning rate.
         obs_std: observation std sigma in the working scale (the initial value when learned).
@@ -101,12 +102,12 @@ class VAE(LatentModel):
 
     def _log_lik(self, x_m: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x|z) of the *data-scale* x, nats: [B]."""
-        return gaussian_log_lik(x_m, self.decoder(z), self._log_std()) + self.scale.log_det
+        return gaussian_log_lik(x_m, self.decoder(z), self._log_std()) + self.scale.log_det()
 
     def _neg_elbo(self, x_m: torch.Tensor, n: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """(-ELBO [B], KL [B]) with ``n`` reparameterised samples and the analytic KL."""
         mu, logvar = self._encode(x_m)
-        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
+        kl = kl_to_std_normal(mu, logvar)
         std = (0.5 * logvar).exp()
         rec = torch.stack([self._log_lik(x_m, mu + std * torch.randn_like(std)) for _ in range(n)]).mean(0)
         return kl - rec, kl

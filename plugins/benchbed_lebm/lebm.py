@@ -1,9 +1,9 @@
-"""Latent-space EBM prior, LEBM (Pang, Han, Nijkamp, Zhu, Wu, NeurIPS 2020; methods.md §3).
+"""Latent-space EBM prior, LEBM (Pang, Han, Nijkamp, Zhu, Wu, NeurIPS 2020).
 
 Model:  p(x, z) = p_alpha(z) p_beta(x | z),
         p_alpha(z) = exp(f_alpha(z)) N(z; 0, I) / Z(alpha),   p_beta(x | z) = N(g_beta(z), sigma^2 I).
 
-Learning (MLE with short-run MCMC, methods.md §3 "Learning gradients"):
+Learning (MLE with short-run MCMC, the paper's learning gradients):
     d/d alpha log p(x) = E_{p(z|x)}[grad f(z)] - E_{p_alpha(z)}[grad f(z)]   (Z(alpha) cancels)
     d/d beta  log p(x) = E_{p(z|x)}[grad_beta log p_beta(x|z)]
 Both expectations use non-persistent short-run chains from N(0, I): the suite's "prior" sampler on
@@ -22,12 +22,12 @@ import torch
 from annotated_types import Ge, Gt, Interval
 from torch import nn
 
+from benchbed.blocks.chains import accepts_generator, frozen, run_chains, run_concurrently
+from benchbed.blocks.fused import fused_log_density, is_dense_stack, jet
+from benchbed.blocks.gaussian import std_normal_log_prob
+from benchbed.blocks.latent import GENERATOR_CAPABILITIES, DynamicsGenerator
+from benchbed.blocks.nets import ARCHS, build_generator, resolve_arch
 from benchbed.contracts import Batch, Capability, SetupContext
-from benchbed_generators.base import GENERATOR_CAPABILITIES, DynamicsGenerator
-from benchbed_generators.dynamics import accepts_generator, frozen, run_chains, run_concurrently
-from benchbed_generators.fused import fused_log_density, is_dense_stack, jet
-from benchbed_generators.nets import ARCHS, build_generator, resolve_arch
-from benchbed_generators.scale import std_normal_log_prob
 from benchbed_lebm.nets import EnergyMLP, Ref32Generator
 
 
@@ -49,12 +49,16 @@ class LEBM(DynamicsGenerator):
         lr_decay: learning-rate factor per epoch of the training split (official 0.998).
         infer_rounds: posterior sampler runs at test time (1 = the official K1 steps).
         partition_samples: default J for :meth:`log_partition`.
-        fused: give the samplers log-densities with hand-written MLP gradients (:mod:`.fused`);
-            identical values and gradients, fewer operations per step.
-        parallel_chains: on a CPU with >= 2 intra-op threads and an MLP generator, run the prior and
-            posterior chains of a training step side by side in two threads (each seeded from the
-            global RNG, so runs stay reproducible).  Needs a sampler whose ``sample`` takes
-            ``generator``.
+
+    Engine options (``SetupContext.engine``, not hyperparameters):
+
+    * ``fused`` (``None`` = on): give the samplers log-densities with hand-written MLP gradients
+      (:mod:`benchbed.blocks.fused`): the same values and gradients up to floating-point rounding.
+    * ``concurrent_chains`` (``None`` = automatic: a CPU with >= 2 intra-op threads and an MLP
+      generator): run the prior and posterior chains of a training step side by side in two
+      threads.  It changes no number: the two chain sets always draw their noise from two per-step
+      ``torch.Generator`` objects seeded from the global RNG (when both samplers accept
+      ``generator``; otherwise they use the global RNG, one after the other).
     """
 
     model_name = "lebm"
@@ -81,8 +85,6 @@ class LEBM(DynamicsGenerator):
         lr_decay: Annotated[float, Gt(0)] = 0.998,
         infer_rounds: Annotated[int, Gt(0)] = 1,
         partition_samples: Annotated[int, Gt(0)] = 10000,
-        fused: bool = True,
-        parallel_chains: bool = True,
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
@@ -103,8 +105,6 @@ class LEBM(DynamicsGenerator):
         self.lr_decay = lr_decay
         self.infer_rounds = infer_rounds
         self.partition_samples = partition_samples
-        self.fused = fused
-        self.parallel_chains = parallel_chains
 
     # --------------------------------------------------------------------------- building
     def _build_generator(self, ctx: SetupContext) -> nn.Module:
@@ -139,6 +139,10 @@ class LEBM(DynamicsGenerator):
             "energy": torch.optim.Adam(self.energy.parameters(), lr=self.lr_e, betas=betas),
         }
         self._steps_per_epoch = max(1, len(ctx.train) // max(1, min(ctx.budget.batch_size, len(ctx.train))))
+        # Per-chain-set generators need samplers that take them; a third-party sampler without the
+        # keyword runs on the global RNG, sequentially.
+        self._seeded_chains = accepts_generator(self.prior_sampler) and accepts_generator(self.posterior_sampler)
+        self._concurrent_option = ctx.engine.concurrent_chains
 
     def _networks(self) -> tuple[nn.Module, ...]:
         return (self.generator, self.energy)
@@ -160,7 +164,7 @@ class LEBM(DynamicsGenerator):
         return run_chains(self.prior_sampler, log_density, z0, self.energy, generator=generator).z
 
     def log_partition(self, n: int | None = None) -> tuple[float, int]:
-        """log Z = log E_{N(0,I)}[exp f(z)] ~ logsumexp_j f(z_j) - log J, z_j ~ N(0, I) (methods.md §10).
+        """log Z = log E_{N(0,I)}[exp f(z)] ~ logsumexp_j f(z_j) - log J, z_j ~ N(0, I).
 
         Unbiased for Z, biased low for log Z (Jensen).  Returns ``(estimate, J)``.
         """
@@ -198,48 +202,52 @@ class LEBM(DynamicsGenerator):
         opt_e.step()
         return {"loss_e": loss_e.item(), "f_post": f_post.item(), "f_prior": f_prior.item()}
 
-    def _side_by_side(self) -> bool:
-        """Whether :attr:`parallel_chains` applies: CPU, >= 2 intra-op threads, seedable samplers, and
-        a dense (MLP) generator.  A conv generator's chains are arithmetic-bound and use both cores
-        through intra-op threads already; pinning them to one thread would halve their speed."""
-        return (
-            self.parallel_chains
-            and self.device.type == "cpu"
-            and torch.get_num_threads() >= 2
-            and is_dense_stack(self.generator)
-            and accepts_generator(self.prior_sampler)
-            and accepts_generator(self.posterior_sampler)
-        )
+    def _concurrent(self) -> bool:
+        """Whether this step's two chain sets run in two threads (never changes the numbers).
+
+        ``EngineOptions.concurrent_chains`` decides; ``None`` means: on a CPU with >= 2 intra-op
+        threads and a dense (MLP) generator.  A conv generator's chains are arithmetic-bound and use
+        both cores through intra-op threads already; pinning them to one thread would halve their
+        speed.  Without per-chain generators (see :meth:`setup`) the chains never run concurrently.
+        """
+        if not self._seeded_chains:
+            return False
+        if self._concurrent_option is not None:
+            return self._concurrent_option
+        return self.device.type == "cpu" and torch.get_num_threads() >= 2 and is_dense_stack(self.generator)
 
     def train_step(self, batch: Batch, step: int) -> Mapping[str, float]:
         """Posterior and prior short-run chains, one Adam step for g, one for f.
 
-        Side by side (:attr:`parallel_chains`): thread A runs the posterior chains and then the
-        generator step, thread B the prior chains.  The prior chains never read g, so this is the
-        same algorithm as the sequential order (chains, g step, f step); only the noise comes from
-        two per-step generators instead of the global stream.
+        One code path: the posterior chains followed by the generator step form one task, the prior
+        chains another.  The prior chains never read g, so running the tasks side by side
+        (:meth:`_concurrent`) or one after the other is the same algorithm as the paper's order
+        (chains, g step, f step), and since each task draws its noise from its own
+        ``torch.Generator`` seeded from the global RNG, both give bitwise the same numbers.
         """
         self._set_lr(step)
         x_m = self.scale.to_model(batch.x.to(self.device))
         b = x_m.shape[0]
-        if not self._side_by_side():
-            z_post, z_prior = self.infer_m(x_m), self.sample_latent(b)
-            loss_g = self._learn_generator(z_post, x_m)
-            return {"loss_g": loss_g, **self._learn_energy(z_post, z_prior)}
-
-        # Each chain set gets its own generator seeded from the global RNG: reproducible, resumable.
-        gen_post, gen_prior = (
-            torch.Generator(device=self.device).manual_seed(s) for s in torch.randint(0, 2**62, (2,)).tolist()
-        )
+        gen_post: torch.Generator | None = None
+        gen_prior: torch.Generator | None = None
+        if self._seeded_chains:
+            # Seeded from the global RNG: reproducible and resumable like the rest of the run.
+            gen_post, gen_prior = (
+                torch.Generator(device=self.device).manual_seed(s) for s in torch.randint(0, 2**62, (2,)).tolist()
+            )
 
         def posterior_then_generator() -> tuple[torch.Tensor, float]:
             z0 = torch.randn(b, self.latent_dim, device=self.device, generator=gen_post)
-            with frozen(self.generator):  # only this thread touches g
+            with frozen(self.generator):  # only this task touches g
                 z = run_chains(self.posterior_sampler, self.posterior_log_density(x_m), z0, generator=gen_post).z
             return z, self._learn_generator(z, x_m)
 
-        with frozen(self.energy):  # both threads read f; neither writes it
-            (z_post, loss_g), z_prior = run_concurrently(
-                posterior_then_generator, lambda: self.sample_latent(b, gen_prior)
-            )
+        def prior() -> torch.Tensor:
+            return self.sample_latent(b, gen_prior)
+
+        with frozen(self.energy):  # both tasks read f; neither writes it
+            if self._concurrent():
+                (z_post, loss_g), z_prior = run_concurrently(posterior_then_generator, prior)
+            else:
+                (z_post, loss_g), z_prior = posterior_then_generator(), prior()
         return {"loss_g": loss_g, **self._learn_energy(z_post, z_prior)}

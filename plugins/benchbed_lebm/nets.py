@@ -1,4 +1,4 @@
-"""Networks of the latent-space EBM prior model (methods.md §3, "Architectures for 32x32").
+"""Networks of the latent-space EBM prior model (Pang et al. 2020, and its official 32x32 nets).
 
 * :func:`energy_mlp`: the prior's MLP, ``nz -> 200 -> 200 -> 1`` with GELU by default; its Linear
   layers keep PyTorch's default init, as in the official code.  It outputs f(z) (negative energy).

@@ -213,7 +213,7 @@ def test_lebm_ref32_architecture(digits: Any) -> None:
 
 
 def test_dynamics_models_chunk_large_requests(monkeypatch: pytest.MonkeyPatch, gmm8: Any) -> None:
-    import benchbed_generators.base as base
+    import benchbed.blocks.latent as base
 
     monkeypatch.setattr(base, "EVAL_CHUNK", 3)
     model, _ = fit("lebm", gmm8, steps=0, params=SMALL["lebm"])
