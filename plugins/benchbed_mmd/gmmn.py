@@ -6,7 +6,7 @@ linear output for vector data, whose coordinates are unbounded).  Training minim
     L = sqrt(MMD_b^2({G(z_i)}, {x_j}))                                  (Li et al. 2015, eq. 4 + §3.3)
 
 with the biased V-statistic of a sum of Gaussian kernels ``sum_q exp(-d^2 / (2 v_q))`` (v_q are
-variances; :mod:`benchbed_mmd.kernels`), a fresh noise batch every step, and as many generated
+variances; :mod:`benchbed.blocks.mmd`), a fresh noise batch every step, and as many generated
 samples as data points unless ``n_samples`` says otherwise (official: 1000 + 1000).
 
 Defaults follow the official MNIST input-space run (``train.py: mnist_mmd_input_space``) where they

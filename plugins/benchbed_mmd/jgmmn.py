@@ -14,7 +14,7 @@ The formulation implemented here (our reconstruction, not the paper's text):
       k((x, z), (x', z')) = k_x(x, x') * k_z(z, z'),   i.e.  K = K_x ∘ K_z (elementwise),
 
   each factor a sum of Gaussian kernels ``sum_q exp(-d^2 / (2 v_q))``, estimated by the biased
-  V-statistic over the n + m pairs (:func:`benchbed_mmd.mmd.joint_mmd2`).
+  V-statistic over the n + m pairs (:func:`benchbed.blocks.mmd.joint_mmd2`).
 * Multi-modal regulariser: R = MMD^2({E(x_j)}, {z_i}) with the z-kernel, i.e. the inferred codes
   are matched to samples of the structured prior.
 * Loss, minimised over G and E jointly with one optimiser (sqrt as in GMMN, Li et al. 2015 §3.3):

@@ -1,9 +1,9 @@
 """Hamiltonian Monte Carlo with a per-chain Metropolis correction and dual-averaging step sizes.
 
 One transition (:func:`benchbed.blocks.transitions.hmc_step`; Neal 2011, "MCMC using Hamiltonian
-dynamics", eqs. 5.18-5.20 and §5.3.2.1): draw a momentum ``p ~ N(0, I)``, run ``n_leapfrog`` leapfrog steps of size ``eps`` on
-``H(z, p) = -log p(z) + |p|^2 / 2`` and accept the end point with probability
-``min(1, exp(H_old - H_new))``, independently for each chain.  A proposal whose Hamiltonian is not
+dynamics", eqs. 5.18-5.20 and §5.3.2.1): draw a momentum ``p ~ N(0, I)``, run ``n_leapfrog``
+leapfrog steps of size ``eps`` on ``H(z, p) = -log p(z) + |p|^2 / 2`` and accept the end point
+with probability ``min(1, exp(H_old - H_new))``, independently for each chain.  A proposal whose Hamiltonian is not
 finite is rejected, so a diverging trajectory never leaves the chain.
 
 Step-size adaptation (``adapt=True``): during the first ``adapt_steps`` transitions the log step
