@@ -1,5 +1,8 @@
 """The speed paths change no numbers: fused log-densities equal the autograd closures (value and
-gradient), and LEBM's side-by-side chains are reproducible and leave the thread setting unchanged."""
+gradient), and LEBM's concurrent chains give bitwise the weights of the sequential order.
+
+The engine options (``EngineOptions.fused``, ``EngineOptions.concurrent_chains``) are not model
+hyperparameters, so these tests set models up with :func:`benchbed.training.setup_model`."""
 
 from __future__ import annotations
 
@@ -8,11 +11,11 @@ from typing import Any
 import pytest
 import torch
 
-from benchbed.contracts import Batch, Budget, DataBundle, DatasetInfo, Split
-from benchbed.testing import bound_sampler, build_model, fit
+from benchbed.blocks.chains import run_concurrently
+from benchbed.blocks.fused import fused_log_density
+from benchbed.contracts import Batch, Budget, DataBundle, DatasetInfo, EngineOptions, Split
+from benchbed.testing import bound_sampler, build_model
 from benchbed.training import setup_model
-from benchbed_generators.dynamics import run_concurrently
-from benchbed_generators.fused import fused_log_density
 from benchbed_lebm.nets import ColumnConvTranspose2d, ProjectionConvTranspose2d, Ref32Generator
 
 
@@ -21,6 +24,14 @@ def _value_and_grad(log_density: Any, z: torch.Tensor) -> tuple[torch.Tensor, to
     value = log_density(z)
     (grad,) = torch.autograd.grad(value.sum(), z)
     return value.detach(), grad
+
+
+def _setup(name: str, params: dict[str, Any], bundle: DataBundle, engine: EngineOptions, seed: int = 0) -> Any:
+    """A model built and set up (not trained) with the given engine options."""
+    model = build_model(name, params)
+    setup_model(model, bundle, Budget(1, 50), seed=seed, device=torch.device("cpu"),
+                sampler=bound_sampler(name, None), engine=engine)
+    return model
 
 
 def _image_bundle(side: int) -> DataBundle:
@@ -44,9 +55,9 @@ def test_fused_log_density_matches_autograd(
     name: str, params: dict[str, Any], data: str, request: pytest.FixtureRequest
 ) -> None:
     bundle = _image_bundle(16) if data == "conv16" else request.getfixturevalue(data)
-    fused, _ = fit(name, bundle, steps=0, params={**params, "fused": True})
-    plain = build_model(name, {**params, "fused": False})
-    setup_model(plain, bundle, Budget(1, 10), seed=0, device=torch.device("cpu"), sampler=bound_sampler(name, None))
+    fused = _setup(name, params, bundle, EngineOptions(fused=None))  # None = on
+    plain = _setup(name, params, bundle, EngineOptions(fused=False))
+    assert fused.fused and not plain.fused
     plain.load_state_dict(fused.state_dict())
     # Perturb the weights so that no activation sits at a trivial point.
     with torch.no_grad():
@@ -75,48 +86,97 @@ def test_fused_log_density_matches_autograd(
             assert torch.allclose(g, g_slow, rtol=1e-4, atol=1e-4)
 
 
-def test_run_concurrently_returns_both_results_and_restores_threads() -> None:
+_LEBM = {"latent_dim": 4, "hidden": (32, 32), "energy_hidden": (16, 16), "prior_steps": 5, "posterior_steps": 5}
+
+
+def _lebm_after_steps(bundle: DataBundle, engine: EngineOptions, steps: int = 3) -> dict[str, torch.Tensor]:
+    model = _setup("lebm", _LEBM, bundle, engine)
+    batch = Batch(bundle.train.x[:50], None, torch.arange(50))
+    torch.manual_seed(3)
+    for step in range(steps):
+        model.train_step(batch, step)
+    return model.state_dict()
+
+
+def test_lebm_concurrent_chains_change_no_number(digits: Any) -> None:
+    """One code path: the two chain sets draw from per-step generators seeded from the global RNG
+    whether they run in two threads or one after the other, so the weights are bitwise equal; the
+    concurrent path really runs (2 intra-op threads) and the thread setting is restored."""
+    n_threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        a = torch.randn(50, 50)
-        first, second = run_concurrently(lambda: (a @ a).sum(), lambda: (a.t() @ a).sum())
-        assert torch.allclose(first, (a @ a).sum()) and torch.allclose(second, (a.t() @ a).sum())
+        concurrent = _lebm_after_steps(digits, EngineOptions(concurrent_chains=True))
         assert torch.get_num_threads() == 2
-
-        def boom() -> None:
-            raise RuntimeError("chain failed")
-
-        with pytest.raises(RuntimeError, match="chain failed"):
-            run_concurrently(boom, lambda: a.sum())
-        assert torch.get_num_threads() == 2
+        again = _lebm_after_steps(digits, EngineOptions(concurrent_chains=True))
+        sequential = _lebm_after_steps(digits, EngineOptions(concurrent_chains=False))
+        automatic = _lebm_after_steps(digits, EngineOptions())  # CPU, 2 threads, MLP: concurrent
     finally:
-        torch.set_num_threads(1)
+        torch.set_num_threads(n_threads)
+    for key, value in concurrent.items():
+        assert torch.equal(value, again[key]), key
+        assert torch.equal(value, sequential[key]), key
+        assert torch.equal(value, automatic[key]), key
 
 
-def test_lebm_parallel_chains_are_reproducible(digits: Any) -> None:
-    """Two threads, each chain with its own generator seeded from the global RNG: same seed, same
-    weights; and the side-by-side path really runs (2 intra-op threads allowed)."""
-    params = {"latent_dim": 4, "hidden": (32, 32), "energy_hidden": (16, 16), "prior_steps": 5, "posterior_steps": 5}
-    batch = Batch(digits.train.x[:50], None, torch.arange(50))
-    torch.set_num_threads(2)
-    try:
-        states = []
-        for _ in range(2):
-            model, _ = fit("lebm", digits, steps=0, params=params)
-            torch.manual_seed(3)
-            for step in range(3):
-                model.train_step(batch, step)
-            states.append(model.state_dict())
-        sequential, _ = fit("lebm", digits, steps=0, params={**params, "parallel_chains": False})
-        torch.manual_seed(3)
-        for step in range(3):
-            sequential.train_step(batch, step)
-    finally:
-        torch.set_num_threads(1)
+def test_lebm_concurrent_option_decides_the_threads(digits: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """concurrent_chains=False never calls run_concurrently; True does (on one CPU thread, too)."""
+    import benchbed_lebm.lebm as lebm_module
+
+    calls: list[int] = []
+
+    def counting(first: Any, second: Any) -> Any:
+        calls.append(1)
+        return run_concurrently(first, second)
+
+    monkeypatch.setattr(lebm_module, "run_concurrently", counting)
+    _lebm_after_steps(digits, EngineOptions(concurrent_chains=False), steps=1)
+    assert not calls
+    _lebm_after_steps(digits, EngineOptions(concurrent_chains=True), steps=1)
+    assert calls
+
+
+def test_lebm_fused_option_changes_no_number_beyond_rounding(digits: Any) -> None:
+    """fused on vs off: the hand-written VJPs compute the same gradients as autograd, but with other
+    kernels and summation orders, so the last bits may differ and Langevin chains carry them on:
+    allclose, not equal."""
+    on = _lebm_after_steps(digits, EngineOptions(fused=True, concurrent_chains=False))
+    off = _lebm_after_steps(digits, EngineOptions(fused=False, concurrent_chains=False))
+    for key, value in on.items():
+        torch.testing.assert_close(value, off[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_lebm_without_seedable_samplers_runs_sequentially_on_the_global_rng(digits: Any) -> None:
+    """A sampler whose sample() takes no generator (a third-party one) gets the global RNG, one chain
+    set after the other, even when concurrent chains are asked for; still reproducible."""
+
+    class GlobalRNGSampler:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def sample(self, log_density: Any, z0: torch.Tensor) -> Any:
+            return self.inner.sample(log_density, z0)
+
+    class Provider:
+        name = "global_rng"
+
+        def __init__(self) -> None:
+            self.inner = bound_sampler("lebm", None)
+
+        def __call__(self, role: str, **defaults: Any) -> GlobalRNGSampler:
+            assert self.inner is not None
+            return GlobalRNGSampler(self.inner(role, **defaults))
+
+    states = []
+    for _ in range(2):
+        model = build_model("lebm", _LEBM)
+        setup_model(model, digits, Budget(1, 50), seed=0, device=torch.device("cpu"), sampler=Provider(),
+                    engine=EngineOptions(concurrent_chains=True))
+        assert not model._concurrent()
+        torch.manual_seed(5)
+        model.train_step(Batch(digits.train.x[:50], None, torch.arange(50)), 0)
+        states.append(model.state_dict())
     for key, value in states[0].items():
         assert torch.equal(value, states[1][key]), key
-    # The parallel path draws its chains from other generators than the sequential one.
-    assert any(not torch.equal(v, sequential.state_dict()[k]) for k, v in states[0].items())
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
