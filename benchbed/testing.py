@@ -467,6 +467,16 @@ def _declared_capabilities(name: str, model: Any) -> set[str]:
     return caps
 
 
+def _call(who: str, call: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``; any exception other than an AssertionError becomes one naming ``who`` and ``call``."""
+    try:
+        return fn(*args)
+    except AssertionError:
+        raise
+    except Exception as exc:
+        raise AssertionError(f"{who}: {call} raised {type(exc).__name__}: {exc}") from exc
+
+
 def _check_tensor(who: str, call: str, value: Any, shape: tuple[int, ...], dtype: torch.dtype | None = None) -> None:
     """``value`` is a finite floating tensor of ``shape`` (and ``dtype`` when given)."""
     assert isinstance(value, torch.Tensor), f"{who}: {call} returned {type(value).__name__}, not a tensor"
@@ -482,7 +492,7 @@ def _check_proposal(who: str, model: Any, x: torch.Tensor, latent: tuple[int, ..
     """``proposal(x)`` is a Distribution over z: batch shape [B], event shape = the latent shape, and its
     draws and ``log_prob`` have the shapes the IWAE and AIS estimators rely on."""
     n = len(x)
-    q = model.proposal(x)
+    q = _call(who, "proposal()", model.proposal, x)
     assert isinstance(q, Distribution), \
         f"{who}: proposal() returned {type(q).__name__}, not a torch.distributions.Distribution"
     assert tuple(q.batch_shape) == (n,), (
@@ -491,13 +501,14 @@ def _check_proposal(who: str, model: Any, x: torch.Tensor, latent: tuple[int, ..
     event = tuple(q.event_shape)
     if latent is not None:
         assert event == latent, f"{who}: proposal() event shape {event}, expected the latent shape {latent} of infer()"
-    _check_tensor(who, "proposal().sample()", q.sample(), (n, *event))
+    _check_tensor(who, "proposal().sample()", _call(who, "proposal().sample()", q.sample), (n, *event))
     if q.has_rsample:
-        _check_tensor(who, "proposal().rsample()", q.rsample(), (n, *event))
-    draws = q.sample((3,))
+        _check_tensor(who, "proposal().rsample()", _call(who, "proposal().rsample()", q.rsample), (n, *event))
+    draws = _call(who, "proposal().sample((3,))", q.sample, (3,))
     _check_tensor(who, "proposal().sample((3,))", draws, (3, n, *event))
-    _check_tensor(who, "proposal().log_prob(z)", q.log_prob(draws[0]), (n,))
-    _check_tensor(who, "proposal().log_prob(z[3, B])", q.log_prob(draws), (3, n))
+    _check_tensor(who, "proposal().log_prob(z)", _call(who, "proposal().log_prob(z)", q.log_prob, draws[0]), (n,))
+    _check_tensor(who, "proposal().log_prob(z[3, B])",
+                  _call(who, "proposal().log_prob(z[3, B])", q.log_prob, draws), (3, n))
     return q
 
 
@@ -543,18 +554,19 @@ def _check_capabilities(name: str, model: Any, bundle: DataBundle) -> None:
     low_dim = bundle.info.kind == "vector" and bundle.info.dim in (1, 2)
     with torch.no_grad(), _seeded(0):
         if "sample" in caps:
-            _check_tensor(who, "sample()", model.sample(n), (n, *shape), torch.float32)
+            _check_tensor(who, "sample()", _call(who, "sample()", model.sample, n), (n, *shape), torch.float32)
         if "reconstruct" in caps:
-            _check_tensor(who, "reconstruct()", model.reconstruct(x), (n, *shape), torch.float32)
+            _check_tensor(who, "reconstruct()", _call(who, "reconstruct()", model.reconstruct, x), (n, *shape),
+                          torch.float32)
         z: torch.Tensor | None = None
         latent: tuple[int, ...] | None = None
         if "infer" in caps:
-            z = model.infer(x)
+            z = _call(who, "infer()", model.infer, x)
             assert isinstance(z, torch.Tensor) and z.dim() >= 2, f"{who}: infer() must return a tensor [B, *Z]"
             latent = tuple(z.shape[1:])
             _check_tensor(who, "infer()", z, (n, *latent))
         if "log_prior" in caps:
-            base = model.sample_prior_base(n)
+            base = _call(who, "sample_prior_base()", model.sample_prior_base, n)
             assert isinstance(base, torch.Tensor) and base.dim() >= 2, \
                 f"{who}: sample_prior_base() must return a tensor [n, *Z]"
             latent = latent or tuple(base.shape[1:])
@@ -565,20 +577,20 @@ def _check_capabilities(name: str, model: Any, bundle: DataBundle) -> None:
             z = q.sample()
         if "log_joint" in caps:
             assert z is not None, f"{who}: log_joint() needs a latent code: declare infer, proposal or log_prior"
-            _check_tensor(who, "log_joint()", model.log_joint(x, z), (n,))
+            _check_tensor(who, "log_joint()", _call(who, "log_joint()", model.log_joint, x, z), (n,))
         if "log_prior" in caps:
             assert z is not None
-            _check_tensor(who, "log_prior()", model.log_prior(z), (n,))
+            _check_tensor(who, "log_prior()", _call(who, "log_prior()", model.log_prior, z), (n,))
         for method in ("anomaly_score", "log_likelihood"):
             if method in caps:
-                _check_tensor(who, f"{method}()", getattr(model, method)(x), (n,))
+                _check_tensor(who, f"{method}()", _call(who, f"{method}()", getattr(model, method), x), (n,))
         if "classify" in caps:
-            logits = model.classify(x)
+            logits = _call(who, "classify()", model.classify, x)
             k = bundle.info.n_classes or (logits.shape[1] if isinstance(logits, torch.Tensor) and logits.dim() == 2
                                           else -1)
             _check_tensor(who, "classify()", logits, (n, k))
         if "log_partition" in caps:
-            out = model.log_partition(256)
+            out = _call(who, "log_partition()", model.log_partition, 256)
             assert isinstance(out, tuple) and len(out) == 2, f"{who}: log_partition() must return (float, int)"
             value, count = out
             assert isinstance(value, float) and math.isfinite(value), \
@@ -588,7 +600,7 @@ def _check_capabilities(name: str, model: Any, bundle: DataBundle) -> None:
         # Meaning.  log_joint leaves out an EBM prior's log Z, so the IWAE comparison needs a model
         # without log_partition.
         if q is not None and {"log_likelihood", "log_joint"} <= caps and "log_partition" not in caps:
-            _check_iwae(who, model, x, q)
+            _call(who, "log_likelihood() against IWAE of log_joint() and proposal()", _check_iwae, who, model, x, q)
         if low_dim and {"log_joint", "log_prior"} <= caps:
             assert z is not None
             for i in range(min(_NORMALISATION_CODES, n)):
@@ -599,12 +611,13 @@ def _check_capabilities(name: str, model: Any, bundle: DataBundle) -> None:
                     zs = code.expand(len(points), *code.shape[1:])
                     return model.log_joint(xs, zs) - model.log_prior(zs)
 
-                _check_normalised(who, "log_joint() - log_prior()", log_lik, bundle.train.x,
-                                  "the contract: log_joint(x, z) - log_prior(z) is log p(x|z), normalised in x")
+                _call(who, "log_joint() - log_prior() on a grid of x", _check_normalised, who,
+                      "log_joint() - log_prior()", log_lik, bundle.train.x,
+                      "the contract: log_joint(x, z) - log_prior(z) is log p(x|z), normalised in x")
         if low_dim and "log_likelihood" in caps:
-            _check_normalised(who, "log_likelihood()",
-                              lambda points: model.log_likelihood(points.reshape(len(points), *shape)),
-                              bundle.train.x, "the contract: log_likelihood(x) is the exact log p(x)")
+            _call(who, "log_likelihood() on a grid of x", _check_normalised, who, "log_likelihood()",
+                  lambda points: model.log_likelihood(points.reshape(len(points), *shape)),
+                  bundle.train.x, "the contract: log_likelihood(x) is the exact log p(x)")
 
 
 def _check_restored(name: str, model: Any, clone: Any, bundle: DataBundle) -> None:

@@ -142,6 +142,13 @@ class OnlyLikelihood(LinearGaussian):
         return super().log_likelihood(x) + 1.0
 
 
+class MismatchedLogJoint(LinearGaussian):
+    """log_joint() that fails with a shape mismatch inside (as a wrong broadcast would)."""
+
+    def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return super().log_joint(x, z) + torch.zeros(len(x) + 1)
+
+
 MODELS: dict[str, type] = {
     "linear_gaussian_fake": LinearGaussian,
     "wrong_proposal": WrongProposalShape,
@@ -149,6 +156,7 @@ MODELS: dict[str, type] = {
     "unnormalised_joint": UnnormalisedLogJoint,
     "double_samples": DoubleSamples,
     "only_likelihood": OnlyLikelihood,
+    "mismatched_joint": MismatchedLogJoint,
 }
 
 
@@ -177,6 +185,7 @@ def test_the_correct_model_passes(helpers) -> None:  # noqa: ANN001
                            r"over x, not 1"),
     ("double_samples", r"model 'double_samples': sample\(\) dtype torch\.float64, expected torch\.float32"),
     ("only_likelihood", r"model 'only_likelihood': log_likelihood\(\) integrates to 2\.71\d* over x, not 1"),
+    ("mismatched_joint", r"model 'mismatched_joint': log_joint\(\) raised RuntimeError: The size of tensor a"),
 ])
 def test_planted_fault_is_named(helpers, name: str, message: str) -> None:  # noqa: ANN001
     with pytest.raises(AssertionError, match=message):
