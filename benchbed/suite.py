@@ -5,7 +5,8 @@ parameters, checked against the factory signature.  Reserved keys:
 
 * ``component``: the registered name, when the entry name is an alias (``[models.jgmmn_noreg]``
   with ``component = "jgmmn"``), so an ablation is one more table;
-* ``budget``: per-model or per-data-set override of ``steps`` / ``batch_size``;
+* ``budget``: per-model or per-data-set override of ``steps`` / ``batch_size`` (a suite whose models
+  are all one-shot, ``ModelSpec.one_shot``, may omit the top-level ``[budget]``: it does not apply);
 * ``samplers`` (models only): the sampler entries this model pairs with (default: all of the axis),
   so an expensive sampler can be run with one model only;
 * in a sampler entry, any table-valued key is a role (``prior``, ``posterior``) whose values
@@ -206,11 +207,15 @@ def parse_suite(text: str, registry: Registry, *, path: Path | None = None) -> S
         raise SuiteError(f"{where}: 'name'{loc('', 'name')} must be one line without surrounding spaces, "
                          f"got {name!r}")
     budget_raw = _typed(raw, "budget", dict, where, loc, default={})
-    budget = _budget(budget_raw, "budget", where, loc, required=True)
+    budget = _budget(budget_raw, "budget", where, loc, required=False)
     axes = {axis: _axis(raw, axis, registry, where, loc) for axis in AXES}
     for axis in ("models", "datasets", "metrics"):
         if not axes[axis]:
             raise SuiteError(f"{where}: the suite names no {axis} (add a [{axis}.<name>] table)")
+    if any(not registry.model(m.component).one_shot for m in axes["models"]):
+        _budget(budget_raw, "budget", where, loc, required=True)
+    else:  # one-shot models only: the budget does not apply to them, so the suite may omit it
+        budget = {"steps": 1, "batch_size": 1, **budget}
     _check_roles(axes["models"], axes["samplers"], registry, where, loc)
     return Suite(
         name=name,

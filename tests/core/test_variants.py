@@ -288,3 +288,14 @@ def test_outlier_auroc_is_the_same_through_held_out_cells_as_through_in_memory_t
     assert len([k for k in through_cells if k[1] == "outlier_auroc"]) == 2
     monkeypatch.setattr(CellRunner, "_variant_model", lambda self, cell, variant: self._train_in_memory(cell, variant))
     assert values("memory") == through_cells
+
+
+def test_a_suite_of_one_shot_models_may_omit_the_budget(make_suite, registry) -> None:
+    from benchbed.errors import SuiteError
+
+    header = 'name = "t"\nseeds = [0]\n[datasets.toy]\n'
+    suite = make_suite("[models.mean]\n[metrics.fake_mse]\n", header=header, registry=registry)
+    (cell,), _ = plan(suite, registry)
+    assert cell.one_shot and cell.config["budget"] is None
+    with pytest.raises(SuiteError, match=r"\[budget\] needs 'steps'"):
+        make_suite("[models.mean]\n[models.linear]\n[metrics.fake_mse]\n", header=header, registry=registry)
