@@ -17,6 +17,7 @@ from benchbed.formats import FORMATS
 from benchbed.params import schema
 from benchbed.plugins import load_plugins
 from benchbed.registry import Registry
+from benchbed.specs import MetricSpec
 from benchbed.store import HEARTBEAT_STALE_S
 from benchbed.suite import Suite, check_device, load_suite
 
@@ -141,6 +142,14 @@ def _params_text(factory: Any) -> str:
     return ", ".join(parts)
 
 
+def _requirement_text(requires: Any) -> str:
+    """A metric's ``requires`` as ``benchbed list`` shows it: a plain set's names sorted, alternatives
+    (``AnyOf``) as they describe themselves."""
+    if isinstance(requires, set | frozenset):
+        return ", ".join(sorted(requires))
+    return str(requires)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     registry = _registry()
     kinds = [args.kind] if args.kind else list(KINDS)
@@ -149,9 +158,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         for entry in registry.entries[kind[:-1]].values():
             spec = entry.spec
             extra = ""
-            if kind == "metrics":
-                extra = f" [{'↑' if spec.higher_is_better else '↓'}"  # type: ignore[attr-defined]
-                extra += f"; requires {', '.join(sorted(spec.requires))}]" if spec.requires else "]"  # type: ignore[attr-defined]
+            if isinstance(spec, MetricSpec):
+                extra = f" [{'↑' if spec.higher_is_better else '↓'}"
+                extra += f"; requires {_requirement_text(spec.requires)}]" if spec.requires else "]"
             print(f"  {spec.name:16s} {spec.description}{extra}  ({entry.provenance.plugin})")
             if args.verbose:
                 print(f"      parameters: {_params_text(spec.factory) or '(none)'}")
