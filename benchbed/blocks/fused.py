@@ -44,16 +44,17 @@ class _Fused(torch.autograd.Function):
     """Value of ``fn`` in forward; the saved gradient, scaled per chain, in backward."""
 
     @staticmethod
-    def forward(ctx: Any, z: torch.Tensor, fn: GradFn) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, z: torch.Tensor, fn: GradFn) -> torch.Tensor:
         need = bool(ctx.needs_input_grad[0])
         value, grad = fn(z.detach(), True, need)
+        assert value is not None  # fn computes the value whenever need_value is True
         if need:
             ctx.save_for_backward(grad)
         return value
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, g_out: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, g_out: torch.Tensor) -> tuple[torch.Tensor, None]:
         (grad,) = ctx.saved_tensors
         return g_out.reshape((-1,) + (1,) * (grad.dim() - 1)) * grad, None
 

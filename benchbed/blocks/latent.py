@@ -153,6 +153,7 @@ class DynamicsGenerator(LatentModel):
                     grad = e_jet.vjp_sum(e_tape) - z
             if x_m is not None:
                 g, g_tape = g_jet.forward(z, need_grad)
+                assert g is not None  # need_out defaults to True
                 r = x_m - g
                 if value is not None:
                     value = value.sub_(r.pow(2).flatten(1).sum(1).mul_(inv))
