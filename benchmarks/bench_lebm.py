@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import torch
 
-from benchbed.contracts import Batch, Budget, DataBundle, DatasetInfo, Split
+from benchbed.contracts import Batch, Budget, DataBundle, DatasetInfo, EngineOptions, Split
 from benchbed.testing import bound_sampler, build_model
 from benchbed.training import setup_model
 from benchbed_lebm.nets import Ref32Generator
@@ -47,13 +47,13 @@ def _bundle(shape: tuple[int, ...], n: int = 500) -> DataBundle:
     return DataBundle(info=info, train=split, val=split, test=split)
 
 
-def make_model(config: str, **overrides: Any) -> tuple[Any, Batch]:
+def make_model(config: str, engine: EngineOptions | None = None) -> tuple[Any, Batch]:
     cfg = CONFIGS[config]
     bundle = _bundle(cfg["shape"])
-    params = {**cfg["params"], **overrides}
-    model = build_model("lebm", params)
+    model = build_model("lebm", cfg["params"])
     setup_model(
-        model, bundle, Budget(10, BATCH), seed=0, device=torch.device("cpu"), sampler=bound_sampler("lebm", "langevin")
+        model, bundle, Budget(10, BATCH), seed=0, device=torch.device("cpu"), sampler=bound_sampler("lebm", "langevin"),
+        engine=engine,
     )
     idx = torch.arange(BATCH)
     return model, Batch(bundle.train.x[:BATCH], None, idx)
@@ -164,8 +164,8 @@ def test_lebm_iteration(benchmark: Any, config: str) -> None:
         "ours": lambda: model.train_step(batch, 0),
         "official_style": lambda: official.step(x_m),
     }
-    if config == "digits":  # a conv generator's chains never run side by side (see LEBM._side_by_side)
-        sequential, _ = make_model(config, parallel_chains=False)
+    if config == "digits":  # a conv generator's chains never run side by side (LEBM's automatic engine choice)
+        sequential, _ = make_model(config, EngineOptions(concurrent_chains=False))
         fns["ours_sequential"] = lambda: sequential.train_step(batch, 0)
     else:
         ours_g, ours_opt = floor_model.generator, floor_model.optimizers["generator"]

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchbed.blocks.mmd import mmd2
 from benchbed_mmd.kernels import GMMN_MNIST_VARIANCES
-from benchbed_mmd.mmd import mmd2
 
 DIM = 784
 N_SMALL = 4096
