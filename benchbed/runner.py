@@ -124,15 +124,16 @@ class _Heartbeat:
 
 
 def wait_for_claims(store: Store, run_ids: list[str], *, stale_after: float | None = None,
-                    poll_s: float = WAIT_POLL_S, on_wait: Callable[[int], None] | None = None) -> None:
+                    poll_s: float | None = None, on_wait: Callable[[int], None] | None = None) -> None:
     """Return once none of ``run_ids`` is held by another live process: each finished, or its claim went
-    stale (heartbeat; ``stale_after``: see :meth:`Store.claim`).  ``on_wait(n)`` is called once, before
-    waiting, with how many are held."""
+    stale (heartbeat; ``stale_after``: see :meth:`Store.claim`).  The store is read every ``poll_s``
+    seconds (default :data:`WAIT_POLL_S`); ``on_wait(n)`` is called once, before waiting, with how many
+    are held."""
     held = store.foreign_claims(run_ids, stale_after=stale_after)
     if held and on_wait is not None:
         on_wait(len(held))
     while held:
-        time.sleep(poll_s)
+        time.sleep(WAIT_POLL_S if poll_s is None else poll_s)
         held = store.foreign_claims(held, stale_after=stale_after)
 
 

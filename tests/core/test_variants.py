@@ -5,6 +5,7 @@ model and a model that records the engine options its setup saw.
 """
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -299,3 +300,56 @@ def test_a_suite_of_one_shot_models_may_omit_the_budget(make_suite, registry) ->
     assert cell.one_shot and cell.config["budget"] is None
     with pytest.raises(SuiteError, match=r"\[budget\] needs 'steps'"):
         make_suite("[models.mean]\n[models.linear]\n[metrics.fake_mse]\n", header=header, registry=registry)
+
+
+def test_a_held_out_training_another_live_process_holds_is_waited_for(
+        make_suite, registry, helpers, monkeypatch, tmp_path) -> None:
+    import threading
+    import time
+
+    from benchbed import runner as runner_module
+
+    suite = make_suite("[models.linear]\n[metrics.held]\nclasses = [1]\n", header=LABELLED, registry=registry)
+    planned = plan_run(suite, registry, _info(registry))
+    base = planned.cells[0]
+    (variant,) = planned.variants[base.run_id]
+    store = Store(tmp_path / "wait.sqlite")
+    assert CellRunner(suite, registry, store, RunOptions(bars=False)).run(variant).status == "ok"
+    # as if another host were still running it, with a fresh heartbeat; it finishes a moment later
+    helpers.set_columns(store, variant.run_id, status="running", host="elsewhere", pid=1, heartbeat=time.time())
+    monkeypatch.setattr(runner_module, "WAIT_POLL_S", 0.05)
+
+    def finish() -> None:
+        time.sleep(0.5)
+        other = Store(store.path)
+        helpers.set_columns(other, variant.run_id, status="ok")
+        other.close()
+
+    thread = threading.Thread(target=finish)
+    thread.start()
+    t0 = time.perf_counter()
+    outcome = CellRunner(suite, registry, store, RunOptions(bars=False)).run(base)
+    thread.join()
+    assert outcome.status == "ok" and time.perf_counter() - t0 >= 0.5
+    assert store.run(variant.run_id)["train_count"] == 1  # waited for and restored, never trained again
+    (run,) = helpers.model_runs(store)
+    assert run["metrics"][0]["status"] == "ok"
+    store.close()
+
+
+def test_a_failed_held_out_training_fails_the_metric_not_the_cell(make_suite, registry, helpers) -> None:
+    suite = make_suite("[models.linear]\n[metrics.held]\nclasses = [1]\n[metrics.fake_mse]\n",
+                       header=LABELLED, registry=registry)
+    planned = plan_run(suite, registry, _info(registry))
+    (variant,) = planned.variants[planned.cells[0].run_id]
+    store = Store(Path(suite.path).parent / "failed.sqlite")
+    assert store.claim(variant.run_id, variant.identity()).acquired
+    store.finish(variant.run_id, status="failed", error="RuntimeError: planted")
+    outcome = CellRunner(suite, registry, store, RunOptions(bars=False)).run(planned.cells[0])
+    assert outcome.status == "ok"
+    rows = {m["metric"]: m for m in helpers.model_runs(store)[0]["metrics"]}
+    assert rows["fake_mse"]["status"] == "ok" and rows["held"]["status"] == "failed"
+    reason = rows["held"]["reason"]
+    assert reason.startswith("HeldOutTrainingFailed: held-out training 'linear · toy · seed 0 · held out [1]'")
+    assert "failed: RuntimeError: planted" in reason
+    store.close()
