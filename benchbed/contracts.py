@@ -396,7 +396,10 @@ class SamplerProvider(Protocol):
     overrides both.
     """
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The sampler's registered name (read-only)."""
+        ...
 
     def __call__(self, role: str, **defaults: Any) -> Sampler: ...
 
