@@ -1,4 +1,6 @@
-"""The static HTML leaderboard page (DESIGN §6): sortable tables, cost-quality plots, samples and curves.
+"""The static HTML leaderboard page: sortable tables, cost-quality plots, samples and curves.
+
+What a leaderboard holds: ``docs/architecture.md#leaderboards``.
 
 One self-contained file (``index.html`` in the suite folder): per data set
 

@@ -1,10 +1,10 @@
 """LEBM training-iteration speed against an official-style loop measured in the same process.
 
-Two configurations (methods.md §3): the reference 32x32 one (ConvT generator ngf=64, energy MLP
+Two configurations (``docs/models.md#lebm``): the reference 32x32 one (ConvT generator ngf=64, energy MLP
 100-200-200-1 GELU, batch 100, K0=60, K1=20) and a digits-sized one (MLP generator 100-256-256-64).
 
 The baseline ("official-style") follows the structure of the official ``train_svhn.py`` loop as
-described in methods.md §3, written here from that description: per posterior step one autograd
+described in ``docs/models.md#lebm``, written here from that description: per posterior step one autograd
 pass through g and a second one through E, weights left trainable during sampling, the energy
 evaluated twice in the learning step, and the official networks (plain ``nn.ConvTranspose2d`` in
 the default memory layout at 32x32).  The floor (32x32) is the arithmetic no implementation can

@@ -1,4 +1,4 @@
-"""Langevin steps per second on an LEBM-sized latent energy (methods.md §3: z 100-d, MLP
+"""Langevin steps per second on an LEBM-sized latent energy (``docs/models.md#lebm``: z 100-d, MLP
 100-200-200-1 with GELU, batch 100), against two baselines measured in the same process:
 
 * ``naive``: the common first implementation: weights with ``requires_grad``, ``loss.backward(
@@ -36,7 +36,7 @@ def _energy() -> nn.Module:
 
 
 def _latent_ebm(energy: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """log p(z) = -E(z) + log N(z; 0, I) up to a constant, per chain [B] (LEBM prior, eq. of §3)."""
+    """log p(z) = -E(z) + log N(z; 0, I) up to a constant, per chain [B] (the LEBM prior, ``docs/models.md#lebm``)."""
 
     def log_density(z: torch.Tensor) -> torch.Tensor:
         return -energy(z).squeeze(1) - 0.5 * (z**2).sum(1)

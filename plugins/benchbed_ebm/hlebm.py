@@ -1,4 +1,4 @@
-"""Multi-layer generator with a joint latent-space EBM prior, "hlebm" (Cui, Wu, Han; methods.md §5).
+"""Multi-layer generator with a joint latent-space EBM prior, "hlebm" (Cui, Wu, Han; ``docs/models.md#hlebm``).
 
 Model (CVPR'23, arXiv 2306.06323; official ``jcui1224/hierarchical-joint-ebm/joint-training``)::
 
@@ -12,7 +12,7 @@ Two learning schemes (``scheme``):
   target log p(z)); then g minimises ``sum_pixels (x - g(z_1^+))^2 / (2 sigma^2)`` (batch mean),
   the conditionals minimise ``log p(z^-_cond) - log p(z^+_cond)`` and each f_l minimises
   ``f_l(z^-) - f_l(z^+)`` (+ = posterior, - = prior samples): the MLE gradient, in which Z cancels.
-* ``"variational"`` (ICCV'23-style, §5b): a bottom-up inference model q(z|x)
+* ``"variational"`` (ICCV'23-style, ``docs/models.md#hlebm``): a bottom-up inference model q(z|x)
   (:mod:`benchbed_ebm.inference`) replaces posterior MCMC.  g and q minimise the negative ELBO with
   the EBM prior, ``E_q[rec/(2 sigma^2) + log q(z|x) - log base(z) - sum_l f_l(z_l)]`` (log Z does not
   depend on g or q), while the f_l and the conditionals take the same contrastive step as in MLE
@@ -21,9 +21,10 @@ Two learning schemes (``scheme``):
 Where the chains run (``mcmc_space``): ``"z"`` moves the codes themselves, as the official code does;
 ``"residual"`` moves the standardised residuals ``u`` of the top-down hierarchy, whose base is N(0, I)
 (same target distribution, see :mod:`benchbed_ebm.joint_prior`).  ``"auto"`` (default) picks ``"z"``
-for MLE and ``"residual"`` for the variational scheme: measured on digits, z-space prior chains at
-s = 0.4 diverge once the amortised posterior has shrunk a sigma_l, while residual-space *posterior*
-chains under MLE let sigma_l run away (reconstructions no better than the mean image).
+for MLE and ``"residual"`` for the variational scheme: on digits, z-space prior chains at s = 0.4
+diverge once the amortised posterior has shrunk a sigma_l, while residual-space *posterior* chains
+under MLE let sigma_l run away (reconstructions no better than the mean image;
+``docs/models-notes.md#hlebm``).
 
 Linear skip in the conditionals (``prior_skip``, ``inference_skip``; both on by default): every
 mean of a top-down conditional and of a bottom-up inference step gets a bias-free linear path,
@@ -35,13 +36,9 @@ collapse of bottom-up hierarchies, Sønderby et al. 2016 (LVAE); in the spirit o
 parameterisations of LVAE/NVAE, Vahdat & Kautz 2020, where the upper code carries through and the
 lower layer is a refinement of it).  With the skip, z_2 starts as a projection of z_1 and z_1 | z_2 as
 a residual around it, so the upper layer keeps the global content, as Cui et al. report for their
-hierarchy.  Measured (``tests/ebm/test_hlebm.py::resample_effect``, digits, test-scale nets, variational,
-250 steps, seeds 0-5): resampling z_2 changes pixels 1.6-3.3x more than resampling z_1's residual
-(0.014-0.020 vs 0.006-0.009) and flips the digit more often (0.78-0.86 vs 0.49-0.67), with
-reconstruction MSE unchanged (0.032-0.035 vs 0.032-0.034 without); without the skip z_1 dominates (pixels
-~50-80x, flips 0.87 vs 0.08-0.18), and dropping either skip alone loses the effect (seeds 0-1).  Under
-``"mle"`` (200 steps) the skip makes z_2 used (pixel variance 0.0005 -> 0.003, flips 0.11 -> 0.33-0.41)
-but z_1 still dominates (0.03, 0.82-0.88).  ``prior_skip=inference_skip=False`` is the official nets.
+hierarchy.  The effect of the skip on which layer carries what (``tests/ebm/test_hlebm.py``,
+``resample_effect``) is measured in ``docs/models-notes.md#hlebm``.
+``prior_skip=inference_skip=False`` is the official nets.
 
 Outlier score (both papers, LEBM protocol): ``-log p(x, z)`` unnormalised, at the inferred z
 (posterior Langevin for MLE; the inference model's mean code for the variational scheme, as in
@@ -52,9 +49,9 @@ Deviations from the official code (written out, as the task asks):
 * CPU scaling: latent sizes (32, 16) instead of (128, 100); MLP generator/inference nets for vectors
   and 8x8 images (conv nets for 28/32 px, with ``channels`` instead of ngf = 64 x 16 at the first layer).
 * Vector data are standardised with the training split's statistics (``benchbed_ebm.scaling``).
-* The variational scheme uses Cui et al.'s 2-layer network structure with §5b's objective and the
-  CVPR'23 learning rates (the ICCV'23 code's 3e-4 / beta1 = 0 / spectral-norm settings belong to its
-  different single-EBM architecture and are not copied).
+* The variational scheme uses Cui et al.'s 2-layer network structure with the ICCV'23 ELBO objective
+  (``docs/models.md#hlebm``) and the CVPR'23 learning rates (the ICCV'23 code's 3e-4 / beta1 = 0 /
+  spectral-norm settings belong to its different single-EBM architecture and are not copied).
 * The linear skip in each conditional's mean (above); the official ``_netGzi_mlp`` / ``_netIzi_mlp``
   are MLP-only (``prior_skip=False, inference_skip=False``).
 * One Adam optimiser per network group instead of one per network (Adam is per-parameter, so this
@@ -253,7 +250,10 @@ class HLEBM(LatentModel):
         return self.prior.sample_base(n)
 
     def log_partition(self, n: int) -> tuple[float, int]:
-        """``log Z ≈ logsumexp_j sum_l f_l(z_j) - log n``, z_j from the base (biased low; methods §10)."""
+        """``log Z ≈ logsumexp_j sum_l f_l(z_j) - log n``, z_j from the base.
+
+        Biased low (``docs/models.md#log-likelihood-with-an-ebm-prior``).
+        """
         f = self.prior.energy(self.prior.sample_base(n))
         return float(torch.logsumexp(f, dim=0) - math.log(n)), n
 

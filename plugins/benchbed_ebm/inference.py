@@ -1,4 +1,4 @@
-"""Bottom-up amortised inference for a multi-layer generator (the variational scheme, methods.md §5b).
+"""Bottom-up amortised inference for a multi-layer generator (the variational scheme of ``docs/models.md#hlebm``).
 
 q(z_1..z_L | x) = q(z_1 | x) prod_{l<L} q(z_{l+1} | z_l), each a diagonal Gaussian, as Cui et al.'s
 ``_Cifar10_netI`` (x -> z_1) and ``_netIzi_mlp`` (z_l -> z_{l+1}) in ``nets.py``.  The joint code is

@@ -1,4 +1,4 @@
-"""The joint latent-space EBM prior of a multi-layer generator (Cui, Wu, Han, CVPR 2023; methods.md §5a).
+"""The joint latent-space EBM prior of a multi-layer generator (Cui, Wu, Han, CVPR 2023; ``docs/models.md#hlebm``).
 
 Layers are numbered bottom-up: ``z_1`` feeds the image generator, ``z_L`` is the top.  The prior is
 

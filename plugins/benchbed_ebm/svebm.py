@@ -1,4 +1,4 @@
-"""Latent EBM of symbol-vector coupling, "svebm" (Pang & Wu, ICML 2021; Pang et al. 2020; methods.md §6).
+"""Latent EBM of symbol-vector coupling, "svebm" (Pang & Wu, ICML 2021; Pang et al. 2020; ``docs/models.md#svebm``).
 
 Model (official ``bpucla/ibebm/semi_sup_classification.py``)::
 
@@ -223,7 +223,10 @@ class SVEBM(LatentModel):
         return torch.randn(n, self.latent_dim, device=self.device)
 
     def log_partition(self, n: int) -> tuple[float, int]:
-        """``log Z ≈ logsumexp_j F(z_j) - log n``, z_j ~ N(0, I) (biased low; methods.md §10)."""
+        """``log Z ≈ logsumexp_j F(z_j) - log n``, z_j ~ N(0, I).
+
+        Biased low (``docs/models.md#log-likelihood-with-an-ebm-prior``).
+        """
         f = self.neg_energy(self.sample_prior_base(n))
         return float(torch.logsumexp(f, dim=0) - math.log(n)), n
 

@@ -1,4 +1,4 @@
-"""Divergence triangle, "triangle" (Han, Nijkamp, Fang, Hill, Zhu, Wu, CVPR 2019; methods.md §7a).
+"""Divergence triangle, "triangle" (Han, Nijkamp, Fang, Hill, Zhu, Wu, CVPR 2019; ``docs/models.md#triangle``).
 
 Three models learned jointly, with no MCMC:
 

@@ -1,4 +1,4 @@
-"""Alternating back-propagation, ABP (Han, Lu, Zhu, Wu, AAAI 2017; methods.md §8).
+"""Alternating back-propagation, ABP (Han, Lu, Zhu, Wu, AAAI 2017; ``docs/models.md#abp``).
 
 Model: z ~ N(0, I), x_m = g(z) + eps, eps ~ N(0, sigma^2 I).  Each training step alternates
 
@@ -6,7 +6,7 @@ Model: z ~ N(0, I), x_m = g(z) + eps, eps ~ N(0, sigma^2 I).  Each training step
    log p(z|x) = -||x - g(z)||^2 / (2 sigma^2) - ||z||^2 / 2 + const, started from each example's
    persistent chain (one z per training example, kept across epochs and in checkpoints);
 2. learning back-propagation: one Adam step on (1/B) sum_i ||x_i - g(z_i)||^2 / (2 sigma^2),
-   the gradient of log p(x | z) in beta (methods.md §8 step 2).
+   the gradient of log p(x | z) in beta (the paper's learning step, ``docs/models.md#abp``).
 
 At test time ``infer`` is not persistent: chains start from N(0, I) (``infer_rounds`` sampler runs).
 """
@@ -82,7 +82,7 @@ class ABP(DynamicsGenerator):
         )
         self.optimizers = {"generator": torch.optim.Adam(self.generator.parameters(), lr=self.lr)}
         self._persistent = bool(getattr(self.posterior_sampler, "persistent", self.persistent))
-        # One persistent chain per training example, indexed by Batch.index (ABP paper, methods.md §8).
+        # One persistent chain per training example, indexed by Batch.index (Han et al. 2017; docs/models.md#abp).
         self.chains = torch.randn(len(ctx.train), self.latent_dim, device=ctx.device)
 
     def train_step(self, batch: Batch, step: int) -> Mapping[str, float]:

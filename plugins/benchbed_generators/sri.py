@@ -1,4 +1,4 @@
-"""Short-run inference dynamics, SRI (Nijkamp, Pang, Han, Zhou, Zhu, Wu, arXiv 1912.01909; methods.md §4).
+"""Short-run inference dynamics, SRI (Nijkamp, Pang, Han, Zhou, Zhu, Wu, arXiv 1912.01909; ``docs/models.md#sri``).
 
 Model: z ~ N(0, I) (one layer, or several whitened layers concatenated, see :mod:`.hierarchical`),
 x_m = g(z) + eps, eps ~ N(0, sigma^2 I).  Each training step:

@@ -44,9 +44,8 @@ class ProjectionConvTranspose2d(nn.ConvTranspose2d):
 
     On a 1x1 input with stride 1 and no padding, ``out[b, c, i, j] = sum_k z[b, k] W[k, c, i, j] +
     bias[c]``: one GEMM ``[B, Cin] x [Cin, kH kW Cout]``.  oneDNN's transposed-convolution kernel
-    runs this shape at about a quarter of the machine's matmul rate (7.4 ms forward for the 32x32
-    generator's first layer at batch 100, against 1.3 ms as a GEMM).  Same parameters as
-    ``nn.ConvTranspose2d`` (checkpoints interchange); any other input goes to the parent.
+    runs this shape far below the matmul rate (timings: ``docs/models-notes.md#lebm``).  Same
+    parameters as ``nn.ConvTranspose2d`` (checkpoints interchange); any other input goes to the parent.
     """
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
@@ -66,10 +65,10 @@ class ColumnConvTranspose2d(nn.ConvTranspose2d):
     """A transposed convolution with few output channels as GEMM + col2im (``F.fold``).
 
     ``out = fold(x^T W)``: every input pixel's ``Cin`` vector times ``W [Cin, Cout kH kW]`` gives
-    its kH x kW patch of output, and ``fold`` sums the overlapping patches.  For the 32x32
-    generator's last layer (128 -> 3 channels) oneDNN's kernel reaches about a sixth of the
-    matmul rate; this form cuts the layer's forward plus input-gradient by about 15%.  Same
-    parameters as ``nn.ConvTranspose2d``; groups, dilation and output padding go to the parent.
+    its kH x kW patch of output, and ``fold`` sums the overlapping patches.  For few output
+    channels (the 32x32 generator's last layer, 128 -> 3) oneDNN's kernel runs far below the matmul
+    rate and this form is faster (timings: ``docs/models-notes.md#lebm``).  Same parameters as
+    ``nn.ConvTranspose2d``; groups, dilation and output padding go to the parent.
     """
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:

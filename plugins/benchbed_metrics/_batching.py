@@ -28,8 +28,9 @@ def map_batches(
 ) -> torch.Tensor:
     """Apply ``fn`` to ``x`` [N, ...] in batches on ``device``; results concatenated on the CPU.
 
-    Called under ``torch.no_grad()``, as DESIGN §3 promises capability methods; a model that needs
-    gradients inside (posterior Langevin) enables them for its latents itself.
+    Called under ``torch.no_grad()``, as ``docs/architecture.md#contracts`` promises capability
+    methods; a model that needs gradients inside (posterior Langevin) enables them for its latents
+    itself.
     """
     outs = [fn(b.to(device)).detach().cpu() for b in batches(x, batch_size)]
     if not outs:
@@ -38,7 +39,12 @@ def map_batches(
 
 
 def require(model: object, *capabilities: str, metric: str) -> None:
-    """Raise :class:`NotApplicable` naming the metric and the missing capabilities of ``model``."""
+    """Raise :class:`NotApplicable` naming the metric and the missing capabilities of ``model``.
+
+    The runner never reaches this with a model the metric's ``requires`` excludes (the planner marks
+    the cell ``n/a`` first, ``benchbed.grid.incompatibility``); the check is for direct callers,
+    such as ``benchbed.testing.evaluate_metric``, which call ``evaluate`` without consulting the spec.
+    """
     have = set(getattr(model, "capabilities", ()))
     missing = [c for c in capabilities if c not in have]
     if missing:

@@ -1,4 +1,4 @@
-"""FD-domain and FD-raw (DESIGN §5): the Fréchet distance of FID on other features.
+"""FD-domain and FD-raw (``docs/architecture.md#metric-definitions``): the Fréchet distance of FID on other features.
 
 * ``fd_domain`` (images): features of a small network benchbed trains on the data set's training split
   (a classifier when the data set has labels, an autoencoder's code otherwise; see

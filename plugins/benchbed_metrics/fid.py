@@ -1,4 +1,6 @@
-"""FID (DESIGN §5): pytorch-fid's Inception pool3 features and Fréchet distance, model samples vs the test split.
+"""FID: pytorch-fid's Inception pool3 features and Fréchet distance, model samples vs the test split.
+
+Definition: ``docs/architecture.md#metric-definitions``.
 
 Weights are read from the torch hub cache or ``$BENCHBED_FID_WEIGHTS`` (see :mod:`benchbed_metrics.weights`);
 without them the metric is ``n/a`` with instructions.  Reference statistics of a split are cached on disk
@@ -43,7 +45,7 @@ class FID:
     Args:
         n_samples: generated images.
         n_reference: images of the reference split (``None`` = all of it).
-        split: reference split (DESIGN §5: the test split).
+        split: reference split (``docs/architecture.md#metric-definitions``: the test split).
         batch_size: images per Inception forward pass (and per ``sample`` call).
         quantize: round images to 8 bits first, as pytorch-fid's file-based pipeline sees them.
         cache_reference: keep the reference statistics on disk under the benchbed cache.

@@ -83,7 +83,7 @@ class FIDInceptionFeatures(nn.Module):
         if x.dim() != 4 or x.shape[1] not in (1, 3):
             raise ValueError(f"FID features need images [B, 1 or 3, H, W], got {tuple(x.shape)}")
         if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)  # grey images repeated to 3 channels (DESIGN §5)
+            x = x.expand(-1, 3, -1, -1)  # grey images repeated to 3 channels (docs/architecture.md#metric-definitions)
         x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
         x = 2 * x - 1
         f = self.features(x)

@@ -1,9 +1,10 @@
 """The normaliser of a latent EBM prior, estimated from samples of its Gaussian base.
 
 For ``p(z) = exp(f(z)) p0(z) / Z`` with a normalised base p0, ``Z = E_{p0}[exp f(z)]``, so
-``log Zhat = logsumexp_j f(z_j) - log J`` with ``z_j ~ p0`` (methods.md §10).  Zhat is unbiased for Z,
-but ``log Zhat`` is biased low (Jensen), so a log-likelihood that subtracts it is biased high; the
-sample count J is always reported with it.  Models call this from their ``log_partition(n)``.
+``log Zhat = logsumexp_j f(z_j) - log J`` with ``z_j ~ p0``
+(``docs/models.md#log-likelihood-with-an-ebm-prior``).  Zhat is unbiased for Z, but ``log Zhat`` is
+biased low (Jensen), so a log-likelihood that subtracts it is biased high; the sample count J is
+always reported with it.  Models call this from their ``log_partition(n)``.
 """
 
 from __future__ import annotations

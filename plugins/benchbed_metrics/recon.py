@@ -1,4 +1,6 @@
-"""Reconstruction MSE (DESIGN §5): mean squared error per pixel / coordinate on the test split.
+"""Reconstruction MSE: mean squared error per pixel / coordinate on the test split.
+
+Definition: ``docs/architecture.md#metric-definitions``.
 
 The model reconstructs through its own inference (``reconstruct = decode(infer(x))``, with whatever
 steps it was configured with), and the error is measured on the data scale: [0, 1] for images and the
@@ -21,7 +23,7 @@ class ReconMSE:
     """Per-coordinate reconstruction MSE on a split.
 
     Args:
-        split: which split to reconstruct (DESIGN §5 says the test split).
+        split: which split to reconstruct (``docs/architecture.md#metric-definitions`` says the test split).
         n_examples: use only the first ``n_examples`` examples; ``None`` = the whole split.
         batch_size: examples per ``reconstruct`` call.
     """

@@ -12,11 +12,11 @@ samples as data points unless ``n_samples`` says otherwise (official: 1000 + 100
 Defaults follow the official MNIST input-space run (``train.py: mnist_mmd_input_space``) where they
 carry over: hidden widths 64-256-256-1024, U[-1, 1]^10 noise, sqrt of the biased MMD^2, lr / 10
 after a quarter of the budget (iteration 10,000 of 40,000; with SGD the momentum also goes
-0.9 -> 0.99).  The optimiser is the exception: the official SGD lr 2 / momentum 0.9 saturated the
-sigmoid output and stalled on 8x8 digits (the D/784-scaled variances are ~12x smaller, which makes
-the gradients ~12x larger) and stalled on gmm8; in 300-step runs Adam (lr 2e-3, beta1 0.5) was the
-one setting good on both (digits sample MMD^2 0.13 vs 0.52 for SGD lr 0.1).  The official optimiser
-is one suite line away: ``optimizer = "sgd", lr = 2.0, momentum = 0.9``.
+0.9 -> 0.99).  Deviation: the optimiser is Adam (lr 2e-3, beta1 0.5) instead of the official SGD
+lr 2 / momentum 0.9, which saturates the sigmoid output on 8x8 digits (the D/784-scaled variances are
+~12x smaller, which makes the gradients ~12x larger) and stalls on gmm8 (the comparison:
+``docs/models-notes.md#gmmn``).  The official optimiser is one suite line away:
+``optimizer = "sgd", lr = 2.0, momentum = 0.9``.
 
 Kernel variances "auto": the official (2, 5, ..., 80) scaled by D / 784 for images, the median
 heuristic for vectors (:func:`benchbed_mmd.nets.resolve_variances`); the values used are kept in

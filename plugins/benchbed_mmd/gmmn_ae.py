@@ -1,6 +1,6 @@
 """GMMN+AE (Li, Swersky & Zemel, ICML 2015, §3.2): a GMMN in the code space of a frozen auto-encoder.
 
-Two phases inside one training budget (methods.md §1, official ``train.py: mnist_mmd_code_space``):
+Two phases inside one training budget (``docs/models.md#gmmn_ae``, official ``train.py: mnist_mmd_code_space``):
 
 1. steps ``[0, ae_steps)``: an auto-encoder ``x -> h = enc(x) -> dec(h)`` (official: sigmoid units;
    here ReLU hidden units by default, see below, and a sigmoid code layer), dropout on each
@@ -18,12 +18,10 @@ Deviations from the official run, stated: no greedy layer-wise pre-training of t
 end-to-end training with Adam, because a quick-suite budget has a few hundred AE steps instead of
 3000 + 3000; the official fine-tuning is SGD lr 0.1, momentum 0 -> 0.5 -> 0.9, ``max_grad_norm`` 10,
 and the clipping at 10 is kept).  Without the pre-training, the official sigmoid hidden units
-collapsed to a constant code on 8x8 digits (code std 0.02 after 200 Adam steps at lr 1e-3, all
-saturated at lr 1e-2), so the hidden units default to ReLU (``ae_activation="relu"``: test MSE
-0.023 and sample MMD^2 0.30 after 400 steps, vs 0.074 and 3.93 for sigmoid); the code layer stays
-a sigmoid.  The code-space GMMN uses Adam (lr 2e-3, beta1 0.5) like :mod:`benchbed_mmd.gmmn`
-(official: SGD lr 2, momentum 0.9); in a 400-step digits run (sigmoid AE) it reached sample MMD^2
-0.79 against 2.06 for SGD lr 0.1.
+collapse to a constant code on 8x8 digits, so the hidden units default to ReLU
+(``ae_activation="relu"``; ``"sigmoid"`` is the official choice); the code layer stays a sigmoid.
+The code-space GMMN uses Adam (lr 2e-3, beta1 0.5) like :mod:`benchbed_mmd.gmmn` (official: SGD
+lr 2, momentum 0.9).  The runs behind both choices: ``docs/models-notes.md#gmmn_ae``.
 """
 
 from __future__ import annotations

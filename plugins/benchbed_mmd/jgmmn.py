@@ -1,6 +1,6 @@
 """JGMMN: joint generative moment-matching network (IJCAI 2018, pp. 2121-2127), as reconstructed here.
 
-Only the abstract is public (methods.md §2): a generation network G and an inference network E are
+Only the abstract is public (``docs/models.md#jgmmn``): a generation network G and an inference network E are
 learned together by a joint MMD (JMMD) between two joint distributions, plus a "multi-modal
 regularisation" that makes the inferred-code distribution consistent with the sample distribution.
 The formulation implemented here (our reconstruction, not the paper's text):
@@ -25,8 +25,7 @@ Bounded codes (our design decision): E ends in ``b * tanh(h / b)``, so codes sta
 [-b, b]^latent_dim around the prior (b = ``code_bound``, by default prior_radius + 4 prior_std).
 Without it, the encoder can lower the data-data term of the V-statistic by sending the codes of data
 that G does not yet cover far from everything, where every Gaussian kernel and its gradient
-vanish, so they never come back: on gmm8 (400 steps) 10% of the codes reached norm ~1e3 and
-G(E(x)) had squared error ~1e10.
+vanish, so they never come back (what that did on gmm8: ``docs/jgmmn.md#measurements``).
 
 Architecture (``arch``; our design decision, the abstract names none): "mlp" (the default, so
 existing configurations are unchanged) is the GMMN MLP ``latent -> hidden -> D`` with E mirroring it;
@@ -36,50 +35,11 @@ generator family's conv nets, two stride-2 (transposed) 4x4 convolutions of ``ch
 2 ``channels`` maps, here with ReLU and G's sigmoid output for [0, 1] images).  "auto" = conv where it
 applies (:func:`benchbed.blocks.nets.resolve_arch`).  Only the networks change; the loss is the same.
 
-What was measured on 16x16 ``shapes`` (2000 train / 1000 test images, batch 128, Adam 2e-3, 3 seeds;
-linear probes fitted on train codes, scored on test codes, against the same network at its initial
-weights; ``tests/mmd/test_jgmmn.py``):
-
-* Latent size matters more than the architecture.  At latent_dim 10 (MLP, 300 steps) the trained
-  codes barely beat a random encoder, which already encodes position linearly (R^2 x/y ~0.7/0.6).
-  The probe configuration is therefore latent_dim 4 (the per-shape factors scale, rotation, x, y),
-  n_modes 3 (one mode per shape class), prior_std 0.2, conv pair, x-kernel variances (4, ..., 128)
-  (~6x the dim-scaled GMMN set, so that the x-kernel does not vanish between images of different
-  positions: median squared distance 18), 400 steps.
-* The z-kernel decides whether the codes are linear in the factors.  With the former default
-  z-variances (the median heuristic's multipliers 1/256 .. 4 of half the median squared distance
-  between prior samples, 0.8 for this prior, so the narrowest is 0.003) linear R^2 of x/y rises
-  from 0.73/0.12, 0.53/0.46, 0.37/0.46 (untrained) to 0.88/0.71, 0.85/0.73, 0.67/0.80, but scale
-  does not move (0.24/0.33/0.05 -> 0.23/0.15/0.44); a 15-nearest-neighbour probe finds it
-  (0.37/0.43/0.19 -> 0.52/0.55/0.59).  With the present default (multipliers 1, 4, 16, no narrow
-  components) x/y reach 0.69/0.91, 0.84/0.66, 0.81/0.89 and scale 0.47/0.50/0.48 (the conv VAE,
-  latent 4, same budget: 0.72/0.64); the logistic shape accuracy goes from 0.39/0.40/0.39 to
-  0.45/0.44/0.44, against 0.46/0.45/0.47 from the raw pixels (chance 0.33).  It is the narrow
-  components that hurt (scale R^2, seeds 0/1): (0.2, 0.8, 3.3), the former default without its
-  three narrowest, gives 0.25/0.33; (1, 3, 10) gives 0.49/0.50; the former three narrowest plus
-  (1, 3, 10) give 0.16/0.14.  Our reading: under the former and the present default alike (seeds
-  0/1) E spends the three prior modes on three regions of the image, not on the shapes (the test
-  codes nearest each mode have mean x, y differing by 0.4-0.6 and hold the three shapes in about
-  equal numbers).  A narrow z-kernel only rewards pairs whose codes nearly coincide, so a coding
-  in which scale turns to a different direction in each region scores as well as one with a single
-  direction, and the narrow terms' gradients dominate.  Wide components compare pairs across the
-  whole code space, closer to low-order cross-moments of (x, z), which a single scale direction
-  matches better.  None of these moved the linear scale probe under the former z-kernel (2 seeds):
-  x-variances (0.5..4), (1..32) or with sum-pooled 4x4 views as extra kernel factors; 2000 steps;
-  the unbiased estimate; lr 5e-4 or 1e-3 with beta1 0.9; 64 channels; batch 512 or 1024 prior
-  samples per step; a unimodal prior; overlapping modes (radius 0.4, std 0.25); continuous
-  dimensions added beside the modes.
-* The default z-kernel also decides what the regulariser is for.  With the former narrow one, the
-  JMMD alone could diverge: on gmm8 (the quick suite's settings, seed 0) ``reg_weight`` 0 left 94%
-  of the samples outside radius 3 (reconstruction MSE 6e5) where ``reg_weight`` 1 had none.  With
-  the present default both train (gmm8 sample MMD without / with it: 0.038 / 0.034 on seed 0,
-  0.042 / 0.059 on seed 1), and the regulariser's measurable effect is on the code marginal where
-  the JMMD's pull on E is weak: MLP (64, 128), latent_dim 10, 500 steps on ``shapes``, code-to-prior
-  MMD^2 (the model's z-kernel) 0.0075 / 0.0015 / 0.0067 with ``reg_weight`` 1 vs 0.032 / 0.023 /
-  0.013 with 0.  In the latent-4 conv configuration above the JMMD brings the codes to the same
-  floor either way (former kernel: 0.007-0.019 both; present: 0.0019/0.0024/0.0001 on vs
-  0.0021/0.0012/0.0002 off): the data manifold is connected, so a continuous E cannot split it into
-  three separated modes, and JMMD = 0 already implies that the code marginal is the prior.
+The z-kernel's default has wide components only (``Z_MEDIAN_MULTIPLIERS``): a narrow z-kernel rewards
+only pairs whose codes nearly coincide, so E may code a factor along a different direction in each
+prior mode at no cost; wide components compare pairs across the whole code space.  What the codes
+learn under each kernel, and what the regulariser changes, is measured in ``docs/jgmmn.md``
+(probe tests: ``tests/mmd/test_jgmmn.py``).
 
 Capabilities: ``sample`` = G(z) with z ~ p(z); ``infer`` = E(x); ``reconstruct`` = G(E(x)).
 Kernel variances "auto": for x as in GMMN (:func:`benchbed_mmd.nets.resolve_variances`), for z
@@ -117,8 +77,8 @@ from benchbed_mmd.nets import (
 from benchbed_mmd.priors import mixture_means, sample_mixture
 
 # Default z-kernel: variances 1, 4 and 16 times half the prior's median squared distance.  No narrow
-# components: those let E code a factor along a different direction in each prior mode (see the
-# module docstring, "The z-kernel decides ...").
+# components: those let E code a factor along a different direction in each prior mode (module
+# docstring; measurements in docs/jgmmn.md).
 Z_MEDIAN_MULTIPLIERS: tuple[float, ...] = (1.0, 4.0, 16.0)
 
 

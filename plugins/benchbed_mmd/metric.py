@@ -90,6 +90,8 @@ class SampleMMD:
 
     def evaluate(self, ctx: EvalContext) -> MetricResult:
         """MMD^2 with the settings that produced it (kernel, rule, estimator, counts, split)."""
+        # The spec's requires already keeps the runner from getting here without sample; this is
+        # for direct callers (benchbed.testing.evaluate_metric does not consult the spec).
         if Capability.SAMPLE not in set(getattr(ctx.model, "capabilities", ())):
             raise NotApplicable(f"metric 'mmd': model {type(ctx.model).__name__} cannot sample")
         ref = self._reference(ctx)

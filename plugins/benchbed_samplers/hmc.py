@@ -11,17 +11,17 @@ size follows Nesterov dual averaging as in Hoffman & Gelman 2014 (NUTS paper, Al
 their ``t0=10, kappa=0.75, mu=log(10 eps_0)`` but ``gamma=0.2`` instead of 0.05), driven by the
 Metropolis acceptance probability toward ``target_accept``; afterwards the averaged iterate
 ``eps_bar`` is used.  Why ``gamma=0.2``: NUTS tunes for one noisy chain and ~1000 warm-up
-iterations; here the signal is a mean over many chains and the warm-up is short.  Measured after
-100 adaptation transitions on 2-D and 10-D Gaussians and a 2-D mixture: ``gamma=0.05`` oscillated
-and ended at 0.76-0.86 acceptance for a 0.65 target, ``gamma=0.2`` at 0.63-0.64.  Step sizes are
-also jittered per chain and transition (``jitter``, see :func:`_jittered`).
+iterations; here the signal is a mean over many chains and the warm-up is short, and with
+``gamma=0.05`` a short adaptation oscillates and ends away from the target (the runs:
+``docs/models-notes.md#hmc``).  Step sizes are also jittered per chain and transition (``jitter``,
+see :func:`_jittered`).
 
 By default one step size is shared by all chains and driven by their mean acceptance probability
 (the chains of one call usually target one density or similar posteriors; averaging makes the
 adaptation far less noisy).  ``adapt_per_chain=True`` gives every chain its own step size driven by
 its own acceptance probability (posteriors of very different scales in one batch); one chain's
 signal is noisy, so after a short adaptation its acceptance lands further from the target
-(measured: ~0.71 for 0.65).  Each call adapts afresh from ``step_size``: the sampler keeps no state.
+(``docs/models-notes.md#hmc``).  Each call adapts afresh from ``step_size``: the sampler keeps no state.
 
 Cost: ``n_leapfrog`` gradient evaluations per transition (the gradient at the current state is
 carried over from the previous transition) plus one at the start.

@@ -218,7 +218,8 @@ def test_duplicate_component_lenient_keeps_first_plugin_and_drops_second() -> No
 
 def test_duplicate_plugin_name_does_not_unload_the_first_plugin(helpers) -> None:
     """A third party whose entry point reuses a taken name (e.g. 'metrics') must not take the
-    already-loaded plugin of that name down with it (DESIGN §2: one broken plugin never stops the rest)."""
+    already-loaded plugin of that name down with it (docs/architecture.md#the-plugin-layer: one broken
+    plugin never stops the rest)."""
     with pytest.warns(PluginLoadWarning, match="plugin name 'fake' is used twice"):
         loaded = _load(("fake", helpers.FakePlugin()), ("fake", _model_plugin("fake2", "intruder")), strict=False)
     assert "linear" in loaded.registry.names("model")
@@ -296,7 +297,7 @@ def test_every_hookspec_is_documented_and_implemented_by_a_builtin() -> None:
 
 
 def test_only_plugins_module_calls_hooks() -> None:
-    """DESIGN §2: only one module calls ``pm.hook.benchbed_*``."""
+    """docs/architecture.md#the-plugin-layer: only one module calls ``pm.hook.benchbed_*``."""
     root = Path(benchbed.__file__).parent
     callers = sorted(p.name for p in root.glob("*.py")
                      if any(isinstance(node, ast.Attribute) and node.attr == "hook"

@@ -160,8 +160,8 @@ def test_provenance_of_a_finished_run(make_suite, runner, helpers, fake_registry
 
 
 def test_failed_and_diverged_runs_carry_their_provenance(make_suite, runner, helpers) -> None:
-    """DESIGN §4: every record holds versions, commit, device and plugins, failures included (which
-    version of which plugin failed is exactly what a user needs to know)."""
+    """docs/architecture.md#suites-cells-runs: every record holds versions, commit, device and plugins,
+    failures included (which version of which plugin failed is exactly what a user needs to know)."""
     suite = make_suite("[models.bad]\ncomponent = 'linear'\nfail_at = 2\n[models.nan]\ncomponent = 'linear'\n"
                        "nan_at = 2\n[metrics.fake_mse]\n")
     _, store = runner(suite)

@@ -11,7 +11,7 @@ from benchbed_samplers.langevin import Langevin
 
 
 def test_update_is_langevin_with_half_squared_step() -> None:
-    """One step equals z + s^2/2 grad + s eps with the same noise draw (methods.md §3 update)."""
+    """One step equals z + s^2/2 grad + s eps with the same noise draw (the update of ``docs/models.md#lebm``)."""
     prec = torch.tensor([[2.0, 0.5], [0.5, 1.0]])
 
     def log_density(z: torch.Tensor) -> torch.Tensor:
