@@ -1,4 +1,6 @@
-"""A third-party benchbed model in about 20 lines: a linear autoencoder with a N(0, I) prior."""
+"""A third-party benchbed plugin: a linear autoencoder with a N(0, I) prior in about 20 lines, and a
+latent-space EBM with its own energy network (:mod:`benchbed_example.latent_ebm`), both built from
+benchbed's public API only."""
 
 import torch
 from torch import nn
@@ -38,4 +40,19 @@ class LinearAE(LatentModel):
 
 @hookimpl
 def benchbed_register_models(register):
+    from benchbed_example.latent_ebm import QuadLEBM
+
     register(ModelSpec(name="linear_ae", factory=LinearAE, description="linear autoencoder (example plugin)"))
+    register(
+        ModelSpec(
+            name="quad_lebm",
+            factory=QuadLEBM,
+            test_params={"latent_dim": 2, "hidden": (16,), "energy_hidden": (16,), "prior_steps": 3,
+                         "posterior_steps": 3, "partition_samples": 256},
+            description="latent EBM whose energy is a Gaussian tilt plus a SiLU MLP (example plugin)",
+            tags=("ebm", "generator", "mcmc"),
+            uses_sampler=True,
+            default_sampler="langevin",
+            sampler_roles=("prior", "posterior"),
+        )
+    )
