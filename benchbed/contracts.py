@@ -22,6 +22,7 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Generic, Protocol, runtime_checkable
 
 import torch
@@ -336,6 +337,25 @@ class DatasetSource(Protocol):
 
     def load(self, *, seed: int) -> DataBundle:
         """Build or read the data; splits must be deterministic given ``seed``."""
+        ...
+
+
+@runtime_checkable
+class Downloadable(Protocol):
+    """Optional for data sets and metrics: files fetched from the network before first use.
+
+    ``benchbed download NAME`` (:func:`benchbed.downloads.download`) builds the component with its
+    defaults and calls ``download``; a component without this method has nothing to download.
+    """
+
+    def download(self, root: str | None = None) -> list[Path]:
+        """Fetch the missing files (checksum-verified); return the paths of all of them.
+
+        ``root`` is the data root for data files (``None``: the component's own default); files
+        kept elsewhere by convention (weights in the torch hub cache) ignore it.  Raises
+        :class:`benchbed.errors.DataError` naming each file and where it belongs when it cannot
+        (offline, no network, corrupt download).
+        """
         ...
 
 

@@ -2,7 +2,9 @@
 
 Each batch file is a (Python 2) pickle of a dict with ``data`` (uint8 [N, 3072]: 1024 red, then
 1024 green, then 1024 blue values, rows in order) and ``labels`` (N ints 0..9).  Checksums are the
-official MD5s of each batch (as torchvision lists them).
+official MD5s of each batch (as torchvision lists them).  A download fetches the official archive
+(MD5-checked) next to the batches' folder, unpacks it into a temporary folder and only then moves
+the batches into place; the archive is kept, as torchvision does.
 
 Pickle files can run code when loaded, so with ``verify=True`` (the default) a batch is only
 unpickled after its MD5 matched the official file.
@@ -11,7 +13,9 @@ unpickled after its MD5 matched the official file.
 from __future__ import annotations
 
 import pickle
+import shutil
 import tarfile
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +23,10 @@ import numpy as np
 import torch
 
 from benchbed.errors import DataError
-from benchbed_datasets.files import download, verify_md5
+from benchbed_datasets.files import fetch_official, verify_md5
 from benchbed_datasets.image_files import FileImageSource, RawSplits
 
-_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+_URLS = ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",)  # mirrors, tried in turn
 _TGZ_MD5 = "c58f30108f718f92721af3b95e74349a"
 _MD5S = {
     "data_batch_1": "c99cafc152244af753f735de768cd75f",
@@ -80,12 +84,21 @@ class CIFAR10(FileImageSource):
     def fetch(self, folder: Path) -> None:
         archive = folder.parent / "cifar-10-python.tar.gz"
         if not archive.is_file():
-            download(_URL, archive, _TGZ_MD5, self.name)
+            fetch_official(self.name, archive, _URLS, _TGZ_MD5)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".unpack-"))
         try:
             with tarfile.open(archive, "r:gz") as tar:
-                tar.extractall(folder.parent, filter="data")  # the archive holds cifar-10-batches-py/
+                tar.extractall(staging, filter="data")  # the archive holds cifar-10-batches-py/
+            unpacked = staging / "cifar-10-batches-py"
+            if not unpacked.is_dir():
+                raise DataError(f"data set {self.name!r}: {archive} holds no cifar-10-batches-py/ folder")
+            folder.mkdir(parents=True, exist_ok=True)
+            for item in unpacked.iterdir():
+                item.replace(folder / item.name)
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise DataError(f"data set {self.name!r}: cannot unpack {archive}: {exc}") from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def _load(self, folder: Path, names: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = [], []

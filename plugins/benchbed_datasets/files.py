@@ -6,19 +6,19 @@ torchvision's layout under the same root (``MNIST/raw/``, ``cifar-10-batches-py/
 so an existing torchvision download can be reused by pointing ``root`` at it.
 
 Checksums are the official MD5s as torchvision 0.29 lists them (``torchvision/datasets/{mnist,cifar,
-svhn}.py``).  Nothing is ever downloaded unless a loader is built with ``download=True``.
+svhn}.py``).  Missing files are downloaded on first use (``download="auto"``, the default) unless
+``$BENCHBED_OFFLINE`` is set; ``download=False`` never downloads (``True`` is the same as ``"auto"``).
+Downloads go through :func:`benchbed.downloads.fetch`: mirrors in turn, MD5-verified, atomic.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchbed.downloads import OFFLINE_ENV, Checksum, fetch
 from benchbed.errors import DataError
 
 DEFAULT_ROOT = Path("~/.cache/benchbed/data")
@@ -68,46 +68,17 @@ def missing_files_error(dataset: str, folder: Path, names: Sequence[str], extra:
     listing = "\n".join(f"  {folder / name}" for name in names)
     return DataError(
         f"data set {dataset!r}: files not found. Put these files here:\n{listing}\n"
-        f"(data root = the 'root' parameter, else ${ENV_VAR}, else {DEFAULT_ROOT}; "
-        f"or build the data set with download=True where a network is available){extra}"
+        f"(data root = the 'root' parameter, else ${ENV_VAR}, else {DEFAULT_ROOT}; or fetch them with "
+        f"`benchbed download {dataset}` where a network is available: loaders also download on first use "
+        f"unless built with download=False or ${OFFLINE_ENV} is set){extra}"
     )
 
 
-def download(url: str, dest: Path, md5: str | None, dataset: str) -> None:
-    """Fetch ``url`` to ``dest`` (atomically, via a temporary file) and check its MD5.
+def fetch_official(dataset: str, dest: Path, urls: Sequence[str], md5: str) -> Path:
+    """Download one official file to ``dest`` from the first of ``urls`` that serves it with ``md5``.
 
     Raises:
-        DataError: the download failed or the file has the wrong checksum.
+        benchbed.downloads.DownloadError: offline, unreachable, or no mirror had the right bytes
+            (a :class:`DataError` naming the file, each URL and why it failed, and the checksums).
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310
-            shutil.copyfileobj(response, out)
-        actual = md5sum(tmp) if md5 is not None else None
-        if actual != md5:
-            raise DataError(
-                f"data set {dataset!r}: checksum mismatch for {url} (downloaded for {dest}): MD5 {actual}, "
-                f"expected {md5}; the file was not kept"
-            )
-        tmp.replace(dest)
-    except DataError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - network errors of every kind become one DataError
-        raise DataError(f"data set {dataset!r}: downloading {url} to {dest} failed: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def download_first(urls: Sequence[str], dest: Path, md5: str | None, dataset: str) -> None:
-    """Try each mirror in turn; raise the last mirror's error if all fail."""
-    error: DataError | None = None
-    for url in urls:
-        try:
-            download(url, dest, md5, dataset)
-            return
-        except DataError as exc:
-            error = exc
-    assert error is not None
-    raise error
+    return fetch(urls, dest, Checksum("md5", md5), what=f"data set {dataset!r}")

@@ -6,7 +6,8 @@ Images are ``[N, 28, 28]`` (magic 0x00000803), labels ``[N]`` (magic 0x00000801)
 
 Checksums: the official MD5s of the four ``.gz`` files (as torchvision lists them).  No official
 checksum exists for unpacked files; with ``verify=True`` those are checked structurally instead
-(the official example counts 60000 / 10000 and the 28x28 size), and that is all.
+(the official example counts 60000 / 10000 and the 28x28 size), and that is all.  Downloads fetch
+the ``.gz`` files, trying the mirrors in turn.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from benchbed.errors import DataError
-from benchbed_datasets.files import download_first, verify_md5
+from benchbed_datasets.files import fetch_official, verify_md5
 from benchbed_datasets.image_files import FileImageSource, RawSplits
 
 _FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -68,8 +69,8 @@ class IdxImageSource(FileImageSource):
     def fetch(self, folder: Path) -> None:
         for name in _FILES:
             dest = folder / f"{name}.gz"
-            if not dest.is_file():
-                download_first([m + dest.name for m in self.mirrors], dest, self.md5s[dest.name], self.name)
+            if not dest.is_file() and not (folder / name).is_file():  # an unpacked copy counts as present
+                fetch_official(self.name, dest, [m + dest.name for m in self.mirrors], self.md5s[dest.name])
 
     def _read_one(self, folder: Path, name: str) -> np.ndarray:
         packed, plain = folder / f"{name}.gz", folder / name

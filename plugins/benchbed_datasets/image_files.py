@@ -1,6 +1,6 @@
 """Base class of the file-backed image data sets (MNIST, Fashion-MNIST, CIFAR-10, SVHN).
 
-Flow of ``load(seed)``: find the files under the data root (or download them when asked), verify
+Flow of ``load(seed)``: find the files under the data root (or download them when missing), verify
 their official checksums (unless ``verify=False``), read them as uint8 ``[N, C, H, W]`` arrays,
 carve a stratified validation split from the official training split (deterministic given the seed),
 optionally keep stratified subsets for small machines, and only then convert to float32 in [0, 1]
@@ -8,18 +8,25 @@ optionally keep stratified subsets for small machines, and only then convert to 
 
 The official test split is kept as it is; ``n_test`` takes a stratified subset of it chosen with a
 fixed seed (0), so every seed of a suite is scored on the same test images.
+
+Downloads (:class:`benchbed.contracts.Downloadable`): ``download(root)`` fetches what is missing, as
+``benchbed download NAME`` does; ``load`` does the same on first use unless built with
+``download=False`` or ``$BENCHBED_OFFLINE`` is set.  Offline or without a network, the error names
+each file and where to put it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 from annotated_types import Gt
 
 from benchbed.contracts import DataBundle, DatasetInfo, Split
+from benchbed.downloads import DownloadError
+from benchbed.errors import DataError
 from benchbed_datasets._base import ParameterError, check_int
 from benchbed_datasets.files import data_root, find_folder, missing_files_error
 from benchbed_datasets.splits import carve, stratified_pick, take
@@ -36,7 +43,8 @@ class FileImageSource(ABC):
         n_val: validation examples carved (stratified, from the seed) out of the official train split.
         n_train: keep only this many (stratified) training examples; ``None`` keeps all the rest.
         n_test: keep only this many (stratified, fixed seed) test examples; ``None`` keeps all.
-        download: fetch missing files from the official mirrors (needs a network).
+        download: ``"auto"``: fetch missing files from the official mirrors on first use (MD5-checked)
+            unless ``$BENCHBED_OFFLINE`` is set; ``False``: never (offline use); ``True``: as ``"auto"``.
         verify: check the official MD5 checksums (``False`` for home-made files, e.g. in tests).
     """
 
@@ -54,7 +62,7 @@ class FileImageSource(ABC):
         n_val: Annotated[int, Gt(0)] = 5000,
         n_train: Annotated[int | None, Gt(0)] = None,
         n_test: Annotated[int | None, Gt(0)] = None,
-        download: bool = False,
+        download: bool | Literal["auto"] = "auto",
         verify: bool = True,
     ) -> None:
         if root is not None and not isinstance(root, str):
@@ -63,17 +71,25 @@ class FileImageSource(ABC):
         self.n_val = check_int(self.name, "n_val", n_val, minimum=1)
         self.n_train = None if n_train is None else check_int(self.name, "n_train", n_train, minimum=1)
         self.n_test = None if n_test is None else check_int(self.name, "n_test", n_test, minimum=1)
-        for key, value in (("download", download), ("verify", verify)):
-            if not isinstance(value, bool):
-                raise ParameterError(f"data set {self.name!r}: parameter {key!r} must be true or false, got {value!r}")
-        self.download = download
+        if not isinstance(download, bool) and download != "auto":
+            raise ParameterError(
+                f"data set {self.name!r}: parameter 'download' must be true, false or 'auto', got {download!r}"
+            )
+        if not isinstance(verify, bool):
+            raise ParameterError(f"data set {self.name!r}: parameter 'verify' must be true or false, got {verify!r}")
+        # Not ``self.download``: that name is the Downloadable method.
+        self.download_mode: bool | str = download
         self.verify = verify
 
     # -- what a subclass provides ----------------------------------------------------------------
 
     @abstractmethod
     def fetch(self, folder: Path) -> None:
-        """Download the official files into ``folder``."""
+        """Download the official files missing from ``folder`` (via :func:`files.fetch_official`).
+
+        Raises:
+            benchbed.downloads.DownloadError: offline, unreachable, or a failed or corrupt download.
+        """
 
     @abstractmethod
     def read(self, folder: Path) -> RawSplits:
@@ -82,20 +98,49 @@ class FileImageSource(ABC):
     # -- shared flow -------------------------------------------------------------------------------
 
     def locate(self) -> Path:
-        """The folder holding the files; downloads them first when missing and ``download=True``.
+        """The folder holding the files; downloads the missing ones first unless ``download=False``.
 
         Raises:
-            DataError: files missing (naming each file and where it must go).
+            DataError: files missing (naming each file and where it must go), also when offline or
+                without a network; or a download failed (naming the file, URLs and checksums).
         """
         root = data_root(self.root)
         folder = find_folder(root, self.folders, self.required)
-        if folder is None and self.download:
-            self.fetch(root / self.folders[0])
-            folder = find_folder(root, self.folders, self.required)
+        if folder is None and self.download_mode is not False:
+            folder = self._fetch_into(root)
         if folder is None:
-            names = [group[0] for group in self.required]
-            raise missing_files_error(self.name, root / self.folders[0], names, self._alternatives(root))
+            raise self._missing(root)
         return folder
+
+    def download(self, root: str | None = None) -> list[Path]:
+        """Fetch the missing official files into the data root (``root``, else this loader's root).
+
+        Returns:
+            The paths of all the data set's files, already present or just fetched.
+
+        Raises:
+            DataError: offline or no network (naming each file and where to put it), or a failed
+                or corrupt download (naming the file, the URLs and the checksums).
+        """
+        base = data_root(root if root is not None else self.root)
+        folder = find_folder(base, self.folders, self.required) or self._fetch_into(base)
+        if folder is None:
+            raise self._missing(base)
+        return [next(folder / n for n in group if (folder / n).is_file()) for group in self.required]
+
+    def _fetch_into(self, root: Path) -> Path | None:
+        """Fetch into the first candidate folder; the folder found afterwards (``None``: still incomplete)."""
+        try:
+            self.fetch(root / self.folders[0])
+        except DownloadError as exc:
+            if not exc.unreachable:
+                raise
+            raise self._missing(root, f"\n{exc.summary()}") from exc
+        return find_folder(root, self.folders, self.required)
+
+    def _missing(self, root: Path, why: str = "") -> DataError:
+        names = [group[0] for group in self.required]
+        return missing_files_error(self.name, root / self.folders[0], names, self._alternatives(root) + why)
 
     def _alternatives(self, root: Path) -> str:
         notes = [self.files_note] if self.files_note else []

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from benchbed.errors import DataError
-from benchbed_datasets.files import download, verify_md5
+from benchbed_datasets.files import fetch_official, verify_md5
 from benchbed_datasets.image_files import FileImageSource, RawSplits
 
-_BASE_URL = "http://ufldl.stanford.edu/housenumbers/"
+_MIRRORS = ("http://ufldl.stanford.edu/housenumbers/",)  # base URLs, tried in turn
 _MD5S = {
     "train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
     "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3",
@@ -62,7 +62,7 @@ class SVHN(FileImageSource):
     def fetch(self, folder: Path) -> None:
         for name, md5 in _MD5S.items():
             if not (folder / name).is_file():
-                download(_BASE_URL + name, folder / name, md5, self.name)
+                fetch_official(self.name, folder / name, [m + name for m in _MIRRORS], md5)
 
     def _load(self, folder: Path, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         if self.verify:

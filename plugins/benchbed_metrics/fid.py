@@ -2,13 +2,15 @@
 
 Definition: ``docs/architecture.md#metric-definitions``.
 
-Weights are read from the torch hub cache or ``$BENCHBED_FID_WEIGHTS`` (see :mod:`benchbed_metrics.weights`);
-without them the metric is ``n/a`` with instructions.  Reference statistics of a split are cached on disk
+Weights are read from ``$BENCHBED_FID_WEIGHTS`` or the torch hub cache, where they are downloaded on first use
+(SHA-256 checked; ``benchbed download fid`` fetches them ahead; see :mod:`benchbed_metrics.weights`); offline
+or without a network the metric is ``n/a`` with instructions.  Reference statistics of a split are cached on disk
 by (weights hash, split content hash, count), since every cell of a suite compares against the same split.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
@@ -18,7 +20,7 @@ from annotated_types import Ge, Gt
 from benchbed.contracts import EvalContext, MetricResult
 from benchbed_metrics._batching import draw_samples, head, map_batches, require, split_of
 from benchbed_metrics.frechet import FeatureStats, feature_stats, frechet_distance
-from benchbed_metrics.weights import cache_dir, fid_weights_path, sha256_file
+from benchbed_metrics.weights import cache_dir, download_fid_weights, fid_weights_path, sha256_file
 
 _NETS: dict[str, torch.nn.Module] = {}
 
@@ -71,6 +73,10 @@ class FID:
         self.quantize = quantize
         self.cache_reference = cache_reference
 
+    def download(self, root: str | None = None) -> list[Path]:
+        """Downloadable: fetch the Inception weights into the torch hub cache (``root`` is not used)."""
+        return [download_fid_weights()]
+
     def _stats(self, x: torch.Tensor, net: torch.nn.Module, device: torch.device) -> FeatureStats:
         x = prepare_images(x, quantize=self.quantize)
         return feature_stats(map_batches(net, x, batch_size=self.batch_size, device=device))
@@ -96,7 +102,7 @@ class FID:
     def evaluate(self, ctx: EvalContext) -> MetricResult:
         """FID between ``n_samples`` model samples and the reference split."""
         require(ctx.model, "sample", metric="fid")
-        weights = fid_weights_path()  # raises NotApplicable with instructions when absent
+        weights = fid_weights_path()  # downloads on first use; NotApplicable with instructions when it cannot
         sha = sha256_file(weights)
         net = _net(sha, self.dims, ctx.device)
         ref = self._reference(ctx, net, sha)

@@ -1,4 +1,5 @@
-"""pytorch-fid's InceptionV3 pool3 feature extractor, built from local weights without any download.
+"""pytorch-fid's InceptionV3 pool3 feature extractor, built from a local weights file (never fetched here:
+:mod:`benchbed_metrics.weights` downloads the file into the torch hub cache, checksum-verified).
 
 pytorch-fid's own ``fid_inception_v3()`` ends with ``load_state_dict_from_url``; here the same network
 (torchvision's InceptionV3 with 1008 classes and no aux head, whose blocks pytorch-fid replaces by its

@@ -111,7 +111,8 @@ def test_missing_files_say_what_to_put_where(tmp_path: Path, name: str, where: s
     text = str(info.value)
     assert f"data set {name!r}: files not found" in text
     assert str(tmp_path / where) in text
-    assert "download=True" in text and "BENCHBED_DATA" in text
+    assert f"benchbed download {name}" in text and "download=False" in text and "BENCHBED_DATA" in text
+    assert "$BENCHBED_OFFLINE is set, so" in text  # the suite runs offline (tests/conftest.py)
 
 
 def test_one_missing_file_is_reported(writers, tmp_path: Path) -> None:
@@ -245,6 +246,7 @@ def test_unpacked_idx_with_verify_checks_official_shape(writers, tmp_path: Path)
         (MNIST, {"n_val": 0}, "'n_val' must be an integer >= 1, got 0"),
         (CIFAR10, {"n_train": -3}, "'n_train' must be an integer >= 1, got -3"),
         (SVHN, {"verify": "no"}, "'verify' must be true or false"),
+        (SVHN, {"download": "yes"}, "'download' must be true, false or 'auto', got 'yes'"),
         (FashionMNIST, {"root": 3}, "'root' must be a path string"),
     ],
 )
@@ -258,56 +260,3 @@ def test_n_val_too_large_for_the_file(writers, tmp_path: Path) -> None:
     writers.svhn(tmp_path / "svhn", n_train=30)
     with pytest.raises(ParameterError, match="n_val=30 leaves no training examples"):
         load_dataset("svhn", root=str(tmp_path), verify=False, n_val=30)
-
-
-# --- download (exercised with file:// URLs: urllib's path, no network) -------------------------------
-
-
-def test_download_fetches_verifies_and_places_files(writers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    mirror = tmp_path / "mirror"
-    writers.idx(mirror)
-    monkeypatch.setattr(MNIST, "mirrors", ("file:///nonexistent-mirror/", mirror.as_uri() + "/"))
-    for name in list(MNIST.md5s):
-        monkeypatch.setitem(MNIST.md5s, name, md5sum(mirror / name))
-    root = tmp_path / "root"
-    bundle = load_dataset("mnist", root=str(root), n_val=10, download=True)  # first mirror fails, second works
-    assert len(bundle.test) == 20
-    assert sorted(p.name for p in (root / "mnist").iterdir()) == sorted(MNIST.md5s)  # no partial files left
-
-
-def test_download_with_wrong_checksum_keeps_nothing(writers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    mirror = tmp_path / "mirror"
-    writers.svhn(mirror)
-    from benchbed_datasets import svhn
-
-    monkeypatch.setattr(svhn, "_BASE_URL", mirror.as_uri() + "/")
-    root = tmp_path / "root"
-    with pytest.raises(DataError, match=r"checksum mismatch for file://.*/mirror/train_32x32\.mat \(downloaded for "
-                                        r".*/root/svhn/train_32x32\.mat\): MD5 \w+, expected e26dedcc"):
-        load_dataset("svhn", root=str(root), n_val=10, download=True)
-    assert list((root / "svhn").iterdir()) == []
-
-
-def test_download_failure_names_the_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from benchbed_datasets import svhn
-
-    monkeypatch.setattr(svhn, "_BASE_URL", (tmp_path / "nowhere").as_uri() + "/")
-    with pytest.raises(DataError, match=r"downloading file://.*nowhere/train_32x32\.mat to .* failed"):
-        load_dataset("svhn", root=str(tmp_path / "root"), download=True)
-
-
-def test_download_cifar_archive_is_unpacked(writers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tarfile
-
-    from benchbed_datasets import cifar
-
-    writers.cifar(tmp_path / "src" / "cifar-10-batches-py")
-    archive = tmp_path / "cifar-10-python.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
-    monkeypatch.setattr(cifar, "_URL", archive.as_uri())
-    monkeypatch.setattr(cifar, "_TGZ_MD5", md5sum(archive))
-    root = tmp_path / "root"
-    bundle = load_dataset("cifar10", root=str(root), n_val=10, verify=False, download=True)
-    assert len(bundle.test) == 10
-    assert (root / "cifar10" / "cifar-10-batches-py" / "data_batch_5").is_file()

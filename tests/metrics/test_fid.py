@@ -69,11 +69,12 @@ def test_fid_end_to_end_with_local_weights(random_weights: Path, monkeypatch: py
 
 def test_missing_weights_give_na_with_instructions(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, make_ctx) -> None:
     monkeypatch.delenv("BENCHBED_FID_WEIGHTS", raising=False)
+    monkeypatch.setenv("BENCHBED_OFFLINE", "1")  # offline, the weights are not downloaded on first use
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     bundle = load_dataset("digits", seed=0)
     with pytest.raises(NotApplicable, match="BENCHBED_FID_WEIGHTS") as info:
         evaluate_metric("fid", make_ctx(_Sampler(None), bundle))
-    assert "pt_inception-2015-12-05-6726825d.pth" in str(info.value) and "never downloads" in str(info.value)
+    assert "pt_inception-2015-12-05-6726825d.pth" in str(info.value) and "benchbed download fid" in str(info.value)
     assert str(tmp_path) not in str(info.value), "the published reason must not hold this machine's paths"
     monkeypatch.setenv("BENCHBED_FID_WEIGHTS", str(tmp_path / "missing.pth"))
     with pytest.raises(NotApplicable, match="not a file"):
