@@ -11,6 +11,15 @@ its pid is dead; by heartbeat age elsewhere), and the next run resumes it from i
 local Ray that ``ray.init()`` starts is fate-shared with its driver by Ray itself (its processes get
 ``PR_SET_PDEATHSIG`` and a reaper process; workers exit with their raylet); on a Ray cluster the tasks
 of a dead driver's job are cancelled by Ray.
+
+Only the parent writes to the terminal: workers send :class:`benchbed.progress.ProgressEvent` records
+(their cell, training steps, the metric running, their printed lines) through a multiprocessing queue
+(a Ray queue actor under Ray) to the parent's :class:`benchbed.progress.Display`.
+
+Devices: with ``--jobs N`` and a suite device of ``cuda`` or ``auto`` where CUDA is available, pool
+worker ``i`` runs on ``cuda:i mod <visible devices>`` (:func:`worker_devices`); Ray tasks ask Ray for
+one GPU each (``num_gpus=1``) when the device is ``cuda`` or ``cuda:N``, and run on the GPU Ray gives
+them.
 """
 
 from __future__ import annotations
@@ -20,25 +29,29 @@ import ctypes
 import dataclasses
 import multiprocessing as mp
 import os
+import queue
 import signal
+import socket
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from benchbed import progress
 from benchbed.errors import BenchbedError
 from benchbed.grid import Cell, Plan, plan_run
 from benchbed.plugins import load_plugins
-from benchbed.progress import Progress
+from benchbed.progress import Display, EventStream, ProgressEvent
 from benchbed.registry import Registry
 from benchbed.runner import CellOutcome, CellRunner, RunOptions, wait_for_claims
 from benchbed.store import FINISHED, Store
-from benchbed.suite import Suite, load_suite
+from benchbed.suite import Suite, SuiteSource, load_suite
 
 EXECUTORS = ("serial", "pool", "ray")
 
@@ -90,11 +103,42 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="benchbed-parent-watch", daemon=True).start()
 
 
-def _init_worker(suite_path: str, store_path: str, options: RunOptions, threads: int,
-                 parent: int | None = None) -> None:
+def worker_devices(device: str, jobs: int) -> list[str | None]:
+    """The device each of ``jobs`` pool workers runs on: ``cuda:i mod k`` round-robin over the ``k``
+    visible CUDA devices when ``device`` is ``cuda`` or ``auto`` and CUDA is available; else ``None``
+    for every worker (each keeps ``device``: CPU, MPS, or an explicit ``cuda:N``)."""
+    if device not in ("cuda", "auto") or not torch.cuda.is_available():
+        return [None] * jobs
+    count = torch.cuda.device_count()
+    if count < 1:
+        return [None] * jobs
+    return [f"cuda:{i % count}" for i in range(jobs)]
+
+
+def _source() -> str:
+    """This process in progress events: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _init_worker(suite_path: str | SuiteSource, store_path: str, options: RunOptions, threads: int,
+                 parent: int | None = None, events: Any = None, devices: tuple[str | None, ...] = (),
+                 counter: Any = None) -> None:
+    """Set a worker process up: parent watch, threads, progress events to ``events`` (a queue, with its
+    stdout and stderr turned into events), and device ``devices[i mod len]`` for the ``i``-th worker
+    started (``counter``: a shared integer), then its :class:`CellRunner`."""
     global _WORKER
     if parent is not None:
         _die_with_parent(parent)
+    if events is not None:
+        progress.install_sink(events.put_nowait, _source())
+        sys.stdout = EventStream("output")
+        sys.stderr = EventStream("output")
+    if devices and counter is not None:
+        with counter.get_lock():
+            index = counter.value
+            counter.value += 1
+        if devices[index % len(devices)] is not None:
+            options = dataclasses.replace(options, device=devices[index % len(devices)])
     torch.set_num_threads(threads)
     registry = load_plugins().registry
     _WORKER = CellRunner(load_suite(suite_path, registry), registry, Store(store_path), options)
@@ -102,31 +146,82 @@ def _init_worker(suite_path: str, store_path: str, options: RunOptions, threads:
 
 def _run_in_worker(cell: Cell) -> CellOutcome:
     assert _WORKER is not None, "worker not initialised"
-    return _WORKER.run(cell)
+    with progress.cell(cell.title):
+        return _WORKER.run(cell)
 
 
-def _ray_run(suite_path: str, store_path: str, options: RunOptions, threads: int, cell: Cell) -> CellOutcome:
+def _ray_run(suite_path: str | SuiteSource, store_path: str, options: RunOptions, threads: int, cell: Cell,
+             events: Any = None) -> CellOutcome:
     if _WORKER is None:
         _init_worker(suite_path, store_path, options, threads)
+    if events is not None:
+        progress.install_sink(events.put_nowait, _source())
     return _run_in_worker(cell)
 
 
 # -- parent side ------------------------------------------------------------------------------------
 
 
+#: Seconds the parent waits on the event queue before it redraws the display anyway.
+DRAIN_POLL_S = 0.5
+
+
+class _Drain:
+    """A parent thread that hands the events of a queue to the display until stopped (a context manager).
+
+    ``get(timeout)`` returns the next event or raises :class:`queue.Empty`.  On exit the events still
+    queued are rendered before the thread ends."""
+
+    def __init__(self, get: Callable[[float], ProgressEvent], display: Display) -> None:
+        self.get, self.display = get, display
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="benchbed-progress", daemon=True)
+
+    def _loop(self) -> None:
+        drawn = time.monotonic()
+        while True:
+            if time.monotonic() - drawn >= DRAIN_POLL_S:  # elapsed times move even while events stream in
+                self.display.refresh()
+                drawn = time.monotonic()
+            try:
+                self.display.handle(self.get(0.05 if self._stop.is_set() else DRAIN_POLL_S))
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+            except (EOFError, OSError, ValueError):  # the queue went away (interrupt): nothing left to show
+                return
+            except Exception:  # noqa: BLE001 - a malformed event must not stop the display
+                continue
+
+    def __enter__(self) -> _Drain:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10.0)
+
+
 def _serial(runner: CellRunner, cells: list[Cell]) -> Iterable[CellOutcome]:
     for cell in cells:
-        yield runner.run(cell)
+        with progress.cell(cell.title):
+            outcome = runner.run(cell)
+        yield outcome
 
 
-def _pool(suite: Suite, store: Store, options: RunOptions, cells: list[Cell], jobs: int) -> Iterable[CellOutcome]:
+def _pool(suite: Suite, store: Store, options: RunOptions, cells: list[Cell], jobs: int,
+          display: Display) -> Iterable[CellOutcome]:
     if suite.path is None:
         raise BenchbedError("--jobs needs a suite file on disk")
     threads = options.engine.threads or max(1, (os.cpu_count() or 1) // jobs)
     ctx = mp.get_context("spawn")  # fork + torch threads is unsafe; spawn is the portable choice
     worker_opts = dataclasses.replace(options, bars=False)
-    with cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
-                                initargs=(str(suite.path), str(store.path), worker_opts, threads, os.getpid())) as pool:
+    events: Any = ctx.Queue()
+    devices = tuple(worker_devices(options.device or suite.device, jobs))
+    initargs = (suite.source, str(store.path), worker_opts, threads, os.getpid(), events,
+                devices if any(devices) else (), ctx.Value("i", 0))
+    with _Drain(lambda timeout: events.get(True, timeout), display), \
+            cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=initargs) as pool:
         futures = [pool.submit(_run_in_worker, c) for c in cells]
         try:
             for fut in cf.as_completed(futures):
@@ -137,22 +232,37 @@ def _pool(suite: Suite, store: Store, options: RunOptions, cells: list[Cell], jo
             raise
 
 
-def _ray(suite: Suite, store: Store, options: RunOptions, cells: list[Cell], jobs: int) -> Iterable[CellOutcome]:
+def ray_gpus(device: str) -> int:
+    """The GPUs one Ray task asks for (besides one CPU): one when ``device`` is ``cuda`` or ``cuda:N``."""
+    return 1 if device == "cuda" or device.startswith("cuda:") else 0
+
+
+def _ray(suite: Suite, store: Store, options: RunOptions, cells: list[Cell], jobs: int,
+         display: Display) -> Iterable[CellOutcome]:
     try:
         import ray
+        from ray.util.queue import Queue as RayQueue
     except ImportError as exc:
         raise BenchbedError("--executor ray needs Ray: pip install 'benchbed[ray]'") from exc
     if suite.path is None:
         raise BenchbedError("--executor ray needs a suite file on disk")
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False)
-    worker_opts = dataclasses.replace(options, bars=False)
-    remote = ray.remote(num_cpus=1)(_ray_run)
+    gpus = ray_gpus(options.device or suite.device)
+    # Ray makes the GPU it gives a task that task's only visible one: "cuda" is that GPU.
+    worker_opts = dataclasses.replace(options, bars=False, device="cuda" if gpus else options.device)
+    remote = ray.remote(num_cpus=1, num_gpus=gpus)(_ray_run)
     threads = options.engine.threads or 1
-    pending = [remote.remote(str(suite.path), str(store.path.resolve()), worker_opts, threads, c) for c in cells]
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        yield ray.get(done[0])
+    events = RayQueue()
+    try:
+        with _Drain(lambda timeout: events.get(True, timeout), display):
+            pending = [remote.remote(suite.source, str(store.path.resolve()), worker_opts, threads, c, events)
+                       for c in cells]
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                yield ray.get(done[0])
+    finally:
+        events.shutdown()
 
 
 def run_suite(
@@ -178,7 +288,7 @@ def run_suite(
         planned = plan_run(suite, registry, lambda entry: runner.data(entry, suite.seeds[0]).info)
     cells, notes = planned.order, list(planned.notes)
     summary = RunSummary(notes=notes)
-    with Progress(len(cells), f"suite {suite.name}", bars=options.bars) as bar:
+    with Display(len(cells), f"suite {suite.name}", bars=options.bars) as bar, progress.routed(bar.handle):
         for note in notes:
             bar.log(note)
         refs = runner.references()
@@ -187,20 +297,21 @@ def run_suite(
         if executor == "serial":
             outcomes = _serial(runner, cells)
         elif executor == "pool":
-            outcomes = _pool(suite, store, options, cells, jobs)
+            outcomes = _pool(suite, store, options, cells, jobs, bar)
         else:
-            outcomes = _ray(suite, store, options, cells, jobs)
+            outcomes = _ray(suite, store, options, cells, jobs, bar)
         for outcome in outcomes:
             summary.outcomes.append(outcome)
             bar.update(1)
             extra = f": {outcome.message}" if outcome.message else ""
-            bar.log(f"{outcome.status:9s} {outcome.title} ({outcome.seconds:.1f} s){extra}")
+            bar.log(f"{outcome.status:9s} {outcome.title} ({outcome.seconds:.1f} s; {bar.n}/{len(cells)}){extra}")
         held = [o.run_id for o in summary.outcomes if o.status == "held"]
         wait_for_claims(store, held, stale_after=options.steal_stale,
                         on_wait=lambda n: bar.log(f"waiting for {n} cell(s) running in other processes"))
         # A holder that died while we waited left its cell unfinished: run it here.
         for cell in (c for c in cells if c.run_id in held and store.status(c.run_id) not in FINISHED):
-            outcome = runner.run(cell)
+            with progress.cell(cell.title):
+                outcome = runner.run(cell)
             summary.outcomes.append(outcome)
             bar.log(f"{outcome.status:9s} {outcome.title} ({outcome.seconds:.1f} s) after its holder died")
     return summary
