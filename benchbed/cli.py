@@ -55,7 +55,12 @@ def _registry() -> Registry:
 
 
 def _suite(name: str, registry: Registry) -> Suite:
-    return load_suite(resolve_suite_path(name), registry)
+    """Load a suite and check its claims file, if any (:mod:`benchbed.claims`), before anything runs."""
+    from benchbed.claims import claims_for
+
+    suite = load_suite(resolve_suite_path(name), registry)
+    claims_for(suite, registry)
+    return suite
 
 
 def _store(args: argparse.Namespace, suite: Suite, *, create: bool = True) -> Store:
@@ -187,7 +192,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     suite = _suite(args.suite, registry)
     store = _store(args, suite, create=False)
     if args.format:
-        sys.stdout.write(leaderboard.render(args.format, store, leaderboard.build(store, suite, registry)))
+        board = leaderboard.build(store, suite, registry)
+        sys.stdout.write(leaderboard.render(args.format, store, board,
+                                            leaderboard.evaluated_claims(store, board, registry)))
         return 0
     for path in leaderboard.write(store, suite, registry, _out_folder(args, suite)):
         print(f"benchbed: wrote {path}")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pluggy
 
 from benchbed import PROJECT_NAME
-from benchbed.specs import DatasetSpec, MetricSpec, ModelSpec, SamplerSpec
+from benchbed.specs import ClaimSpec, DatasetSpec, MetricSpec, ModelSpec, SamplerSpec
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
@@ -35,3 +35,9 @@ def benchbed_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
 @hookspec
 def benchbed_register_metrics(register: Callable[[MetricSpec], None]) -> None:
     """Register evaluation metrics: ``register(MetricSpec(...))`` per metric."""
+
+
+@hookspec
+def benchbed_register_claims(register: Callable[[ClaimSpec], None]) -> None:
+    """Register published claims: ``register(ClaimSpec(...))`` per claim.  A claim applies to every suite
+    that has its data set, its metric and both entries; a suite's ``claims.toml`` overrides it by id."""

@@ -48,6 +48,7 @@ from matplotlib.transforms import Bbox, ScaledTranslation
 from benchbed.preview import Preview
 
 if TYPE_CHECKING:
+    from benchbed.claims import ClaimResult
     from benchbed.store import Store
     from benchbed.tables import DatasetTable, Leaderboard, Notes
 
@@ -603,8 +604,9 @@ _CURVE_CAPTION = ("Training curves: per model, every recorded loss against the t
                   "per model). The y range leaves out the first tenth of training.")
 
 
-def to_html(store: Store, board: Leaderboard) -> str:
-    """The static page: per data set the table, then the cost-quality plot, samples and training curves."""
+def to_html(store: Store, board: Leaderboard, claims: Sequence[ClaimResult] = ()) -> str:
+    """The static page: per data set the table, then the cost-quality plot, samples and training curves;
+    with ``claims``, a last section with the claims table (:func:`benchbed.claims_table.to_html`)."""
     from benchbed.leaderboard import MARKS, NAMES, UNCERTAINTY, legend_notes, provenance_summary
 
     notes = board.notes
@@ -644,4 +646,8 @@ def to_html(store: Store, board: Leaderboard) -> str:
              f"{', '.join(map(str, suite.seeds))}. {UNCERTAINTY} ↑/↓: direction of better (the first click on a "
              f"header sorts toward better). {MARKS} {NAMES}",
              provenance_summary(store, board)]
+    if claims:
+        from benchbed.claims_table import to_html as claims_html
+
+        sections.append(("Claims", claims_html(claims)))
     return page(f"Leaderboard: {suite.name}", intro, sections, notes.items)

@@ -11,6 +11,10 @@ format         file             content
 ``html``       ``index.html``   sortable tables, samples, curves, cost-quality plots (:mod:`benchbed.html`)
 ============== ================ ==========================================================================
 
+Where the suite has claims (:mod:`benchbed.claims`: its ``claims.toml``, or plugins' claims that fit it),
+the README, ``results.json`` and ``index.html`` get a Claims section and :func:`write` also writes
+``claims.csv`` (:mod:`benchbed.claims_table`).
+
 Beside them :func:`write` keeps the portable run file (:mod:`benchbed.published`) that rebuilds all
 of them in a fresh clone.  It never replaces a published, non-empty table with an empty one.
 """
@@ -20,8 +24,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchbed import published
 from benchbed.errors import BenchbedError
@@ -39,6 +44,9 @@ from benchbed.tables import (
     build,
     iter_cells,
 )
+
+if TYPE_CHECKING:
+    from benchbed.claims import ClaimResult
 
 #: How cells are read, once per published file.
 UNCERTAINTY = ("Cells: mean ± standard error over seeds (sample standard deviation / √n), rounded to two "
@@ -146,8 +154,9 @@ def reproduce_command(suite: Suite) -> str:
         return f"benchbed run {published.scrub(str(path))}"
 
 
-def readme(store: Store, board: Leaderboard) -> str:
-    """The suite folder's README.md: what was run, how to reproduce it, the tables, provenance."""
+def readme(store: Store, board: Leaderboard, claims: Sequence[ClaimResult] = ()) -> str:
+    """The suite folder's README.md: what was run, how to reproduce it, the tables, provenance, and the
+    Claims section when ``claims`` are given."""
     suite = board.suite
     lines = [f"# Leaderboard: {suite.name}", ""]
     if suite.description:
@@ -163,6 +172,10 @@ def readme(store: Store, board: Leaderboard) -> str:
     if prov := provenance_summary(store, board):
         lines += [prov, ""]
     lines.append(to_markdown(board))
+    if claims:
+        from benchbed.claims_table import to_markdown as claims_markdown
+
+        lines += ["", claims_markdown(claims)]
     return "\n".join(lines)
 
 
@@ -236,8 +249,9 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-def to_json(store: Store, board: Leaderboard) -> str:
-    """The whole leaderboard: tables with every cell's numbers and marks, notes, and every run's record."""
+def to_json(store: Store, board: Leaderboard, claims: Sequence[ClaimResult] = ()) -> str:
+    """The whole leaderboard: tables with every cell's numbers and marks, notes, every run's record, and
+    (with ``claims``) each claim's values, test and verdict under ``claims``."""
     notes = Notes(list(board.notes.items))
     tables = []
     for t in board.tables:
@@ -268,23 +282,30 @@ def to_json(store: Store, board: Leaderboard) -> str:
            "seeds": list(board.suite.seeds), "uncertainty": "standard error over seeds",
            "significance": {"test": TEST_NAME, "alpha": ALPHA, "two_sided": True},
            "estimators": board.legends, "tables": tables, "notes": notes.items, "runs": runs}
+    if claims:
+        from benchbed.claims import TEST_NAME as CLAIMS_TEST
+        from benchbed.claims_table import to_records
+
+        doc["claims"] = to_records(claims)
+        doc["claims_test"] = {"test": CLAIMS_TEST, "alpha": ALPHA, "one_sided": True}
     return json.dumps(_finite(doc), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 # -- all formats ----------------------------------------------------------------------------------
 
 
-def render(fmt: str, store: Store, board: Leaderboard) -> str:
-    """One leaderboard format (:data:`FORMATS`) as text."""
+def render(fmt: str, store: Store, board: Leaderboard, claims: Sequence[ClaimResult] = ()) -> str:
+    """One leaderboard format (:data:`FORMATS`) as text; ``claims`` (:func:`evaluated_claims`) add the
+    Claims section to ``md``, ``json`` and ``html``."""
     board = Leaderboard(board.suite, board.tables, Notes(list(board.notes.items)), board.legends)
     if fmt == "md":
-        return readme(store, board)
+        return readme(store, board, claims)
     if fmt == "csv":
         return to_csv(store, board)
     if fmt == "summary":
         return to_summary_csv(board)
     if fmt == "json":
-        return to_json(store, board)
+        return to_json(store, board, claims)
     if fmt == "tex":
         from benchbed.latex import to_latex
 
@@ -292,7 +313,7 @@ def render(fmt: str, store: Store, board: Leaderboard) -> str:
     if fmt == "html":
         from benchbed.html import to_html
 
-        return to_html(store, board)
+        return to_html(store, board, claims)
     raise ValueError(f"unknown leaderboard format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 
@@ -321,23 +342,52 @@ def refuse_empty(board: Leaderboard, store: Store, folder: Path) -> None:
         f"(e.g. `git checkout -- {runs}`) or run `{reproduce_command(board.suite)}` to produce the results.")
 
 
+def evaluated_claims(store: Store, board: Leaderboard, registry: Registry | None) -> list[ClaimResult]:
+    """The suite's claims (:func:`benchbed.claims.claims_for`) tested on ``board``; none without a registry.
+
+    Raises:
+        benchbed.claims.ClaimError: the suite's claims file is malformed or names what the suite lacks.
+    """
+    if registry is None:
+        return []
+    from benchbed.claims import claims_for, evaluate_all
+
+    return evaluate_all(claims_for(board.suite, registry), board, store, registry)
+
+
 def write(store: Store, suite: Suite, registry: Registry | None, folder: Path,
           formats: tuple[str, ...] = FORMATS) -> list[Path]:
     """Write the requested formats and the portable run file into ``folder``; returns the paths written.
 
+    With claims (:func:`evaluated_claims`) ``claims.csv`` is written too; without, a stale one is removed.
+
     Raises:
-        BenchbedError: the suite has no results while ``folder`` holds a non-empty published table.
+        BenchbedError: the suite has no results while ``folder`` holds a non-empty published table, or
+            its claims file is invalid (checked before any table is built).
     """
+    if registry is not None:
+        from benchbed.claims import claims_for
+
+        claims_for(suite, registry)  # a bad claims file stops here, before anything is computed
     board = build(store, suite, registry)
     refuse_empty(board, store, folder)
+    claims = evaluated_claims(store, board, registry)
     if folder.exists() and not folder.is_dir():
         raise BenchbedError(f"cannot write tables to {folder}: it is a file, not a folder")
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for f in formats:
         path = folder / FILENAMES[f]
-        path.write_text(render(f, store, board), encoding="utf-8")
+        path.write_text(render(f, store, board, claims), encoding="utf-8")
         paths.append(path)
+    from benchbed.claims_table import CLAIMS_CSV
+    from benchbed.claims_table import to_csv as claims_csv
+
+    if claims:
+        (folder / CLAIMS_CSV).write_text(claims_csv(claims), encoding="utf-8")
+        paths.append(folder / CLAIMS_CSV)
+    elif (folder / CLAIMS_CSV).is_file():
+        (folder / CLAIMS_CSV).unlink()
     if not board.empty:
         paths.append(published.export_runs(store, board.run_ids(), published.runs_path(folder), suite.name))
     return paths

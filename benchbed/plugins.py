@@ -211,13 +211,39 @@ def _collect(pm: pluggy.PluginManager, loader: _Loader) -> tuple[Registry, list[
                                   f"benchbed_register_{kind}s: {type(exc).__name__}: {exc}")
                 continue
             components[name][kind] = [n for n in registry.names(kind) if n not in before]
+    _collect_claims(pm, loader, registry, components)
     for name in loader.failures:  # a plugin that failed in one hook contributes nothing at all
         for kind, names in components.get(name, {}).items():
             for added in names:
-                registry.entries[kind].pop(added, None)
+                if kind == "claim":
+                    registry.claims.pop(added, None)
+                else:
+                    registry.entries[kind].pop(added, None)
     infos = [PluginInfo(n, p, components.get(n, {})) for n, p in loader.provenance.items()
              if n not in loader.failures]
     return registry, infos
+
+
+def _collect_claims(pm: pluggy.PluginManager, loader: _Loader, registry: Registry,
+                    components: dict[str, dict[str, list[str]]]) -> None:
+    """Call every plugin's ``benchbed_register_claims`` (claims are not components: ``registry.claims``)."""
+    hook = "benchbed_register_claims"
+    for impl in getattr(pm.hook, hook).get_hookimpls():
+        name = impl.plugin_name
+        if name not in loader.provenance:
+            continue
+        prov = loader.provenance[name]
+        before = set(registry.claims)
+        try:
+            others = [p for p in pm.get_plugins() if p is not impl.plugin]
+            pm.subset_hook_caller(hook, others)(register=registry.claim_register_fn(prov))
+        except Exception as exc:  # noqa: BLE001 - one plugin's error must not stop the rest
+            for added in set(registry.claims) - before:
+                del registry.claims[added]
+            loader.fail(name, f"plugin {name!r} ({prov.distribution} {prov.version}) failed in {hook}: "
+                              f"{type(exc).__name__}: {exc}")
+            continue
+        components[name]["claim"] = [i for i in registry.claims if i not in before]
 
 
 def load_registry(strict: bool | None = None) -> Registry:

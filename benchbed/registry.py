@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from benchbed.errors import PluginError, SuiteError
-from benchbed.specs import SPEC_TYPES, ComponentSpec, DatasetSpec, MetricSpec, ModelSpec, SamplerSpec
+from benchbed.specs import SPEC_TYPES, ClaimSpec, ComponentSpec, DatasetSpec, MetricSpec, ModelSpec, SamplerSpec
 
 
 @dataclass(frozen=True)
@@ -28,11 +28,20 @@ class Registered:
     provenance: Provenance
 
 
+@dataclass(frozen=True)
+class RegisteredClaim:
+    """A claim registered by a plugin (``benchbed_register_claims``), with its provenance."""
+
+    spec: ClaimSpec
+    provenance: Provenance
+
+
 @dataclass
 class Registry:
-    """All registered components, per kind, in registration order."""
+    """All registered components, per kind, in registration order, and the registered claims by id."""
 
     entries: dict[str, dict[str, Registered]] = field(default_factory=lambda: {k: {} for k in SPEC_TYPES})
+    claims: dict[str, RegisteredClaim] = field(default_factory=dict)
 
     def add(self, spec: ComponentSpec, provenance: Provenance) -> None:
         """Record ``spec``; a second component of the same kind and name is an error naming both plugins."""
@@ -62,6 +71,28 @@ class Registry:
                     f"expected {expected.__name__}"
                 )
             self.add(spec, provenance)
+
+        return register
+
+    def add_claim(self, spec: ClaimSpec, provenance: Provenance) -> None:
+        """Record a plugin's claim; a second claim with the same id is an error naming both plugins."""
+        if not isinstance(spec, ClaimSpec):
+            raise PluginError(f"plugin {provenance.plugin!r}: benchbed_register_claims got {type(spec).__name__}, "
+                              "expected ClaimSpec")
+        if spec.id in self.claims:
+            first = self.claims[spec.id].provenance
+            raise PluginError(
+                f"duplicate claim id {spec.id!r}: registered by plugin {first.plugin!r} ({first.distribution} "
+                f"{first.version}) and again by plugin {provenance.plugin!r} ({provenance.distribution} "
+                f"{provenance.version})"
+            )
+        self.claims[spec.id] = RegisteredClaim(spec, provenance)
+
+    def claim_register_fn(self, provenance: Provenance) -> Callable[[ClaimSpec], None]:
+        """The ``register`` callable handed to one plugin's ``benchbed_register_claims``."""
+
+        def register(spec: ClaimSpec) -> None:
+            self.add_claim(spec, provenance)
 
         return register
 

@@ -215,3 +215,82 @@ SPEC_TYPES: dict[str, type[ComponentSpec]] = {
     "dataset": DatasetSpec,
     "metric": MetricSpec,
 }
+
+
+#: Keys of a claim's table in a claims file (``claims.toml``): the fields of :class:`ClaimSpec`.
+CLAIM_KEYS = ("paper", "statement", "dataset", "metric", "better", "worse", "detail", "curve", "higher_is_better")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClaimSpec:
+    """A published claim a suite's tables can test: entry ``better`` beats entry ``worse`` on one quantity.
+
+    Written in a suite's claims file (``claims.toml`` beside ``suite.toml``) or registered by a plugin
+    through ``benchbed_register_claims``; a registered claim applies to every suite that has its data
+    set, its metric and both entries (:mod:`benchbed.claims`, ``docs/results.md#claims``).  Not a
+    component: it has no factory and never enters a run id.
+
+    Attributes:
+        id: lower-case ``[a-z][a-z0-9_]*``; unique per suite (a suite's file overrides a plugin's claim
+            of the same id).
+        paper: short citation, e.g. ``"Pang et al. 2020"``.
+        statement: the claim in words.
+        dataset: the data set label in the suite.
+        metric: the metric label in the suite; its spec's ``higher_is_better`` gives the direction.
+            Empty only with ``curve``.
+        better, worse: the entries claimed better and worse, as the leaderboard names its rows: a model
+            label (``"vae"``), a model label with its sampler (``"lebm + langevin"``; a model label alone
+            names the model's only row on the data set), or ``"@reference"``: the metric's model-free
+            reference row on the data set (e.g. the logistic-regression baseline of ``accuracy``).
+        detail: compare a value kept in the metric records' details instead of the value itself: a
+            dotted key, e.g. ``"per_class.1"`` (the outlier metrics' value for held-out class 1).
+        curve: compare a training-curve key instead of a metric (e.g. ``"reg_mmd2"``): per seed, the
+            mean of the key over the points recorded in the last tenth of training.
+        higher_is_better: the direction of a ``curve``; required with ``curve``, not allowed with a
+            metric (the metric's spec says it).
+
+    Raises:
+        PluginError: a field has the wrong type or value; the message names the claim id, key and value.
+    """
+
+    kind: ClassVar[str] = "claim"
+
+    id: str
+    paper: str
+    statement: str
+    dataset: str
+    better: str
+    worse: str
+    metric: str = ""
+    detail: str = ""
+    curve: str = ""
+    higher_is_better: bool | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not _NAME.match(self.id):
+            raise PluginError(f"claim id {self.id!r} is invalid: use lower-case letters, digits and '_', "
+                              "starting with a letter")
+        for key in ("paper", "statement", "dataset", "better", "worse", "metric", "detail", "curve"):
+            value = getattr(self, key)
+            if not isinstance(value, str):
+                raise PluginError(f"claim {self.id!r}: {key} = {value!r} must be a string")
+            if key in ("paper", "statement", "dataset", "better", "worse") and not value.strip():
+                raise PluginError(f"claim {self.id!r}: {key} = {value!r} must not be empty")
+        if bool(self.metric) == bool(self.curve):
+            raise PluginError(f"claim {self.id!r}: give exactly one of metric and curve (metric = {self.metric!r}, "
+                              f"curve = {self.curve!r})")
+        if self.curve and self.detail:
+            raise PluginError(f"claim {self.id!r}: detail = {self.detail!r} applies to a metric, not to curve = "
+                              f"{self.curve!r}")
+        if self.higher_is_better is not None and not isinstance(self.higher_is_better, bool):
+            raise PluginError(f"claim {self.id!r}: higher_is_better = {self.higher_is_better!r} must be true or false")
+        if self.curve and self.higher_is_better is None:
+            raise PluginError(f"claim {self.id!r}: curve = {self.curve!r} needs higher_is_better (true or false)")
+        if self.metric and self.higher_is_better is not None:
+            raise PluginError(f"claim {self.id!r}: higher_is_better = {self.higher_is_better!r} is not allowed with "
+                              f"metric = {self.metric!r} (the metric's spec gives the direction)")
+        if self.detail and any(not part for part in self.detail.split(".")):
+            raise PluginError(f"claim {self.id!r}: detail = {self.detail!r} must be a dotted key such as "
+                              "'per_class.1'")
+        if self.better == self.worse:
+            raise PluginError(f"claim {self.id!r}: better = worse = {self.better!r}; a claim compares two entries")

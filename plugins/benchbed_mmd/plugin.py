@@ -2,6 +2,7 @@
 
 Models: ``gmmn``, ``gmmn_ae``, ``jgmmn`` (no dynamics: ``uses_sampler=False``).
 Metric: ``mmd`` (MMD^2 of model samples against the test split, lower is better).
+Claim: ``gmmn_ae_parzen`` (Li et al. 2015: GMMN+AE above GMMN in Parzen log-likelihood on digits).
 Registering is cheap: the spec modules are imported here, but nothing is built.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from benchbed import MetricSpec, ModelSpec, hookimpl
+from benchbed.specs import ClaimSpec
 
 
 @hookimpl
@@ -47,4 +49,15 @@ def benchbed_register_metrics(register: Callable[[MetricSpec], None]) -> None:
         higher_is_better=False, requires=frozenset({"sample"}),
         label="MMD²", tags=("sample-quality",),
         description="MMD^2 (unbiased, multi-scale Gaussian kernel, median heuristic) of samples vs the test split",
+    ))
+
+
+@hookimpl
+def benchbed_register_claims(register: Callable[[ClaimSpec], None]) -> None:
+    """Li et al. 2015's comparison of its two models; it applies to every suite with rows ``gmmn`` and
+    ``gmmn_ae``, the data set ``digits`` and a metric labelled ``loglik`` (``docs/results.md#claims``)."""
+    register(ClaimSpec(
+        id="gmmn_ae_parzen", paper="Li, Swersky and Zemel 2015", dataset="digits", metric="loglik",
+        statement="GMMN+AE has a higher Parzen-window test log-likelihood than GMMN (MNIST in the paper)",
+        better="gmmn_ae", worse="gmmn",
     ))
