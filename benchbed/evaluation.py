@@ -2,7 +2,8 @@
 
 :func:`evaluate_metrics` is what a cell runs after training (and, for metrics added to a suite later,
 on the model restored from the cell's final checkpoint); :func:`metric_row` is the record the store
-keeps for one metric, also used for the model-free reference rows.
+keeps for one metric, also used for the model-free reference rows; :func:`eval_point` is the record of
+one metric evaluated on a snapshot at one of the suite's ``eval_at`` steps.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,16 @@ def metric_row(entry: Entry, status: str, result: MetricResult | None = None, re
             per = result.per_example
             row["per_example"] = per.detach().double().cpu().numpy() if isinstance(per, torch.Tensor) else per
     return row
+
+
+def eval_point(row: Mapping[str, Any], step: int, train_time: float) -> dict[str, Any]:
+    """The store's record (:meth:`benchbed.store.Store.put_eval_points`) of metric record ``row``
+    (:func:`metric_row`) evaluated on the snapshot after ``step`` training steps, ``train_time`` cumulative
+    training seconds into the run (0 when unknown: no snapshot).  Settings, details and per-example values
+    are left out: the final record keeps them."""
+    return {"metric": row["metric"], "step": int(step), "train_time": float(train_time), "status": row["status"],
+            "value": row.get("value"), "stderr": row.get("stderr"), "estimator": row.get("estimator", ""),
+            "reason": row.get("reason", ""), "settings_hash": row["settings_hash"]}
 
 
 def evaluate_metrics(registry: Registry, metrics: tuple[Entry, ...], ctx: EvalContext) -> list[dict[str, Any]]:

@@ -12,7 +12,10 @@ One self-contained file (``index.html`` in the suite folder): per data set
   grids, or scatter plots of the first two coordinates for vector data), from each model's first
   seed that has one;
 * the training curves of every model: per recorded loss the mean over all seeds that finished, with
-  the min-max band over those seeds.
+  the min-max band over those seeds;
+* when the suite evaluates metrics over training (``eval_at``), one figure per metric: each model's
+  mean over seeds against the training step and against the cumulative training time, the final
+  budget's value as the last point (:func:`progress_figure`).
 
 Figures are PNGs embedded as data URIs (no other file, no network), drawn at :data:`DPI` with text of
 at least :data:`FONT_PT` points and at most :data:`MAX_COLUMNS` panels a row, so they show at their
@@ -529,6 +532,95 @@ def cost_quality_figure(models: Sequence[tuple[str, float]], panels: Sequence[Co
         return _png(fig)
 
 
+# -- metrics over training (eval_at) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One model's metric over training: at each step (ascending, the final budget last) the mean over
+    seeds of the cumulative training seconds and of the value, and how many seeds have a value there."""
+
+    label: str
+    steps: list[int]
+    seconds: list[float]
+    values: list[float]
+    n: list[int]
+
+
+def run_progress(run: Mapping[str, Any], metric: str, settings_hash: str) -> dict[int, tuple[float, float]]:
+    """``step -> (training seconds, value)`` of one stored run (:meth:`benchbed.store.Store.run`) for
+    ``metric``: its ``ok`` records at intermediate steps and its final ``ok`` record at ``train_steps``,
+    those with ``settings_hash`` only (records of other settings are stale)."""
+    out = {int(p["step"]): (float(p["train_time"]), float(p["value"])) for p in run.get("eval_points", ())
+           if p["metric"] == metric and p["status"] == "ok" and p["settings_hash"] == settings_hash
+           and p["value"] is not None}
+    for m in run.get("metrics", ()):
+        if m["metric"] == metric and m["status"] == "ok" and m["settings_hash"] == settings_hash \
+                and m["value"] is not None:
+            out[int(run["train_steps"])] = (float(run["train_time"]), float(m["value"]))
+    return out
+
+
+def aggregate_progress(label: str, runs: Sequence[Mapping[int, tuple[float, float]]]) -> Progress:
+    """The mean over ``runs`` (one per seed, :func:`run_progress`) at each step some run has, of the
+    finite values only."""
+    by_step: dict[int, list[tuple[float, float]]] = {}
+    for points in runs:
+        for step, (seconds, value) in points.items():
+            if math.isfinite(value):
+                by_step.setdefault(step, []).append((seconds, value))
+    steps = sorted(by_step)
+    return Progress(label, steps, [math.fsum(t for t, _ in by_step[s]) / len(by_step[s]) for s in steps],
+                    [math.fsum(v for _, v in by_step[s]) / len(by_step[s]) for s in steps],
+                    [len(by_step[s]) for s in steps])
+
+
+def progress_figure(header: str, series: Sequence[Progress]) -> str:
+    """One metric over training: the models' :class:`Progress` against the step (left) and the training
+    seconds per seed (right), one colour per model: a PNG data URI."""
+    with _style():
+        fig, (by_step, by_time) = _figure(2, extra_height=0.25 * math.ceil(len(series) / 2))
+        handles = []
+        for i, s in enumerate(series):
+            color = f"C{i % 10}"
+            handles.append(by_step.plot(s.steps, s.values, "o-", ms=3, lw=1.0, color=color, label=s.label)[0])
+            by_time.plot(s.seconds, s.values, "o-", ms=3, lw=1.0, color=color)
+        for ax, xlabel in ((by_step, "training step"), (by_time, "train s per seed")):
+            _title(ax, header)
+            ax.set_xlabel(xlabel)
+        _legend_below(by_step, handles, 0.45, 2)
+        return _png(fig)
+
+
+def progress_figures(store: Store, board: Leaderboard, table: DatasetTable) -> list[tuple[str, str]]:
+    """(metric header, :func:`progress_figure`) for each metric column of ``table`` that some model has
+    a value of at an intermediate step; models with no value of the metric are left out."""
+    from benchbed.suite import config_hash
+
+    hashes = {e.label: config_hash(e.identity()) for e in board.suite.metrics}
+    runs = {r.label: [run for i in r.ok_run_ids if (run := store.run(i)) is not None]
+            for r in table.rows if r.kind == "model"}
+    if not any(run.get("eval_points") for rs in runs.values() for run in rs):
+        return []
+    figures = []
+    for c in table.metric_columns:
+        if c.key not in hashes:
+            continue
+        series = [aggregate_progress(label, [run_progress(run, c.key, hashes[c.key]) for run in rs])
+                  for label, rs in runs.items()]
+        series = [s for s in series if s.steps]
+        if any(len(s.steps) > 1 for s in series):
+            figures.append((c.header, progress_figure(c.header, series)))
+    return figures
+
+
+_PROGRESS_CAPTION = ("{metric} over training: per model, the mean over the seeds that finished of the value on "
+                     "the model saved at each of the suite's `eval_at` steps, and at the final budget (the last "
+                     "point, the table's value), against the training step (left) and the cumulative training "
+                     "time per seed (right, mean over seeds). A curve still moving at its last point has not "
+                     "plateaued.")
+
+
 # -- page -------------------------------------------------------------------------------------------
 
 
@@ -639,6 +731,10 @@ def to_html(store: Store, board: Leaderboard, claims: Sequence[ClaimResult] = ()
             n = max(len(runs) for _, runs in curves)
             caption = _CURVES_CAPTION if n > 1 else _CURVE_CAPTION
             body.append("<h3>Training curves</h3>" + figure_html(curves_figure(curves), "training curves", caption))
+        if progress := progress_figures(store, board, t):  # eval_at: metrics against steps and time
+            body.append("<h3>Metrics over training</h3>" + "".join(
+                figure_html(src, f"{header} against training steps and time",
+                            _PROGRESS_CAPTION.format(metric=header)) for header, src in progress))
         sections.append((t.dataset, "\n".join(body)))
     suite = board.suite
     intro = [suite.description.strip(),

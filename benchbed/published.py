@@ -3,8 +3,10 @@
 ``runs.jsonl`` (:data:`RUNS_FILE`) holds every run a published table shows: one JSON object per
 line, keys sorted, runs in the order they were started, after a header line naming the format and its
 version.  Each run carries its configuration, provenance, status, training curve, metric records
-(value, standard error, estimator tag, settings, details) and its small sample preview; checkpoints
-and per-example values stay in the local SQLite store.
+(value, standard error, estimator tag, settings, details), its small sample preview and, when the suite
+evaluates metrics over training (``eval_at``), its metric records at those steps (``eval_points``:
+step, training seconds, status, value, standard error, tag, reason, settings hash), so the plots of
+metrics against steps rebuild too; checkpoints and per-example values stay in the local SQLite store.
 
 * ``benchbed leaderboard SUITE`` and ``benchbed run SUITE`` first :func:`import_runs` the file into the
   store (runs the store lacks or has not finished), so a fresh clone rebuilds every published file
@@ -106,6 +108,11 @@ def read_runs(path: Path) -> list[dict[str, Any]]:
                 rec.get("metrics", []), list) or not REQUIRED <= set(run):
             missing = sorted(REQUIRED - set(run)) if isinstance(run, dict) else ["run"]
             raise BenchbedError(f"published results {path}: line {i} is not a run record (missing {missing})")
+        points = rec.get("eval_points", [])
+        if not isinstance(points, list) or not all(
+                isinstance(p, dict) and {"metric", "step", "train_time", "status"} <= set(p) for p in points):
+            raise BenchbedError(f"published results {path}: line {i}: eval_points must be a list of records with "
+                                "metric, step, train_time and status")
         if rec.get("preview") is not None:
             try:
                 rec["preview"] = base64.b64decode(rec["preview"], validate=True)

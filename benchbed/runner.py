@@ -12,6 +12,16 @@ metric the variant's model restored from its final checkpoint; a variant not fin
 right there, as that cell, or waited for while another live process holds it.  Both happen inside
 :func:`benchbed.training.nested_training`, so the metric's random stream is the same either way.
 
+Metrics over training (the suite's ``eval_at``): while a cell trains, the runner saves a snapshot of
+the model at each of those steps (:meth:`benchbed.checkpoint.Checkpoints.save_snapshot`, which reads no
+random number, so training computes the same numbers with and without ``eval_at``) with the cumulative
+training seconds then.  After the final evaluation each snapshot is restored into a freshly built
+model and the suite's metrics are evaluated on it, exactly as on a final checkpoint; a held-out
+training saves snapshots at the same steps, so an outlier metric at step s uses the held-out models
+at step s.  The records go to the store's ``eval_points`` table one step at a time, so an interrupted
+cell evaluates only the steps it lacks, and a finished cell whose suite gained ``eval_at`` evaluates
+the points whose snapshots exist (the others are ``n/a``: they need retraining).
+
 The other jobs live beside it: planning in :mod:`benchbed.grid`, metric records in
 :mod:`benchbed.evaluation`, checkpoints in :mod:`benchbed.checkpoint`, reference rows in
 :mod:`benchbed.references`, executors in :mod:`benchbed.execute`.
@@ -33,8 +43,8 @@ import torch
 from benchbed import store as store_module
 from benchbed.checkpoint import Checkpoints, restore_rng
 from benchbed.contracts import DataBundle, EngineOptions, EvalContext
-from benchbed.errors import Diverged, PluginError
-from benchbed.evaluation import error_text, evaluate_metrics, metric_row, settings_hash
+from benchbed.errors import Diverged, NotApplicable, PluginError
+from benchbed.evaluation import error_text, eval_point, evaluate_metrics, metric_row, settings_hash
 from benchbed.grid import Cell
 from benchbed.preview import make_preview
 from benchbed.progress import Progress
@@ -228,6 +238,7 @@ class CellRunner:
             if not cell.is_variant:
                 metrics = self._evaluate(cell, model, data, self.suite.metrics)
                 preview_error = self._store_preview(cell, model, data)
+                self._evaluate_steps(cell)  # stored step by step: an interrupted cell redoes none of them
             status, error = "ok", ""
         except Diverged as exc:
             status, error = "diverged", str(exc)
@@ -295,18 +306,21 @@ class CellRunner:
         """Train from the last checkpoint (if any) to the budget, checkpointing as configured.
 
         Returns the history and the seconds spent in the model's training steps (a one-shot model's
-        ``fit`` call)."""
+        ``fit`` call), those before an interruption included.  Saves a snapshot after each of
+        :meth:`_eval_steps` steps."""
         run_id, total = cell.run_id, cell.steps
         state = self.checkpoints.load(run_id)
-        history, start = History(total), 0
+        history, start, before = History(total), 0, 0.0
         if state is not None:
             model.restore(state["model"])
             history.__dict__.update(state["history"])
             start = int(state["step"]) + 1
+            before = float(state.get("train_time", 0.0))  # seconds trained before the interruption
             restore_rng(state["rng"])
         if start < total:
             self.store.count_training(run_id)
         every = self.suite.checkpoint_every
+        snapshots = frozenset(self._eval_steps(cell))
         with Progress(total, cell.title, bars=self.options.bars, leave=False, position=1) as bar:
             bar.n = start
             if start:
@@ -318,8 +332,11 @@ class CellRunner:
                 nonlocal bookkeeping
                 t = time.perf_counter()
                 bar.update(1, **losses)
+                so_far = before + t - t_train - bookkeeping  # training seconds up to this step
+                if step + 1 in snapshots:
+                    self.checkpoints.save_snapshot(run_id, model, step + 1, so_far)
                 if every and (step + 1) % every == 0 and step + 1 < total:
-                    self.checkpoints.save(run_id, model, step, history)
+                    self.checkpoints.save(run_id, model, step, history, so_far)
                     self.store.heartbeat(run_id)
                 bookkeeping += time.perf_counter() - t
 
@@ -328,10 +345,10 @@ class CellRunner:
                   on_step=on_step, one_shot=cell.one_shot)
             # Training time excludes the runner's own per-step work (progress, checkpoints), which
             # counts as overhead in the cell's wall time.
-            train_time = time.perf_counter() - t_train - bookkeeping
+            train_time = before + time.perf_counter() - t_train - bookkeeping
         # The final state is kept so that metrics added to the suite later need no retraining, and so
         # that the suite cell of a held-out training can restore it.
-        self.checkpoints.save(run_id, model, total - 1, history)
+        self.checkpoints.save(run_id, model, total - 1, history, train_time)
         return history, train_time
 
     def _restore(self, cell: Cell, data: DataBundle) -> Any | None:
@@ -346,33 +363,117 @@ class CellRunner:
         return model
 
     def _evaluate_missing(self, cell: Cell, t0: float) -> CellOutcome:
-        """A finished cell whose metric set changed, or that has no sample preview yet (a store written
-        before previews existed): evaluate / draw what is missing from the saved final model."""
+        """A finished cell whose metric set changed, that has no sample preview yet (a store written
+        before previews existed), or that lacks metric records at some of the suite's ``eval_at`` steps:
+        evaluate / draw what is missing from the saved final model and snapshots."""
         have = self.store.metric_hashes(cell.run_id)
         todo = tuple(m for m in self.suite.metrics if have.get(m.label) != settings_hash(m))
         needs_preview = self.store.preview(cell.run_id) is None  # stores made before previews existed
-        if not todo and not needs_preview:
+        steps = self._missing_steps(cell)
+        details = [self._evaluate_final(cell, todo, needs_preview)] if todo or needs_preview else []
+        if steps:
+            count = self._evaluate_steps(cell)
+            details.append(f"{count} value(s) at step(s) {', '.join(map(str, steps))}")
+        details = [d for d in details if d]
+        if not details:
             return CellOutcome(cell.run_id, cell.title, "skipped", "finished before (ok)")
+        return CellOutcome(cell.run_id, cell.title, "evaluated", "; ".join(details),
+                           seconds=time.perf_counter() - t0)
+
+    def _evaluate_final(self, cell: Cell, todo: tuple[Entry, ...], needs_preview: bool) -> str:
+        """Evaluate metrics ``todo`` and draw the preview (``needs_preview``) of a finished cell from its
+        final checkpoint; returns what was done ('' when only the preview was missing and cannot be
+        drawn: not worth a failure)."""
         if not self.checkpoints.path(cell.run_id).exists():
-            if not todo:  # only the preview is missing: not worth a failure
-                return CellOutcome(cell.run_id, cell.title, "skipped", "finished before (ok)")
+            if not todo:
+                return ""
             rows = [metric_row(m, "failed", reason="the cell's final checkpoint is missing: delete the run to "
                                "retrain it") for m in todo]
             self.store.put_metrics(cell.run_id, rows)
-            return CellOutcome(cell.run_id, cell.title, "evaluated", "final checkpoint missing")
+            return "final checkpoint missing"
         data = self.data(cell.dataset, cell.seed)
         model = self._restore(cell, data)
         if model is None:  # unreadable
             rows = [metric_row(m, "failed", reason="the cell's final checkpoint cannot be read: delete the run "
                                "to retrain it") for m in todo]
             self.store.put_metrics(cell.run_id, rows)
-            return CellOutcome(cell.run_id, cell.title, "evaluated", "final checkpoint unreadable")
+            return "final checkpoint unreadable"
         if todo:
             self.store.put_metrics(cell.run_id, self._evaluate(cell, model, data, todo))
         if needs_preview:
             self._store_preview(cell, model, data)
-        detail = f"{len(todo)} new metric(s)" if todo else "sample preview drawn"
-        return CellOutcome(cell.run_id, cell.title, "evaluated", detail, seconds=time.perf_counter() - t0)
+        return f"{len(todo)} new metric(s)" if todo else "sample preview drawn"
+
+    # -- metrics over training (eval_at) ------------------------------------------------------------
+
+    def _eval_steps(self, cell: Cell) -> tuple[int, ...]:
+        """The suite's ``eval_at`` steps before ``cell``'s final one (which is the final evaluation); none
+        for a one-shot model."""
+        return () if cell.one_shot else tuple(s for s in self.suite.eval_at if s < cell.steps)
+
+    def _missing_steps(self, cell: Cell) -> tuple[int, ...]:
+        """The steps of :meth:`_eval_steps` at which some metric of the suite has no current record."""
+        steps = self._eval_steps(cell)
+        have = self.store.eval_point_hashes(cell.run_id) if steps else {}
+        return tuple(s for s in steps if any(have.get((m.label, s)) != settings_hash(m) for m in self.suite.metrics))
+
+    def _evaluate_steps(self, cell: Cell) -> int:
+        """Evaluate the metrics a suite cell lacks at its ``eval_at`` steps on the snapshots saved then,
+        storing each step's records as soon as they exist; returns how many records were stored.
+
+        A missing snapshot makes that step's records ``n/a`` (retraining is the only way to get them).
+        A failure fails that step's records, never the cell (the final evaluation stands).
+        """
+        have = self.store.eval_point_hashes(cell.run_id)
+        count = 0
+        for step in self._missing_steps(cell):
+            todo = tuple(m for m in self.suite.metrics if have.get((m.label, step)) != settings_hash(m))
+            state = self.checkpoints.load_snapshot(cell.run_id, step)
+            if state is None:
+                reason = (f"no checkpoint of this cell at step {step} (saved only while a suite whose eval_at names "
+                          "the step trains it): delete the run to retrain it")
+                points = [eval_point(metric_row(m, "n/a", reason=reason), step, 0.0) for m in todo]
+            else:
+                try:
+                    data = self.cell_data(cell)
+                    model, _ = self._build(cell, data)
+                    model.restore(state["model"])
+                    if hasattr(model, "eval"):
+                        model.eval()
+                    rows = self._evaluate(cell, model, data, todo, at_step=step)
+                except Diverged as exc:
+                    rows = [metric_row(m, "failed", reason=f"diverged: {exc}") for m in todo]
+                except Exception as exc:  # noqa: BLE001 - one step's failure does not lose the cell
+                    rows = [metric_row(m, "failed", reason=error_text(exc)) for m in todo]
+                points = [eval_point(r, step, float(state.get("train_time", 0.0))) for r in rows]
+            self.store.put_eval_points(cell.run_id, points)
+            count += len(points)
+        return count
+
+    def _variant_at(self, cell: Cell, variant: DataBundle, step: int) -> Any:
+        """``cell``'s held-out training on ``variant`` restored from its snapshot after ``step`` steps (run
+        here or waited for first when it has not finished).  Call inside :func:`nested_training`.
+
+        Raises:
+            NotApplicable: the variant is not a held-out-class cell, or has no snapshot at ``step``.
+            HeldOutTrainingFailed: the held-out training failed or diverged.
+        """
+        vcell = cell.variant(variant.held_out)
+        if not variant.held_out or self.cell_data(vcell).content_hash() != variant.content_hash():
+            raise NotApplicable("this metric trains its variant model in memory, which keeps no checkpoints at "
+                                "intermediate steps")
+        if self.store.status(vcell.run_id) != "ok":
+            self._variant_model(cell, variant)  # trains it (saving its snapshots) or waits for it
+        state = self.checkpoints.load_snapshot(vcell.run_id, step)
+        if state is None:
+            raise NotApplicable(f"held-out training {vcell.title!r} (run {vcell.run_id}) has no checkpoint at step "
+                                f"{step} (it trained before eval_at named that step, or elsewhere): delete that run "
+                                "to retrain it")
+        model, _ = self._build(vcell, variant)
+        model.restore(state["model"])
+        if hasattr(model, "eval"):
+            model.eval()
+        return model
 
     def _store_preview(self, cell: Cell, model: Any, data: DataBundle) -> str:
         """Draw and store the cell's sample preview after its metrics; returns why it failed, or ''.
@@ -392,16 +493,19 @@ class CellRunner:
 
     # -- metrics --------------------------------------------------------------------------------
 
-    def _evaluate(self, cell: Cell, model: Any, data: DataBundle, metrics: tuple[Entry, ...]) -> list[dict[str, Any]]:
+    def _evaluate(self, cell: Cell, model: Any, data: DataBundle, metrics: tuple[Entry, ...],
+                  at_step: int | None = None) -> list[dict[str, Any]]:
         """Every metric of the cell (see :func:`benchbed.evaluation.evaluate_metrics`); held-out trainings
-        are shared between the metrics of the cell."""
+        are shared between the metrics of the cell.  ``at_step``: ``model`` is the snapshot after that many
+        steps, and the held-out models are theirs at the same step (:meth:`_variant_at`)."""
         variants: dict[str, Any] = {}
 
         def train_variant(variant: DataBundle) -> Any:
             key = variant.content_hash()
             if key not in variants:
                 with nested_training(self.device):
-                    variants[key] = self._variant_model(cell, variant)
+                    variants[key] = self._variant_model(cell, variant) if at_step is None else \
+                        self._variant_at(cell, variant, at_step)
             return variants[key]
 
         ctx = EvalContext(model=model, data=data, device=self.device, seed=cell.seed, train_variant=train_variant)

@@ -24,7 +24,7 @@ import numpy as np
 
 from benchbed.errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -75,6 +75,19 @@ CREATE TABLE IF NOT EXISTS per_example (     -- per-example values a metric aggr
     metric TEXT NOT NULL,
     payload BLOB NOT NULL,
     PRIMARY KEY (run_id, metric)
+);
+CREATE TABLE IF NOT EXISTS eval_points (     -- metrics at the suite's eval_at steps (before the final budget)
+    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    metric TEXT NOT NULL,                    -- entry label
+    step INTEGER NOT NULL,                   -- training steps done when the snapshot was saved
+    train_time REAL NOT NULL DEFAULT 0,      -- cumulative training seconds at that step
+    status TEXT NOT NULL,                    -- ok, n/a, failed
+    value REAL,
+    stderr REAL,
+    estimator TEXT NOT NULL DEFAULT '',
+    reason TEXT NOT NULL DEFAULT '',
+    settings_hash TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (run_id, metric, step)
 );
 CREATE TABLE IF NOT EXISTS previews (        -- a few samples per run, for the HTML leaderboard
     run_id TEXT PRIMARY KEY REFERENCES runs(run_id) ON DELETE CASCADE,
@@ -135,13 +148,15 @@ class Store:
                 row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
                 if row is None:
                     db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                elif int(row[0]) == 1:  # version 2 added the metric tag and standard error columns
-                    db.execute("ALTER TABLE metrics ADD COLUMN estimator TEXT NOT NULL DEFAULT ''")
-                    db.execute("ALTER TABLE metrics ADD COLUMN stderr REAL")
-                    db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
-                elif int(row[0]) != SCHEMA_VERSION:
+                elif int(row[0]) not in range(1, SCHEMA_VERSION + 1):
                     raise StoreError(f"store {self.path}: schema version {row[0]}, "
                                      f"this benchbed reads {SCHEMA_VERSION}")
+                elif int(row[0]) < SCHEMA_VERSION:
+                    if int(row[0]) == 1:  # version 2 added the metric tag and standard error columns
+                        db.execute("ALTER TABLE metrics ADD COLUMN estimator TEXT NOT NULL DEFAULT ''")
+                        db.execute("ALTER TABLE metrics ADD COLUMN stderr REAL")
+                    # version 3 added the eval_points table, created with the others above
+                    db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open result store {self.path}: {exc}") from exc
         except OSError as exc:  # e.g. a parent "folder" that is a file
@@ -309,6 +324,36 @@ class Store:
             db.execute("INSERT INTO per_example (run_id, metric, payload) VALUES (?, ?, ?)",
                        (run_id, m["metric"], payload))
 
+    #: The columns of an :meth:`eval_points` record.
+    EVAL_COLUMNS = ("metric", "step", "train_time", "status", "value", "stderr", "estimator", "reason",
+                    "settings_hash")
+
+    def put_eval_points(self, run_id: str, points: Sequence[Mapping[str, Any]]) -> None:
+        """Store (or replace) metric records at intermediate steps in one transaction; each point holds the
+        keys of :data:`EVAL_COLUMNS` (``value``, ``stderr``, ``estimator``, ``reason`` may be left out)."""
+        with self.transaction() as db:
+            self._put_eval_points(db, run_id, points)
+
+    @classmethod
+    def _put_eval_points(cls, db: sqlite3.Connection, run_id: str, points: Sequence[Mapping[str, Any]]) -> None:
+        for p in points:
+            db.execute(f"INSERT OR REPLACE INTO eval_points (run_id, {', '.join(cls.EVAL_COLUMNS)}) "
+                       f"VALUES (?{', ?' * len(cls.EVAL_COLUMNS)})",
+                       (run_id, p["metric"], int(p["step"]), float(p["train_time"]), p["status"], p.get("value"),
+                        p.get("stderr"), p.get("estimator", ""), p.get("reason", ""), p.get("settings_hash", "")))
+
+    def eval_points(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's metric records at intermediate steps (:data:`EVAL_COLUMNS`), by metric label then step;
+        the final evaluation is not among them (it is the run's metric record)."""
+        rows = self._db.execute(f"SELECT {', '.join(self.EVAL_COLUMNS)} FROM eval_points WHERE run_id=? "
+                                "ORDER BY metric, step", (run_id,))
+        return [dict(r) for r in rows]
+
+    def eval_point_hashes(self, run_id: str) -> dict[tuple[str, int], str]:
+        """``(metric label, step) -> settings hash`` of the intermediate records stored for a run."""
+        rows = self._db.execute("SELECT metric, step, settings_hash FROM eval_points WHERE run_id=?", (run_id,))
+        return {(r[0], int(r[1])): r[2] for r in rows}
+
     def put_reference(self, run_id: str, identity: Mapping[str, Any], metric: Mapping[str, Any]) -> None:
         """Store a model-free reference row (``kind='reference'``) and its one metric value."""
         now = time.time()
@@ -348,13 +393,17 @@ class Store:
     LOCAL = ("host", "pid", "heartbeat")
 
     def export_run(self, run_id: str) -> dict[str, Any] | None:
-        """A run as a JSON-able record: its columns (JSON ones decoded), metric records and preview bytes."""
+        """A run as a JSON-able record: its columns (JSON ones decoded), metric records and preview bytes,
+        and its intermediate metric records (``eval_points``) when it has any."""
         run = self.run(run_id)
         if run is None:
             return None
         metrics = [{k: v for k, v in m.items() if k != "run_id"} for m in run.pop("metrics")]
-        return {"run": {k: v for k, v in run.items() if k not in self.LOCAL}, "metrics": metrics,
-                "preview": self.preview(run["run_id"])}
+        record = {"run": {k: v for k, v in run.items() if k not in self.LOCAL and k != "eval_points"},
+                  "metrics": metrics, "preview": self.preview(run["run_id"])}
+        if run.get("eval_points"):  # only then: records of runs without them keep their old bytes
+            record["eval_points"] = run["eval_points"]
+        return record
 
     def import_run(self, record: Mapping[str, Any]) -> bool:
         """Insert a portable record unless this store has the run finished; returns whether it did."""
@@ -372,13 +421,15 @@ class Store:
             db.execute(f"INSERT INTO runs ({names}) VALUES ({', '.join('?' * len(run))})", tuple(run.values()))
             for m in record.get("metrics", []):
                 self._put_metric(db, run_id, m)
+            self._put_eval_points(db, run_id, record.get("eval_points", []))
             if record.get("preview") is not None:
                 db.execute("INSERT OR REPLACE INTO previews (run_id, payload) VALUES (?, ?)",
                            (run_id, bytes(record["preview"])))
         return True
 
     def run(self, run_id: str) -> dict[str, Any] | None:
-        """One run with its metrics, JSON columns decoded; a unique prefix of the id is enough."""
+        """One run with its metrics, JSON columns decoded; a unique prefix of the id is enough.  A run with
+        metric records at intermediate steps also has ``eval_points`` (:meth:`eval_points`)."""
         rows = self._db.execute("SELECT * FROM runs WHERE substr(run_id, 1, length(?)) = ?",
                                 (run_id, run_id)).fetchall()
         if len(rows) > 1:
@@ -393,6 +444,8 @@ class Store:
             {**dict(m), "settings": json.loads(m["settings"]), "details": json.loads(m["details"])}
             for m in self._db.execute("SELECT * FROM metrics WHERE run_id=? ORDER BY metric", (out["run_id"],))
         ]
+        if points := self.eval_points(out["run_id"]):  # absent otherwise: published files keep their bytes
+            out["eval_points"] = points
         return out
 
     def status(self, run_id: str) -> str | None:

@@ -46,7 +46,7 @@ from benchbed.params import resolve
 from benchbed.registry import Registry
 
 AXES = ("models", "samplers", "datasets", "metrics")
-TOP_KEYS = {"name", "description", "seeds", "device", "budget", "checkpoint_every", *AXES}
+TOP_KEYS = {"name", "description", "seeds", "device", "budget", "checkpoint_every", "eval_at", *AXES}
 BUDGET_KEYS = {"steps": int, "batch_size": int}
 
 
@@ -85,6 +85,9 @@ class Suite:
     samplers: tuple[Entry, ...]
     datasets: tuple[Entry, ...]
     metrics: tuple[Entry, ...]
+    #: training steps (ascending) at which the metrics are also evaluated, on snapshots saved then
+    #: (``docs/results.md#metrics-over-training``); a step equal to a cell's budget is its final evaluation
+    eval_at: tuple[int, ...] = ()
 
     def budget_for(self, model: Entry, dataset: Entry) -> Budget:
         """Suite budget, overridden by the data set's ``budget``, then by the model's."""
@@ -228,7 +231,35 @@ def parse_suite(text: str, registry: Registry, *, path: Path | None = None) -> S
         checkpoint_every=_non_negative(_typed(raw, "checkpoint_every", int, where, loc, default=0),
                                        f"{where}: 'checkpoint_every'{loc('', 'checkpoint_every')}"),
         **axes,
+        eval_at=_eval_at(raw, budget, axes, registry, f"{where}: 'eval_at'{loc('', 'eval_at')}"),
     )
+
+
+def _eval_at(raw: Mapping[str, Any], budget: Mapping[str, int], axes: Mapping[str, tuple[Entry, ...]],
+             registry: Registry, what: str) -> tuple[int, ...]:
+    """The suite's ``eval_at`` steps, ascending: distinct positive integers, none past the budget of any
+    (model, data set) pair of a model that trains by steps (one-shot models have no intermediate steps).
+
+    Raises:
+        SuiteError: naming the file, the key and the offending value.
+    """
+    steps = raw.get("eval_at", [])
+    if not isinstance(steps, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in steps):
+        raise SuiteError(f"{what} must be a list of training steps (positive integers), got {steps!r}")
+    if bad := [s for s in steps if s <= 0]:
+        raise SuiteError(f"{what}: step {bad[0]} is not a positive number of training steps")
+    if dupes := sorted({s for s in steps if steps.count(s) > 1}):
+        raise SuiteError(f"{what} repeats step {dupes[0]}: each step is evaluated once")
+    for model in axes["models"]:
+        if registry.model(model.component).one_shot:
+            continue
+        for dataset in axes["datasets"]:
+            limit = {**budget, **dataset.budget, **model.budget}["steps"]
+            if over := [s for s in steps if s > limit]:
+                raise SuiteError(f"{what}: step {over[0]} is past the budget of model {model.label!r} on data set "
+                                 f"{dataset.label!r} ({limit} steps); every step must be at most the budget "
+                                 "(a step equal to it is the final evaluation)")
+    return tuple(sorted(steps))
 
 
 def _non_negative(value: int, what: str) -> int:

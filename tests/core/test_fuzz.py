@@ -329,7 +329,7 @@ def _damage_store(kind: str) -> Callable[[Path], tuple[list[str], str]]:
         Store(store).close()
         with sqlite3.connect(store) as db:
             db.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
-        return ["--store", str(store)], f"store {store}: schema version 99, this benchbed reads 2"
+        return ["--store", str(store)], f"store {store}: schema version 99, this benchbed reads 3"
 
     return make
 

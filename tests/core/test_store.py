@@ -112,7 +112,7 @@ def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         columns = {r[1] for r in db.execute("PRAGMA table_info(metrics)")}
         (version,) = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-    assert {"estimator", "stderr"} <= columns and version == "2"
+    assert {"estimator", "stderr"} <= columns and version == "3"
 
 
 def test_schema_version_mismatch_and_garbage_file(tmp_path: Path) -> None:
@@ -120,7 +120,7 @@ def test_schema_version_mismatch_and_garbage_file(tmp_path: Path) -> None:
     Store(path).close()
     with sqlite3.connect(path) as db:
         db.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
-    with pytest.raises(StoreError, match=f"store {path}: schema version 99, this benchbed reads 2"):
+    with pytest.raises(StoreError, match=f"store {path}: schema version 99, this benchbed reads 3"):
         Store(path)
     garbage = tmp_path / "garbage.sqlite"
     garbage.write_bytes(b"this is not a database" * 100)
