@@ -39,6 +39,7 @@ from benchbed.contracts import (
     missing_methods,
 )
 from benchbed.errors import NotApplicable
+from benchbed.grid import incompatibility
 from benchbed.params import resolve
 from benchbed.plugins import load_registry
 from benchbed.registry import Registry
@@ -182,9 +183,18 @@ def make_eval_context(
 
 
 def evaluate_metric(name: str, ctx: EvalContext, registry: Registry | None = None, **settings: Any) -> MetricResult:
-    """Evaluate a registered metric with validated ``settings``."""
+    """Evaluate a registered metric with validated ``settings``, as the runner would.
+
+    Raises:
+        NotApplicable: the metric's spec excludes this model or data set (the reason the runner would
+            store, from :func:`benchbed.grid.incompatibility`), or the metric itself declines.
+    """
     spec = _registry(registry).metric(name)
     metric = spec.factory(**resolve(spec.factory, settings, what=f"metric {name!r}"))
+    # The runner decides n/a from the spec before calling evaluate; so does this harness, so metrics
+    # never need to re-check what their spec declares.
+    if reason := incompatibility(spec, frozenset(getattr(ctx.model, "capabilities", ())), ctx.data.info):
+        raise NotApplicable(reason)
     with torch.no_grad():
         return metric.evaluate(ctx)
 

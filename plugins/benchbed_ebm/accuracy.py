@@ -69,10 +69,6 @@ class Accuracy:
 
     def evaluate(self, ctx: EvalContext) -> MetricResult:
         model, test = ctx.model, ctx.data.test
-        # The spec's requires already keeps the runner from getting here without classify; this is
-        # for direct callers (benchbed.testing.evaluate_metric does not consult the spec).
-        if "classify" not in set(getattr(model, "capabilities", ())):
-            raise NotApplicable(f"metric 'accuracy': model {type(model).__name__} has no 'classify' capability")
         if test.y is None:
             raise NotApplicable(f"metric 'accuracy': data set {ctx.data.info.name!r} has no test labels")
         with torch.no_grad():

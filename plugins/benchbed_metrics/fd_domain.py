@@ -17,7 +17,7 @@ from annotated_types import Ge, Gt
 
 from benchbed.contracts import EvalContext, MetricResult
 from benchbed.errors import NotApplicable
-from benchbed_metrics._batching import draw_samples, head, require, split_of
+from benchbed_metrics._batching import draw_samples, head, split_of
 from benchbed_metrics.domain_features import DomainExtractor, ExtractorConfig, load_or_train
 from benchbed_metrics.frechet import feature_stats, frechet_distance
 
@@ -72,9 +72,6 @@ class FDDomain:
                                batch_size=self.batch_size, lr=self.lr, seed=self.seed)
 
     def evaluate(self, ctx: EvalContext) -> MetricResult:
-        require(ctx.model, "sample", metric="fd_domain")
-        if ctx.data.info.kind != "image":
-            raise NotApplicable("fd_domain applies to image data; use fd_raw for vector data")
         ext = domain_extractor(ctx, self.config(ctx))
         ref = head(split_of(ctx.data, self.split), self.n_reference)
         ref_key = f"fd_domain_ref:{ext.sha256}:{ref.content_hash()}:{len(ref)}"
@@ -113,9 +110,6 @@ class FDRaw:
         self.split = split
 
     def evaluate(self, ctx: EvalContext) -> MetricResult:
-        require(ctx.model, "sample", metric="fd_raw")
-        if ctx.data.info.kind != "vector":
-            raise NotApplicable("fd_raw applies to vector data; use fd_domain (or fid) for images")
         ref = head(split_of(ctx.data, self.split), self.n_reference)
         samples = draw_samples(ctx.model, self.n_samples, batch_size=1000)
         gen = feature_stats(samples.flatten(1))

@@ -16,7 +16,7 @@ from annotated_types import Gt
 
 from benchbed.contracts import DataBundle, EvalContext, MetricResult
 from benchbed.errors import NotApplicable
-from benchbed_metrics._batching import head, map_batches, require, split_of
+from benchbed_metrics._batching import head, map_batches, split_of
 
 
 class ReconMSE:
@@ -45,7 +45,6 @@ class ReconMSE:
 
     def evaluate(self, ctx: EvalContext) -> MetricResult:
         """Mean over examples and coordinates of ``(reconstruct(x) - x)^2``; details hold the per-example spread."""
-        require(ctx.model, "reconstruct", metric="recon_mse")
         data = head(split_of(ctx.data, self.split), self.n_examples)
         x = data.x
         x_hat = map_batches(ctx.model.reconstruct, x, batch_size=self.batch_size, device=ctx.device)

@@ -22,8 +22,7 @@ import torch
 from annotated_types import Ge, Gt, MinLen
 
 from benchbed.blocks.mmd import MEDIAN_MULTIPLIERS, as_kernel, median_sq_dist, mmd2
-from benchbed.contracts import Capability, EvalContext, MetricResult
-from benchbed.errors import NotApplicable
+from benchbed.contracts import EvalContext, MetricResult
 
 _SPLITS = ("train", "val", "test")
 
@@ -90,10 +89,6 @@ class SampleMMD:
 
     def evaluate(self, ctx: EvalContext) -> MetricResult:
         """MMD^2 with the settings that produced it (kernel, rule, estimator, counts, split)."""
-        # The spec's requires already keeps the runner from getting here without sample; this is
-        # for direct callers (benchbed.testing.evaluate_metric does not consult the spec).
-        if Capability.SAMPLE not in set(getattr(ctx.model, "capabilities", ())):
-            raise NotApplicable(f"metric 'mmd': model {type(ctx.model).__name__} cannot sample")
         ref = self._reference(ctx)
         settings: dict[str, object] = {}
         if self.variances is None:

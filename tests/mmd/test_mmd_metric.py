@@ -71,7 +71,7 @@ def test_fixed_variances_and_biased_estimator(gmm8) -> None:
 
 
 def test_model_without_samples_is_not_applicable(gmm8) -> None:
-    with pytest.raises(NotApplicable, match="cannot sample"):
+    with pytest.raises(NotApplicable, match="lacks sample"):
         evaluate_metric("mmd", make_eval_context(EncoderOnly(), gmm8))
 
 
