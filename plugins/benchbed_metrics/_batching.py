@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 import torch
 
 from benchbed.contracts import DataBundle, Split
-from benchbed.errors import NotApplicable
 
 
 def batches(x: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
@@ -36,22 +35,6 @@ def map_batches(
     if not outs:
         raise ValueError("map_batches: empty input")
     return torch.cat(outs, dim=0)
-
-
-def require(model: object, *capabilities: str, metric: str) -> None:
-    """Raise :class:`NotApplicable` naming the metric and the missing capabilities of ``model``.
-
-    The runner never reaches this with a model the metric's ``requires`` excludes (the planner marks
-    the cell ``n/a`` first, ``benchbed.grid.incompatibility``); the check is for direct callers,
-    such as ``benchbed.testing.evaluate_metric``, which call ``evaluate`` without consulting the spec.
-    """
-    have = set(getattr(model, "capabilities", ()))
-    missing = [c for c in capabilities if c not in have]
-    if missing:
-        raise NotApplicable(
-            f"metric {metric!r}: model {type(model).__name__} lacks capabilities {missing} "
-            f"(it offers {sorted(have)})"
-        )
 
 
 def head(split: Split, n: int | None) -> Split:

@@ -18,7 +18,7 @@ import torch
 from annotated_types import Ge, Gt
 
 from benchbed.contracts import EvalContext, MetricResult
-from benchbed_metrics._batching import draw_samples, head, map_batches, require, split_of
+from benchbed_metrics._batching import draw_samples, head, map_batches, split_of
 from benchbed_metrics.frechet import FeatureStats, feature_stats, frechet_distance
 from benchbed_metrics.weights import cache_dir, download_fid_weights, fid_weights_path, sha256_file
 
@@ -101,7 +101,6 @@ class FID:
 
     def evaluate(self, ctx: EvalContext) -> MetricResult:
         """FID between ``n_samples`` model samples and the reference split."""
-        require(ctx.model, "sample", metric="fid")
         weights = fid_weights_path()  # downloads on first use; NotApplicable with instructions when it cannot
         sha = sha256_file(weights)
         net = _net(sha, self.dims, ctx.device)
