@@ -20,6 +20,7 @@ import torch
 from benchbed.contracts import EvalContext, MetricResult
 from benchbed.errors import Diverged, NotApplicable
 from benchbed.grid import incompatibility
+from benchbed.progress import iterate
 from benchbed.registry import Registry
 from benchbed.suite import Entry, config_hash
 from benchbed.training import seed_everything
@@ -82,7 +83,7 @@ def evaluate_metrics(registry: Registry, metrics: tuple[Entry, ...], ctx: EvalCo
     """
     rows = []
     caps = frozenset(ctx.model.capabilities)
-    for entry in metrics:
+    for entry in iterate(metrics, len(metrics), "metrics", stage=lambda e: e.label):  # shows which runs
         spec = registry.metric(entry.component)
         reason = incompatibility(spec, caps, ctx.data.info)
         if reason:

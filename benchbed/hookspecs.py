@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pluggy
 
 from benchbed import PROJECT_NAME
-from benchbed.specs import ClaimSpec, DatasetSpec, MetricSpec, ModelSpec, SamplerSpec
+from benchbed.specs import ClaimSpec, DatasetSpec, MetricSpec, ModelSpec, SamplerSpec, TrackerSpec
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
@@ -41,3 +41,8 @@ def benchbed_register_metrics(register: Callable[[MetricSpec], None]) -> None:
 def benchbed_register_claims(register: Callable[[ClaimSpec], None]) -> None:
     """Register published claims: ``register(ClaimSpec(...))`` per claim.  A claim applies to every suite
     that has its data set, its metric and both entries; a suite's ``claims.toml`` overrides it by id."""
+
+
+@hookspec
+def benchbed_register_trackers(register: Callable[[TrackerSpec], None]) -> None:
+    """Register experiment trackers: ``register(TrackerSpec(...))`` per tracker (see :mod:`benchbed.tracking`)."""

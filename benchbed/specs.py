@@ -294,3 +294,19 @@ class ClaimSpec:
                               "'per_class.1'")
         if self.better == self.worse:
             raise PluginError(f"claim {self.id!r}: better = worse = {self.better!r}; a claim compares two entries")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrackerSpec(ComponentSpec):
+    """An experiment tracker (TensorBoard, MLflow, W&B): where each trained cell's curves, metrics and
+    sample grid are also sent when a suite's ``[tracking]`` or ``--track`` asks for it.
+
+    The factory's keyword parameters are the tracker's settings (a suite's ``[tracking.<name>]``
+    table); it returns one :class:`benchbed.tracking.Tracker` per cell and must not import its library
+    or touch files before ``start``.  Trackers never enter a run id.
+    """
+
+    kind: ClassVar[str] = "tracker"
+
+
+SPEC_TYPES["tracker"] = TrackerSpec
