@@ -1,4 +1,9 @@
-"""The ``benchbed`` command line: run, list, plugins, leaderboard, show."""
+"""The ``benchbed`` command line: run, plan, list, plugins, leaderboard, validate, show, compare, download.
+
+Start-up is kept light: this module imports only the standard library and torch-free parts of benchbed,
+so ``benchbed --help`` (and each ``benchbed COMMAND --help``) never imports torch or a plugin; each command
+imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +12,19 @@ import json
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchbed import __version__
 from benchbed.errors import BenchbedError
 from benchbed.formats import FORMATS
-from benchbed.params import schema
-from benchbed.plugins import load_plugins
-from benchbed.registry import Registry
-from benchbed.specs import MetricSpec
-from benchbed.store import HEARTBEAT_STALE_S
-from benchbed.suite import Suite, check_device, load_suite
 
 if TYPE_CHECKING:
+    from benchbed.plugins import PluginSet
+    from benchbed.registry import Registry
     from benchbed.store import Store
+    from benchbed.suite import Suite
 
 KINDS = ("models", "samplers", "datasets", "metrics")
 
@@ -50,15 +52,30 @@ def resolve_suite_path(name: str) -> Path:
     )
 
 
+def load_plugins(**kwargs: Any) -> PluginSet:
+    """:func:`benchbed.plugins.load_plugins`, imported when a command first needs the plugins."""
+    from benchbed.plugins import load_plugins as load
+
+    return load(**kwargs)
+
+
 def _registry() -> Registry:
     return load_plugins().registry
 
 
-def _suite(name: str, registry: Registry) -> Suite:
-    """Load a suite and check its claims file, if any (:mod:`benchbed.claims`), before anything runs."""
-    from benchbed.claims import claims_for
+SELECT = ("models", "samplers", "datasets", "metrics", "seeds")
 
-    suite = load_suite(resolve_suite_path(name), registry)
+
+def _suite(args: argparse.Namespace, registry: Registry) -> Suite:
+    """Load the suite SUITE names, with the command's ``--set`` overrides and selection options (when it has
+    them), and check its claims file, if any (:mod:`benchbed.claims`), before anything runs."""
+    from benchbed.claims import claims_for
+    from benchbed.overrides import parse_selection
+    from benchbed.suite import load_suite
+
+    selection = parse_selection({k: getattr(args, k, None) for k in SELECT})
+    suite = load_suite(resolve_suite_path(args.suite), registry, overrides=getattr(args, "set", None) or (),
+                       selection=selection)
     claims_for(suite, registry)
     return suite
 
@@ -85,9 +102,26 @@ def _store(args: argparse.Namespace, suite: Suite, *, create: bool = True) -> St
     return store
 
 
-def _out_folder(args: argparse.Namespace, suite: Suite) -> Path:
-    """Where the tables go: ``--out``, else the suite's publish folder."""
-    return Path(args.out) if args.out else (suite.publish_folder or Path.cwd())
+def _view(suite: Suite) -> str:
+    """The options that made ``suite`` a partial view (``--set ... --models ...``)."""
+    return " ".join([*(f"--set {o}" for o in suite.overrides), suite.selection.describe()]).strip()
+
+
+def _table_folder(args: argparse.Namespace, suite: Suite) -> Path | None:
+    """Where this command writes tables: ``--out``; else the suite's publish folder, unless the suite is a
+    partial view (``--set`` or a selection) and ``--publish`` was not given (then ``None``: none written).
+
+    Raises:
+        BenchbedError: ``--out`` together with ``--publish``.
+    """
+    if getattr(args, "publish", False) and args.out:
+        raise BenchbedError("--out and --publish: give one (--out DIR writes the tables there, --publish to the "
+                            "suite's folder)")
+    if args.out:
+        return Path(args.out)
+    if suite.partial and not getattr(args, "publish", False):
+        return None
+    return suite.publish_folder or Path.cwd()
 
 
 def _sigterm_to_interrupt(signum: int, frame: Any) -> None:
@@ -100,10 +134,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchbed.execute import run_suite
     from benchbed.grid import plan_run
     from benchbed.runner import RunOptions
+    from benchbed.suite import check_device
     from benchbed.validate import check_data, loader
 
     registry = _registry()
-    suite = _suite(args.suite, registry)
+    suite = _suite(args, registry)
+    tables = None if args.no_tables else _table_folder(args, suite)
     if args.device is not None:
         check_device(args.device, "--device: ")
     load = loader(registry)
@@ -128,9 +164,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     counts = ", ".join(f"{n} {k}" for k, n in sorted(summary.counts.items()))
     print(f"benchbed: suite {suite.name}: {len(summary.outcomes)} cells ({counts}); store {store.path}")
-    if not args.no_tables:
-        for path in leaderboard.write(store, suite, registry, _out_folder(args, suite)):
+    if tables is not None:
+        for path in leaderboard.write(store, suite, registry, tables):
             print(f"benchbed: wrote {path}")
+    elif not args.no_tables:
+        print(f"benchbed: a partial run ({_view(suite)}): its results are in the store only; the published tables "
+              f"in {suite.publish_folder or Path.cwd()} were left unchanged. See them with `benchbed leaderboard "
+              f"{args.suite} {_view(suite)} --format md`; write them with --out DIR, or over the published tables "
+              "with --publish")
     # From the store: a failure stored by an earlier run is "skipped" now but is still a failure (held-out
     # trainings included: the metrics that needed one failed with it).
     failed = sum(store.status(c.run_id) in ("failed", "diverged") for c in planned.order)
@@ -141,10 +182,32 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _params_text(factory: Any) -> str:
+    from benchbed.params import schema
+
     parts = []
     for p in schema(factory).values():
         parts.append(p.name if p.required else f"{p.name}={p.default!r}")
     return ", ".join(parts)
+
+
+def _params_lines(factory: Any) -> list[str]:
+    """One line per parameter of ``factory``: ``name: type = default (range) - meaning``.  The type and the
+    range come from the annotations (:func:`benchbed.params.schema`), the meaning from the first sentence
+    of the ``Args:`` entry of the factory's Google-style docstring (:mod:`benchbed.docstrings`)."""
+    from benchbed.docstrings import parameter_docs
+    from benchbed.params import _type_name as type_name  # the wording of the suite's type errors
+    from benchbed.params import schema
+
+    meanings = parameter_docs(factory)
+    lines = []
+    for p in schema(factory).values():
+        text = f"{p.name}: {type_name(p.annotation)}" + (" (required)" if p.required else f" = {p.default!r}")
+        if p.constraints:
+            text += f"  [{p.constraints}]"
+        if p.name in meanings:
+            text += f"  - {meanings[p.name]}"
+        lines.append(text)
+    return lines
 
 
 def _requirement_text(requires: Any) -> str:
@@ -156,6 +219,8 @@ def _requirement_text(requires: Any) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from benchbed.specs import MetricSpec
+
     registry = _registry()
     kinds = [args.kind] if args.kind else list(KINDS)
     for kind in kinds:
@@ -169,6 +234,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"  {spec.name:16s} {spec.description}{extra}  ({entry.provenance.plugin})")
             if args.verbose:
                 print(f"      parameters: {_params_text(spec.factory) or '(none)'}")
+                for line in _params_lines(spec.factory):
+                    print(f"        {line}")
     return 0
 
 
@@ -189,52 +256,49 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from benchbed import leaderboard
 
     registry = _registry()
-    suite = _suite(args.suite, registry)
+    suite = _suite(args, registry)
     store = _store(args, suite, create=False)
     if args.format:
         board = leaderboard.build(store, suite, registry)
         sys.stdout.write(leaderboard.render(args.format, store, board,
                                             leaderboard.evaluated_claims(store, board, registry)))
         return 0
-    for path in leaderboard.write(store, suite, registry, _out_folder(args, suite)):
+    folder = _table_folder(args, suite)
+    if folder is None:
+        raise BenchbedError(f"a partial view ({_view(suite)}) is not written over the published tables in "
+                            f"{suite.publish_folder or Path.cwd()}: pass --out DIR, --format FMT, or --publish")
+    for path in leaderboard.write(store, suite, registry, folder):
         print(f"benchbed: wrote {path}")
     return 0
 
 
-def _show_sources(args: argparse.Namespace) -> list[Path]:
-    """Where ``show`` looks: the store given, else every store and published run file under leaderboards/."""
+def _run_sources(args: argparse.Namespace) -> list[Path]:
+    """Where ``show`` and ``compare`` look: the stores given (``--store``, in order), else every store and
+    published run file under leaderboards/ (stores first).
+
+    Raises:
+        BenchbedError: a store given does not exist; none given and none found.
+    """
     if args.store:
-        path = Path(args.store)
-        if not path.is_file():
-            raise BenchbedError(f"no store at {path}")
-        return [path]
+        paths = [Path(p) for p in args.store]
+        for path in paths:
+            if not path.is_file():
+                raise BenchbedError(f"no store at {path}")
+        return paths
     from benchbed.published import RUNS_FILE
 
-    return sorted(LEADERBOARDS.glob("*/results.sqlite")) + sorted(LEADERBOARDS.glob(f"*/{RUNS_FILE}"))
-
-
-def _find_run(path: Path, run_id: str) -> dict[str, Any] | None:
-    """A run (id or unique prefix) in a store or a published run file, as ``Store.run`` returns it."""
-    from benchbed import published
-    from benchbed.store import Store
-
-    if path.suffix != ".jsonl":
-        return Store(path).run(run_id)
-    found = [r for r in published.read_runs(path) if r["run"]["run_id"].startswith(run_id)]
-    if len(found) > 1:
-        raise BenchbedError(f"run id prefix {run_id!r} is ambiguous in {path}: {len(found)} runs start with it; "
-                            "give more characters")
+    found = sorted(LEADERBOARDS.glob("*/results.sqlite")) + sorted(LEADERBOARDS.glob(f"*/{RUNS_FILE}"))
     if not found:
-        return None
-    (rec,) = found
-    return {**rec["run"], "metrics": rec["metrics"]}
+        raise BenchbedError("no store given and none found under leaderboards/*/ (results.sqlite or runs.jsonl); "
+                            "pass --store PATH")
+    return found
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from benchbed.validate import loader, validate
 
     registry = _registry()
-    suite = _suite(args.suite, registry)
+    suite = _suite(args, registry)
     for line in validate(suite, registry, loader(registry)):
         print(f"benchbed: {line}")
     print(f"benchbed: suite {suite.name} is valid; nothing was trained")
@@ -242,17 +306,84 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    sources = _show_sources(args)
-    if not sources:
-        raise BenchbedError("no store given and none found under leaderboards/*/ (results.sqlite or runs.jsonl); "
-                            "pass --store PATH")
-    for path in sources:
-        run = _find_run(path, args.run)
-        if run is not None:
-            run["curves"] = f"{len(run['curves'])} points"
-            print(json.dumps(run, indent=2, sort_keys=True, default=str))
-            return 0
-    raise BenchbedError(f"no run with id (or unique prefix) {args.run!r} in {', '.join(map(str, sources))}")
+    from benchbed.compare import find_run, show_text
+
+    source, run = find_run(_run_sources(args), args.run)
+    if args.json:
+        run["curves"] = f"{len(run['curves'])} points"
+        print(json.dumps(run, indent=2, sort_keys=True, default=str))
+    else:
+        sys.stdout.write(show_text(run, source))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from benchbed.compare import compare_text, find_run
+
+    sources = _run_sources(args)
+    source_a, a = find_run(sources, args.run_a)
+    source_b, b = find_run(sources, args.run_b)
+    sys.stdout.write(compare_text(a, source_a, b, source_b))
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from benchbed import planning_report, published
+    from benchbed.execute import default_store_path
+    from benchbed.grid import plan_run
+    from benchbed.store import Store
+    from benchbed.validate import loader
+
+    registry = _registry()
+    suite = _suite(args, registry)
+    load = loader(registry)
+    infos: dict[str, Any] = {}
+    notes: list[str] = []
+    for dataset in suite.datasets:
+        try:
+            infos[dataset.label] = load(dataset, suite.seeds[0]).info
+        except Exception as exc:  # noqa: BLE001 - reported; its held-out trainings and n/a pairs are unknown
+            infos[dataset.label] = None
+            notes.append(f"data set {dataset.label!r} did not load ({type(exc).__name__}: {exc}); its held-out "
+                         "trainings and n/a pairs are not known")
+
+    def info(entry: Any) -> Any:
+        found = infos.get(entry.label)
+        if found is None:
+            raise BenchbedError(f"data set {entry.label!r} did not load")
+        return found
+
+    planned = plan_run(suite, registry, info)
+    store_path = Path(args.store) if args.store else default_store_path(suite)
+    runs_file = published.runs_path(suite.publish_folder) if suite.publish_folder is not None else None
+    states: dict[str, str] = {}
+    if runs_file is not None and runs_file.is_file():
+        states.update((r["run"]["run_id"], r["run"]["status"]) for r in published.read_runs(runs_file))
+    store = Store(store_path) if store_path.is_file() else None
+    try:
+        def status(run_id: str) -> str | None:
+            mine = store.status(run_id) if store is not None else None
+            return mine if mine is not None else states.get(run_id)
+
+        past = planning_report.read_past_runs(store_path, runs_file)
+        notes += list(planned.notes)
+        if suite.partial:
+            notes.insert(0, f"a partial view: {_view(suite)}")
+        sys.stdout.write(planning_report.report(suite, registry, planned, status, past, infos, args.jobs, notes))
+    finally:
+        if store is not None:
+            store.close()
+    print(f"store: {store_path}" + ("" if store_path.is_file() else " (not created yet)")
+          + (f"; published runs: {runs_file}" if runs_file is not None and runs_file.is_file() else ""))
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from benchbed.downloads import download
+
+    for path in download(args.names, root=args.root, registry=_registry()):
+        print(f"benchbed: {path}")
+    return 0
 
 
 def _positive_int(text: str) -> int:
@@ -273,6 +404,45 @@ def _seconds(text: str) -> float:
     if not value >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"{value} is not a non-negative number of seconds")
     return value
+
+
+class _Deferred:
+    """A value in help text computed only when the help is shown (``%(name)s`` of an argument), so that
+    building the parser imports nothing heavy."""
+
+    def __init__(self, make: Callable[[], str]) -> None:
+        self.make = make
+
+    def __str__(self) -> str:
+        return self.make()
+
+
+def _stale_seconds() -> str:
+    from benchbed.store import HEARTBEAT_STALE_S
+
+    return f"{HEARTBEAT_STALE_S:g}"
+
+
+VIEW_HELP = ("--set and the selection options make a partial view of the suite: --set KEY=VALUE overrides a value "
+             "of the suite file (KEY a dotted key such as models.vae.latent_dim or budget.steps, VALUE a TOML value "
+             "typed as in the file: 16, 1e-3, [8, 16], \"mlp\", true), checked as the file is; --models, --samplers, "
+             "--datasets, --metrics and --seeds keep only the named entries (the suite's labels; comma-separated) "
+             "and the cells made of them, which keep their run ids, so a filtered run reuses and adds to the same "
+             "store.")
+
+
+def _add_view_options(p: argparse.ArgumentParser) -> None:
+    """``--set`` and the selection options (:mod:`benchbed.overrides`)."""
+    group = p.add_argument_group("partial views", VIEW_HELP)
+    group.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a suite value (repeatable), e.g. --set models.vae.latent_dim=16 "
+                            "--set budget.steps=200")
+    for axis in ("models", "samplers", "datasets", "metrics"):
+        group.add_argument(f"--{axis}", metavar="NAME[,NAME]",
+                           help=f"only these {axis} entries of the suite"
+                           + ("; models without dynamics (no sampler) are left out" if axis == "samplers" else "")
+                           + ("; only these metrics are evaluated" if axis == "metrics" else ""))
+    group.add_argument("--seeds", metavar="SEED[,SEED]", help="only these seeds of the suite")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -296,11 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="auto = pool when --jobs > 1; ray uses RAY_ADDRESS or a local Ray")
     run.add_argument("--device", help="override the suite's device (auto, cpu, cuda, cuda:1)")
     run.add_argument("--retry-failed", action="store_true", help="train failed and diverged cells again")
-    run.add_argument("--steal-stale", type=_seconds, metavar="SECONDS",
+    steal = run.add_argument("--steal-stale", type=_seconds, metavar="SECONDS",
                      help="take over cells claimed by another run whose heartbeat is older than SECONDS, whatever "
                           "host or pid holds them (0: every claim; a live holder then trains its cell in vain). "
-                          f"Without it a claim is taken over once its heartbeat is {HEARTBEAT_STALE_S:g} s old, or "
+                          "Without it a claim is taken over once its heartbeat is %(stale)s s old, or "
                           "at once on this host when its process is gone")
+    steal.stale = _Deferred(_stale_seconds)  # type: ignore[attr-defined]  # read by the help's %(stale)s
     run.add_argument("--no-fused", action="store_true",
                      help="do not use the models' hand-written value-and-gradient paths (same numbers; for "
                           "checking them). Default: automatic")
@@ -310,11 +481,33 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=_positive_int, metavar="N",
                      help="intra-op threads of each process running cells (default: torch's default; with "
                           "--jobs, the CPU count divided by the jobs)")
-    run.add_argument("--out", help="folder for the tables (default: the suite's folder)")
+    run.add_argument("--out", help="folder for the tables (default: the suite's folder; for a partial view, none: "
+                                   "see --publish)")
+    run.add_argument("--publish", action="store_true",
+                     help="a partial view (--set or a selection) writes its tables and runs.jsonl over the suite's "
+                          "published ones. Without it such a run leaves the published files unchanged and writes "
+                          "no tables (its results are in the store: see them with `benchbed leaderboard SUITE "
+                          "<same options> --format md`, or write them with --out DIR)")
     run.add_argument("--no-tables", action="store_true", help="do not write tables")
     run.add_argument("--no-bars", action="store_true", help="plain log lines even on a terminal")
     run.add_argument("--strict", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for scripts
+    _add_view_options(run)
     run.set_defaults(func=cmd_run)
+
+    pln = sub.add_parser("plan", help="show the cells a run would train, what is done, and how long the rest takes",
+                         description="Show what `benchbed run SUITE` would do, training nothing: every cell (held-out "
+                                     "trainings included) with its run id and whether the store or the published "
+                                     "runs.jsonl has it finished; the (model, metric) pairs that are n/a on each data "
+                                     "set, with the reason; and an estimated wall time per cell and in total, from "
+                                     "the stored timings of the same cell, else of similar cells (same model "
+                                     "component and data set, scaled by steps), else 'no timing'. Loads each data "
+                                     "set once; writes nothing.")
+    pln.add_argument("suite", metavar="SUITE", help="suite file, or name of a folder under leaderboards/")
+    pln.add_argument("--store", help="SQLite result store (default: results.sqlite beside the suite file)")
+    pln.add_argument("--jobs", "-j", type=_positive_int, default=1,
+                     help="cells run in parallel: the total wall time is divided by it")
+    _add_view_options(pln)
+    pln.set_defaults(func=cmd_plan)
 
     lst = sub.add_parser("list", help="list registered components", description="List registered components.")
     lst.add_argument("kind", nargs="?", choices=KINDS, help="only this kind")
@@ -337,6 +530,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "metric), summary (summary.csv), json (results.json), tex (table.tex), html (index.html)")
     lb.add_argument("--store", help="SQLite result store (default: results.sqlite beside the suite file)")
     lb.add_argument("--out", help="folder for the files (default: the suite's folder)")
+    lb.add_argument("--publish", action="store_true",
+                    help="write a partial view's files over the suite's published ones (without it a partial view "
+                         "needs --out or --format)")
+    _add_view_options(lb)
     lb.set_defaults(func=cmd_leaderboard)
 
     val = sub.add_parser("validate", help="check a suite completely, training nothing",
@@ -345,14 +542,36 @@ def build_parser() -> argparse.ArgumentParser:
                                      "depend on the data (held-out classes, label counts, split names), loading "
                                      "every data set once.  Trains nothing, writes nothing.")
     val.add_argument("suite", metavar="SUITE", help="suite file, or name of a folder under leaderboards/")
+    _add_view_options(val)
     val.set_defaults(func=cmd_validate)
 
+    stores = ("store or published runs.jsonl to look in (repeatable; default: every leaderboards/*/results.sqlite, "
+              "then the published leaderboards/*/runs.jsonl)")
     show = sub.add_parser("show", help="show one stored run with its provenance",
-                          description="Show one run (id or unique prefix) with config, provenance and metrics.")
+                          description="Show one run (id or unique prefix): its cell, status and local times, a "
+                                      "metrics table (value ± standard error, estimator), the configuration and "
+                                      "key provenance; --json prints the stored record.")
     show.add_argument("run", metavar="RUN")
-    show.add_argument("--store", help="store to look in (default: every leaderboards/*/results.sqlite and the "
-                                      "published leaderboards/*/runs.jsonl)")
+    show.add_argument("--store", action="append", help=stores)
+    show.add_argument("--json", action="store_true", help="the raw stored record as JSON (curves as a count)")
     show.set_defaults(func=cmd_show)
+
+    cmp = sub.add_parser("compare", help="compare two stored runs: configuration, provenance and metrics",
+                         description="Compare RUN_A and RUN_B (ids or unique prefixes, found in any store given): "
+                                     "the flattened configuration and provenance keys that differ, side by side, and "
+                                     "each metric's value in A and B, B - A and the estimator (values of different "
+                                     "estimators are not compared).")
+    cmp.add_argument("run_a", metavar="RUN_A")
+    cmp.add_argument("run_b", metavar="RUN_B")
+    cmp.add_argument("--store", action="append", help=stores)
+    cmp.set_defaults(func=cmd_compare)
+
+    dl = sub.add_parser("download", help="fetch the files of data sets and metrics ahead of a run",
+                        description="Fetch the files that registered data sets and metrics NAME... need "
+                                    "(see benchbed.downloads), printing the path of each file held.")
+    dl.add_argument("names", nargs="+", metavar="NAME", help="data set or metric name")
+    dl.add_argument("--root", help="data root for data sets (default: $BENCHBED_DATA or ~/.cache/benchbed/data)")
+    dl.set_defaults(func=cmd_download)
     return parser
 
 

@@ -159,8 +159,12 @@ def show_text(run: Mapping[str, Any], source: Path) -> str:
 
 
 def differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """``(key, A, B)`` for each flattened key whose values differ (``—``: absent), keys sorted."""
+    """``(key, A, B)`` for each flattened key whose values differ (``—``: absent), keys sorted; an empty
+    table facing a filled one (``given = {}`` vs ``given.lr = 0.02``) shows as the filled keys only."""
     fa, fb = flatten(a), flatten(b)
+    for mine, theirs in ((fa, fb), (fb, fa)):  # an empty table on one side is no difference of its own
+        for key in [k for k, v in mine.items() if v == {} and any(t.startswith(k + ".") for t in theirs)]:
+            del mine[key]
     out = []
     for key in sorted(set(fa) | set(fb)):
         va, vb = fa.get(key, _ABSENT), fb.get(key, _ABSENT)

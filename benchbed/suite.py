@@ -29,19 +29,21 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import hashlib
 import json
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchbed.contracts import Budget
 from benchbed.errors import SuiteError
+from benchbed.overrides import Override, Selection, apply_overrides, parse_override, placed, select
 from benchbed.params import resolve
 from benchbed.registry import Registry
 
@@ -88,6 +90,23 @@ class Suite:
     #: training steps (ascending) at which the metrics are also evaluated, on snapshots saved then
     #: (``docs/results.md#metrics-over-training``); a step equal to a cell's budget is its final evaluation
     eval_at: tuple[int, ...] = ()
+    #: the ``--set KEY=VALUE`` overrides applied to the file, as given, and the cell selection
+    #: (:mod:`benchbed.overrides`); a suite with either is a *partial* view of the suite file
+    overrides: tuple[str, ...] = ()
+    selection: Selection = field(default_factory=Selection)
+
+    @property
+    def partial(self) -> bool:
+        """Whether this is not the suite file as written: overridden (``--set``) or filtered (selection)."""
+        return bool(self.overrides) or bool(self.selection)
+
+    @property
+    def source(self) -> SuiteSource:
+        """What another process passes to :func:`load_suite` to load this same suite (overrides and
+        selection included)."""
+        if self.path is None:
+            raise SuiteError(f"suite {self.name!r} has no file: another process cannot load it")
+        return SuiteSource(str(self.path), self.overrides, self.selection)
 
     def budget_for(self, model: Entry, dataset: Entry) -> Budget:
         """Suite budget, overridden by the data set's ``budget``, then by the model's."""
@@ -109,6 +128,15 @@ class Suite:
         return self.path.parent if self.path.name == "suite.toml" else self.path.parent / self.path.stem
 
 
+@dataclass(frozen=True)
+class SuiteSource:
+    """A suite file with its command-line ``overrides`` and ``selection``: picklable, for worker processes."""
+
+    path: str
+    overrides: tuple[str, ...] = ()
+    selection: Selection = field(default_factory=Selection)
+
+
 def config_hash(obj: Any) -> str:
     """Stable hash of a JSON-able configuration (sorted keys), 16 hex digits."""
     text = json.dumps(obj, sort_keys=True, default=repr, separators=(",", ":"))
@@ -118,11 +146,15 @@ def config_hash(obj: Any) -> str:
 class _Locator:
     """Finds the line of ``key`` inside ``[section]`` in the TOML text, for error messages."""
 
-    def __init__(self, text: str, path: Path | None) -> None:
+    def __init__(self, text: str, path: Path | None, overrides: Sequence[Override] = ()) -> None:
         self.lines = text.splitlines()
         self.path = path
+        self.overrides = overrides
 
     def __call__(self, section: str, key: str | None = None) -> str:
+        """`` (file, line N)``, or `` (--set KEY=VALUE)`` for a value an override set."""
+        if (override := placed(self.overrides, section, key)) is not None:
+            return override
         where = str(self.path) if self.path else "<suite>"
         header = re.compile(r"^\s*\[\s*" + r"\s*\.\s*".join(
             rf'(?:"{re.escape(p)}"|{re.escape(p)})' for p in section.split(".")) + r"\s*\]")
@@ -150,14 +182,20 @@ class _Locator:
         return f" ({where})"
 
 
-def load_suite(path: str | Path, registry: Registry) -> Suite:
-    """Read and validate a suite file.
+def load_suite(path: str | Path | SuiteSource, registry: Registry, *, overrides: Sequence[str] = (),
+               selection: Selection | None = None) -> Suite:
+    """Read and validate a suite file, with command-line ``overrides`` (``KEY=VALUE`` texts, applied to the
+    file before it is checked) and a cell ``selection`` (applied after); see :mod:`benchbed.overrides`.
+    A :class:`SuiteSource` (:attr:`Suite.source`) carries its own overrides and selection.
 
     Raises:
         SuiteError: the file is missing or not TOML (with line and column), a key is unknown,
             a component is unknown (with close matches), a parameter is unknown (with the valid
-            ones) or of the wrong type (with file and line).
+            ones) or of the wrong type (with file and line, or the ``--set`` that set it); an override or
+            selection names an entry the suite lacks (listing the valid ones).
     """
+    if isinstance(path, SuiteSource):
+        overrides, selection, path = path.overrides, path.selection, path.path
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -169,7 +207,10 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
         line = data[: exc.start].count(b"\n") + 1
         raise SuiteError(f"suite file {path} is not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line} "
                          "(save it as UTF-8)") from None
-    return parse_suite(text, registry, path=path)
+    suite = parse_suite(text, registry, path=path, overrides=[parse_override(o) for o in overrides])
+    if selection:
+        suite = select(suite, registry, selection)
+    return dataclasses.replace(suite, selection=selection or Selection())
 
 
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -182,15 +223,17 @@ def check_device(name: object, where: str = "") -> str:
     return name
 
 
-def parse_suite(text: str, registry: Registry, *, path: Path | None = None) -> Suite:
-    """Validate suite TOML ``text`` (see :func:`load_suite`)."""
+def parse_suite(text: str, registry: Registry, *, path: Path | None = None,
+                overrides: Sequence[Override] = ()) -> Suite:
+    """Validate suite TOML ``text`` with ``overrides`` applied (see :func:`load_suite`)."""
     where = str(path) if path else "<suite>"
     text = text.removeprefix("\ufeff")  # a byte-order mark is not TOML, but editors write one
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(f"{where}: invalid TOML: {exc}") from exc
-    loc = _Locator(text, path)
+    raw = apply_overrides(raw, overrides, where)
+    loc = _Locator(text, path, overrides)
     unknown = set(raw) - TOP_KEYS
     if unknown:
         key = sorted(unknown)[0]
@@ -230,7 +273,8 @@ def parse_suite(text: str, registry: Registry, *, path: Path | None = None) -> S
         budget=Budget(**budget),
         checkpoint_every=_non_negative(_typed(raw, "checkpoint_every", int, where, loc, default=0),
                                        f"{where}: 'checkpoint_every'{loc('', 'checkpoint_every')}"),
-        **axes,
+        models=axes["models"], samplers=axes["samplers"], datasets=axes["datasets"], metrics=axes["metrics"],
+        overrides=tuple(o.text for o in overrides),
         eval_at=_eval_at(raw, budget, axes, registry, f"{where}: 'eval_at'{loc('', 'eval_at')}"),
     )
 

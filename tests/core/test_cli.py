@@ -18,11 +18,14 @@ from benchbed import cli
 
 HELP = {
     "run": ["SUITE", "--jobs", "--store", "--executor", "--device", "--retry-failed", "--out", "--no-tables",
-            "--no-bars", "exit codes:"],
+            "--no-bars", "exit codes:", "--set KEY=VALUE", "--models", "--seeds", "--publish"],
+    "plan": ["SUITE", "--store", "--jobs", "--set KEY=VALUE", "--models", "no timing"],
     "list": ["{models,samplers,datasets,metrics}", "--verbose"],
     "plugins": ["List loaded plugins"],
-    "leaderboard": ["SUITE", "--format", "--store", "--out"],
-    "show": ["RUN", "--store"],
+    "leaderboard": ["SUITE", "--format", "--store", "--out", "--publish", "--set KEY=VALUE"],
+    "show": ["RUN", "--store", "--json"],
+    "compare": ["RUN_A", "RUN_B", "--store"],
+    "download": ["NAME", "--root"],
     "validate": ["SUITE", "Trains nothing"],
 }
 
@@ -176,7 +179,7 @@ def test_leaderboard_writes_files_to_out(builtin_run, tmp_path, capsys) -> None:
                                                           "runs.jsonl", "summary.csv", "table.tex"]
 
 
-def test_show_prints_the_provenance_json(builtin_run, capsys) -> None:
+def test_show_json_prints_the_stored_record(builtin_run, capsys) -> None:
     _, store, _, _ = builtin_run
     assert cli.main(["leaderboard", str(builtin_run[0]), "--store", str(store), "--format", "md"]) == 0
     capsys.readouterr()
@@ -184,7 +187,7 @@ def test_show_prints_the_provenance_json(builtin_run, capsys) -> None:
 
     with sqlite3.connect(store) as db:
         (run_id,) = db.execute("SELECT run_id FROM runs WHERE kind='model'").fetchone()
-    assert cli.main(["show", run_id[:6], "--store", str(store)]) == 0
+    assert cli.main(["show", run_id[:6], "--store", str(store), "--json"]) == 0
     run = json.loads(capsys.readouterr().out)
     assert run["run_id"] == run_id and run["status"] == "ok" and run["model"] == "vae"
     prov = run["provenance"]
