@@ -441,3 +441,21 @@ def test_run_help_still_names_the_stale_claim_age(capsys) -> None:
     with pytest.raises(SystemExit):
         cli.main(["run", "--help"])
     assert f"once its heartbeat is {HEARTBEAT_STALE_S:g} s old" in " ".join(capsys.readouterr().out.split())
+
+
+def test_pool_workers_run_the_partial_suite(tmp_path: Path, capsys) -> None:
+    """``--jobs 2``: the spawned workers load the suite with the same --set and selection (``Suite.source``),
+    so a metric setting overridden on the command line is the one evaluated and stored."""
+    suite = tmp_path / "suite.toml"
+    suite.write_text('name = "p"\nseeds = [0, 1, 2]\n[budget]\nsteps = 4\nbatch_size = 32\n'
+                     "[datasets.gmm8]\nn_train = 128\nn_val = 64\nn_test = 64\n"
+                     "[models.vae]\nlatent_dim = 2\nhidden = [8]\n[models.other]\ncomponent = 'vae'\n"
+                     "[metrics.recon_mse]\n")
+    store = tmp_path / "x.sqlite"
+    assert cli.main(["run", str(suite), "--store", str(store), "--no-bars", "--jobs", "2", "--models", "vae",
+                     "--seeds", "0,2", "--set", "metrics.recon_mse.split=val"]) == 0
+    assert "2 cells (2 ok)" in capsys.readouterr().out
+    with sqlite3.connect(store) as db:
+        rows = db.execute("SELECT r.model, r.seed, m.settings FROM runs r JOIN metrics m USING (run_id)").fetchall()
+    assert sorted((model, seed) for model, seed, _ in rows) == [("vae", 0), ("vae", 2)]
+    assert all(json.loads(settings)["split"] == "val" for _, _, settings in rows)
