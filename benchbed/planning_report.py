@@ -196,7 +196,12 @@ def report(suite: Suite, registry: Registry, planned: Plan, status: Callable[[st
     total = sum(remaining)
     wall = max(total / jobs, max(remaining, default=0.0))
     todo = len(cells) - done
-    lines += ["", f"estimated wall time: {duration(wall)} for {todo} cell(s) to run "
-                  f"({duration(total)} of cell time, --jobs {jobs}); {done} cell(s) already finished"
-              + (f"; {untimed} cell(s) have no timing and are not counted" if untimed else "")]
+    if todo and untimed == todo:
+        lines += ["", f"estimated wall time: unknown: no stored timing for any of the {todo} cell(s) to run "
+                      f"(no finished run of the same model component and data set); {done} cell(s) already "
+                      "finished"]
+    else:
+        lines += ["", f"estimated wall time: {duration(wall)} for {todo} cell(s) to run "
+                      f"({duration(total)} of cell time, --jobs {jobs}); {done} cell(s) already finished"
+                  + (f"; {untimed} cell(s) have no timing and are not counted" if untimed else "")]
     return "\n".join(lines) + "\n"

@@ -245,7 +245,8 @@ def test_plan_lists_cells_na_pairs_what_is_done_and_estimates(fake_cli, tmp_path
     assert out.startswith("suite t: 2 cells (2 table cells, 0 held-out training(s)); seeds 0, 1\n")
     assert len(re.findall(r"to run +— +[0-9a-f]{16} +a · toy · seed \d +no timing", out)) == 2
     assert "a × fake_img on toy: fake_img applies to image data, not vector" in out
-    assert "2 cell(s) have no timing" in out and "(not created yet)" in out
+    assert "estimated wall time: unknown: no stored timing for any of the 2 cell(s) to run" in out
+    assert "(not created yet)" in out
     assert not store.exists(), "plan writes nothing"
 
     assert cli.main(["run", str(suite), "--store", str(store), "--no-bars", "--no-tables", "--seeds", "0"]) == 0
