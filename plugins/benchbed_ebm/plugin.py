@@ -1,7 +1,9 @@
 """Registers the ebm components (the same entry-point path a third-party plugin uses).
 
 Models: ``hlebm`` (multi-layer generator with a joint latent EBM prior), ``svebm`` (symbol-vector
-coupling latent EBM, semi-supervised), ``triangle`` (divergence triangle).  Metric: ``accuracy``.
+coupling latent EBM, semi-supervised), ``triangle`` (divergence triangle), ``short_run_ebm`` (data-space
+EBM learned with short-run MCMC from noise), ``vae_lebm`` (VAE jointly trained with an EBM on (x, z)).
+Metric: ``accuracy``.
 Model classes are imported inside the hooks so registering stays cheap.
 """
 
@@ -15,8 +17,10 @@ from benchbed import MetricSpec, ModelSpec, hookimpl
 @hookimpl
 def benchbed_register_models(register: Callable[[ModelSpec], None]) -> None:
     from benchbed_ebm.hlebm import HLEBM
+    from benchbed_ebm.short_run_ebm import ShortRunEBM
     from benchbed_ebm.svebm import SVEBM
     from benchbed_ebm.triangle import DivergenceTriangle
+    from benchbed_ebm.vae_lebm import VAELEBM
 
     register(ModelSpec(
         name="hlebm", factory=HLEBM,
@@ -38,6 +42,19 @@ def benchbed_register_models(register: Callable[[ModelSpec], None]) -> None:
         test_params={"latent_dim": 2, "hidden": 16, "channels": 4},
         tags=("ebm", "vae"),
         description="divergence triangle (Han et al. 2019): generator + inference + data-space EBM, no MCMC",
+    ))
+    register(ModelSpec(
+        name="short_run_ebm", factory=ShortRunEBM,
+        test_params={"n_steps": 5, "n_f": 4, "hidden": 16, "bank_size": 64, "infer_steps": 2},
+        uses_sampler=True, default_sampler="langevin", sampler_roles=("data",), tags=("ebm", "data-space"),
+        description="data-space EBM learned by short-run MCMC from noise (Nijkamp et al. 2019, 2020); "
+                    "the chain from noise is the generator",
+    ))
+    register(ModelSpec(
+        name="vae_lebm", factory=VAELEBM,
+        test_params={"latent_dim": 2, "hidden": 16, "channels": 4, "energy_width": 16},
+        tags=("ebm", "vae"),
+        description="VAE trained jointly with an EBM on (x, z) by a divergence triangle (Han et al. 2020)",
     ))
 
 
