@@ -142,6 +142,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     tables = None if args.no_tables else _table_folder(args, suite)
     if args.device is not None:
         check_device(args.device, "--device: ")
+    for name in args.track:
+        registry.get("tracker", name)  # an unknown tracker: SuiteError with close matches, before any training
     load = loader(registry)
     check_data(suite, registry, load)  # settings that depend on the data, before training
     # planned once: the cells to run, and the cells whose failures set the exit code
@@ -154,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     engine = EngineOptions(fused=False if args.no_fused else None,
                            concurrent_chains=False if args.no_concurrent_chains else None, threads=args.threads)
     options = RunOptions(retry_failed=args.retry_failed, bars=None if not args.no_bars else False, device=args.device,
-                         steal_stale=args.steal_stale, engine=engine)
+                         steal_stale=args.steal_stale, engine=engine, track=tuple(args.track))
     try:
         summary = run_suite(suite, registry, store, jobs=args.jobs, executor=args.executor, options=options,
                             planned=planned)
@@ -490,6 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "<same options> --format md`, or write them with --out DIR)")
     run.add_argument("--no-tables", action="store_true", help="do not write tables")
     run.add_argument("--no-bars", action="store_true", help="plain log lines even on a terminal")
+    run.add_argument("--track", action="append", default=[], metavar="TRACKER",
+                     help="also send each trained cell's curves, metrics and samples to this tracker (tensorboard, "
+                          "mlflow, or a plugin's); repeatable; adds to the suite's [tracking] backends")
     run.add_argument("--strict", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for scripts
     _add_view_options(run)
     run.set_defaults(func=cmd_run)

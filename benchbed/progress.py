@@ -367,7 +367,7 @@ class Display:
         if current is None:
             if worker.shown != 0:
                 bar.reset(total=1)
-                bar.set_description_str(f"{self._who(worker)}{worker.cell} · preparing" if worker.cell else
+                bar.set_description_str(f"{self._who(worker)}{worker.cell} · working" if worker.cell else
                                         f"{self._who(worker)}idle", refresh=False)
                 bar.set_postfix_str("", refresh=False)
                 worker.shown = 0

@@ -55,6 +55,7 @@ from benchbed.registry import Registry
 from benchbed.sampling import BoundSampler
 from benchbed.store import Store
 from benchbed.suite import Entry, Suite, config_hash
+from benchbed.tracking import track_cell
 from benchbed.training import History, nested_training, resolve_device, seed_everything, setup_model, train
 
 #: Seconds between looks at the store while waiting for a cell another live process holds.
@@ -86,6 +87,7 @@ class RunOptions:
     device: str | None = None  # overrides the suite's device
     steal_stale: float | None = None  # seconds: also take over claims whose heartbeat is older (--steal-stale)
     engine: EngineOptions = field(default_factory=EngineOptions)
+    track: tuple[str, ...] = ()  # trackers besides the suite's [tracking] backends (--track NAME)
 
 
 class HeldOutTrainingFailed(RuntimeError):
@@ -254,6 +256,10 @@ class CellRunner:
                 pass
         fields["wall_time"] = time.perf_counter() - t0
         self.store.finish(run_id, status=status, error=error, fields=fields, metrics=metrics if status == "ok" else [])
+        if self.suite.tracking.backends or self.options.track:  # curves, metrics, samples to TensorBoard, MLflow...
+            track_cell(self.suite.tracking, self.options.track, self.registry, suite=self.suite.name,
+                       base=self.suite.folder or Path.cwd(), cell=cell, status=status, curves=fields.get("curves", []),
+                       metrics=metrics if status == "ok" else [], preview=self.store.preview(run_id))
         outcome = CellOutcome(run_id, cell.title, status, error, True, fields["wall_time"])
         return outcome, model if status == "ok" else None
 

@@ -46,9 +46,10 @@ from benchbed.errors import SuiteError
 from benchbed.overrides import Override, Selection, apply_overrides, parse_override, placed, select
 from benchbed.params import resolve
 from benchbed.registry import Registry
+from benchbed.tracking import TrackingSettings, parse_tracking
 
 AXES = ("models", "samplers", "datasets", "metrics")
-TOP_KEYS = {"name", "description", "seeds", "device", "budget", "checkpoint_every", "eval_at", *AXES}
+TOP_KEYS = {"name", "description", "seeds", "device", "budget", "checkpoint_every", "eval_at", "tracking", *AXES}
 BUDGET_KEYS = {"steps": int, "batch_size": int}
 
 
@@ -94,6 +95,8 @@ class Suite:
     #: (:mod:`benchbed.overrides`); a suite with either is a *partial* view of the suite file
     overrides: tuple[str, ...] = ()
     selection: Selection = field(default_factory=Selection)
+    #: the ``[tracking]`` table: trackers each trained cell is also sent to (:mod:`benchbed.tracking`)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
 
     @property
     def partial(self) -> bool:
@@ -276,6 +279,7 @@ def parse_suite(text: str, registry: Registry, *, path: Path | None = None,
         models=axes["models"], samplers=axes["samplers"], datasets=axes["datasets"], metrics=axes["metrics"],
         overrides=tuple(o.text for o in overrides),
         eval_at=_eval_at(raw, budget, axes, registry, f"{where}: 'eval_at'{loc('', 'eval_at')}"),
+        tracking=parse_tracking(raw.get("tracking"), registry, f"{where}{loc('tracking')}"),
     )
 
 

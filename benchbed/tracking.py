@@ -35,6 +35,7 @@ import numpy as np
 
 from benchbed.errors import SuiteError
 from benchbed.params import resolve
+from benchbed.progress import iterate
 from benchbed.registry import Registry
 
 #: Keys of the ``[tracking]`` table besides the per-backend tables.
@@ -201,7 +202,7 @@ def track_cell(settings: TrackingSettings, extra: Sequence[str], registry: Regis
               if m.get("status") == "ok" and m.get("value") is not None and math.isfinite(float(m["value"]))}
     image: list[np.ndarray | None] = []
     failed: list[str] = []
-    for name in names:
+    for name in iterate(names, len(names), "tracking", stage=str):  # the display shows which tracker writes
         try:
             spec = registry.get("tracker", name).spec
             options = settings.options.get(name) or resolve(spec.factory, {}, what=f"tracker {name!r}")
