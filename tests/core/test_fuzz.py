@@ -69,7 +69,7 @@ SUITE_CASES: list[tuple[str, str, str]] = [
                                               "(at line 13, column 8)"),
     ("unknown top-level key", mutate(top="seed = 1"),
      "unknown top-level key 'seed' ({file}, line 3); valid keys: budget, checkpoint_every, datasets, description, "
-     "device, metrics, models, name, samplers, seeds"),
+     "device, eval_at, metrics, models, name, samplers, seeds, tracking"),
     ("name not a string", mutate(replace='name = "fz" => name = 3'), "'name' ({file}, line 1) must be str, got int 3"),
     ("empty name", mutate(replace='name = "fz" => name = ""'),
      "'name' ({file}, line 1) must be one line without surrounding spaces, got ''"),

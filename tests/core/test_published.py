@@ -85,8 +85,10 @@ def test_show_finds_a_published_run_without_a_store(origin, tmp_path, monkeypatc
     run_id = (clone / "results.csv").read_text().splitlines()[1].split(",")[0]
     monkeypatch.chdir(tmp_path / "clone")
     capsys.readouterr()
-    assert cli.main(["show", run_id[:8]]) == 0
+    assert cli.main(["show", run_id[:8], "--json"]) == 0
     assert f'"run_id": "{run_id}"' in capsys.readouterr().out
+    assert cli.main(["show", run_id[:8]]) == 0  # human-readable by default
+    assert capsys.readouterr().out.startswith(f"run {run_id}")
     assert not (clone / "results.sqlite").exists()
 
 

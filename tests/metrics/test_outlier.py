@@ -117,8 +117,9 @@ def test_untrained_scores_are_at_chance_and_recon_score_works(make_ctx) -> None:
 
     chance = evaluate_metric("outlier_auroc", make_ctx(Random(), bundle, lambda v: Random()), classes=[1, 2])
     assert abs(chance.value - 0.5) < 0.1
-    recon = evaluate_metric("outlier_auroc", make_ctx(None, bundle, _NearestMean), classes=[1], score="recon")
+    recon = evaluate_metric("outlier_auroc", make_ctx(_NearestMean(bundle), bundle, _NearestMean), classes=[1],
+                            score="recon")
     assert recon.settings["score"] == ["recon"] and recon.value > 0.95 and recon.estimator == "recon"
-    with pytest.raises(NotApplicable, match="labelled"):
+    with pytest.raises(NotApplicable, match="needs labels"):
         unlabelled = load_dataset("linear_gaussian", seed=0, n_train=50, n_val=20, n_test=20)
         evaluate_metric("outlier_auroc", make_ctx(Random(), unlabelled))
