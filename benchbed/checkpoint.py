@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchbed.contracts import Model
 from benchbed.training import History
 
 
@@ -51,7 +52,7 @@ class Checkpoints:
         torch.save(state, tmp)
         tmp.replace(path)
 
-    def save(self, run_id: str, model: Any, step: int, history: History, train_time: float = 0.0) -> None:
+    def save(self, run_id: str, model: Model, step: int, history: History, train_time: float = 0.0) -> None:
         """Write the state after ``step`` (0-based) with the current global RNG states and the training
         seconds spent up to it (``train_time``)."""
         self._write(self.path(run_id), {
@@ -60,7 +61,7 @@ class Checkpoints:
                     # models on a GPU draw noise from the CUDA generators
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}})
 
-    def save_snapshot(self, run_id: str, model: Any, steps: int, train_time: float) -> None:
+    def save_snapshot(self, run_id: str, model: Model, steps: int, train_time: float) -> None:
         """Write the model after ``steps`` training steps (1-based: the state once ``steps`` steps ran) and
         the cumulative training seconds up to then.  Draws no random number."""
         self._write(self.snapshot_path(run_id, steps),

@@ -5,10 +5,12 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from benchbed.errors import PluginError, SuiteError
 from benchbed.specs import SPEC_TYPES, ClaimSpec, ComponentSpec, DatasetSpec, MetricSpec, ModelSpec, SamplerSpec
 
+_S = TypeVar("_S", bound=ComponentSpec)
 
 @dataclass(frozen=True)
 class Provenance:
@@ -115,14 +117,19 @@ class Registry:
             yield from table.values()
 
     # Typed accessors: the rest of benchbed never indexes ``entries`` by string kind.
+    def _spec(self, kind: str, name: str, cls: type[_S]) -> _S:
+        spec = self.get(kind, name).spec
+        assert isinstance(spec, cls), f"{kind} {name!r} is registered with a {type(spec).__name__}"
+        return spec
+
     def model(self, name: str) -> ModelSpec:
-        return self.get("model", name).spec  # type: ignore[return-value]
+        return self._spec("model", name, ModelSpec)
 
     def sampler(self, name: str) -> SamplerSpec:
-        return self.get("sampler", name).spec  # type: ignore[return-value]
+        return self._spec("sampler", name, SamplerSpec)
 
     def dataset(self, name: str) -> DatasetSpec:
-        return self.get("dataset", name).spec  # type: ignore[return-value]
+        return self._spec("dataset", name, DatasetSpec)
 
     def metric(self, name: str) -> MetricSpec:
-        return self.get("metric", name).spec  # type: ignore[return-value]
+        return self._spec("metric", name, MetricSpec)

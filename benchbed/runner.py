@@ -42,7 +42,7 @@ import torch
 
 from benchbed import store as store_module
 from benchbed.checkpoint import Checkpoints, restore_rng
-from benchbed.contracts import DataBundle, EngineOptions, EvalContext
+from benchbed.contracts import DataBundle, EngineOptions, EvalContext, Model
 from benchbed.errors import Diverged, NotApplicable, PluginError
 from benchbed.evaluation import error_text, eval_point, evaluate_metrics, metric_row, settings_hash
 from benchbed.grid import Cell
@@ -149,7 +149,7 @@ def wait_for_claims(store: Store, run_ids: list[str], *, stale_after: float | No
         held = store.foreign_claims(held, stale_after=stale_after)
 
 
-def parameter_count(model: Any) -> int:
+def parameter_count(model: object) -> int:
     """``model.n_parameters()``; 0 (shown blank in the tables) when a model (a one-shot one) has no
     such method or it returns ``None``."""
     count = getattr(model, "n_parameters", None)
@@ -263,7 +263,7 @@ class CellRunner:
         outcome = CellOutcome(run_id, cell.title, status, error, True, fields["wall_time"])
         return outcome, model if status == "ok" else None
 
-    def _provenance(self, cell: Cell, data: DataBundle, sampler: BoundSampler | None, model: Any,
+    def _provenance(self, cell: Cell, data: DataBundle, sampler: BoundSampler | None, model: Model | None,
                     preview_error: str) -> dict[str, Any]:
         """The run's provenance, built once when it finishes: environment (with how it computed),
         components and their plugins, the sampler roles the model asked for, the data's hashes, the
@@ -286,8 +286,8 @@ class CellRunner:
             "data_hashes": {s: getattr(data, s).content_hash() for s in ("train", "val", "test")},
             "suite_file": scrub(str(self.suite.path)) if self.suite.path else "",  # no machine paths
         }
-        if model is not None and callable(getattr(model, "resolved_settings", None)):
-            prov["model_settings"] = model.resolved_settings()  # settings a model derived from the data
+        if callable(settings := getattr(model, "resolved_settings", None)):
+            prov["model_settings"] = settings()  # settings a model derived from the data
         if preview_error:
             prov["preview_error"] = preview_error
         return prov
@@ -308,7 +308,7 @@ class CellRunner:
                               f"sampler_roles {list(spec.sampler_roles)}")
         return model, sampler
 
-    def _train(self, cell: Cell, model: Any, data: DataBundle) -> tuple[History, float]:
+    def _train(self, cell: Cell, model: Model, data: DataBundle) -> tuple[History, float]:
         """Train from the last checkpoint (if any) to the budget, checkpointing as configured.
 
         Returns the history and the seconds spent in the model's training steps (a one-shot model's
@@ -481,7 +481,7 @@ class CellRunner:
             model.eval()
         return model
 
-    def _store_preview(self, cell: Cell, model: Any, data: DataBundle) -> str:
+    def _store_preview(self, cell: Cell, model: Model, data: DataBundle) -> str:
         """Draw and store the cell's sample preview after its metrics; returns why it failed, or ''.
 
         A preview is an illustration, so its failure never fails the cell.  A model that cannot sample,
@@ -499,7 +499,7 @@ class CellRunner:
 
     # -- metrics --------------------------------------------------------------------------------
 
-    def _evaluate(self, cell: Cell, model: Any, data: DataBundle, metrics: tuple[Entry, ...],
+    def _evaluate(self, cell: Cell, model: Model, data: DataBundle, metrics: tuple[Entry, ...],
                   at_step: int | None = None) -> list[dict[str, Any]]:
         """Every metric of the cell (see :func:`benchbed.evaluation.evaluate_metrics`); held-out trainings
         are shared between the metrics of the cell.  ``at_step``: ``model`` is the snapshot after that many

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchbed.contracts import Batch, Budget, DataBundle, EngineOptions, SamplerProvider, SetupContext, Split
+from benchbed.contracts import Batch, Budget, DataBundle, EngineOptions, Model, SamplerProvider, SetupContext, Split
 from benchbed.errors import Diverged
 
 #: A loss whose magnitude passes this is treated as exploding (an energy running away).
@@ -128,7 +128,7 @@ def likely_cause(history: History, step: int) -> str:
 
 
 def setup_model(
-    model: Any,
+    model: Model,
     bundle: DataBundle,
     budget: Budget,
     *,
@@ -152,14 +152,14 @@ def setup_model(
 StepCallback = Callable[[int, Mapping[str, float]], None]
 
 
-def is_one_shot(model: Any) -> bool:
+def is_one_shot(model: object) -> bool:
     """Whether ``model`` is fitted by one ``fit(train)`` call: it has ``fit`` and no ``train_step``
     (the default of :func:`train`; the runner passes ``ModelSpec.one_shot`` instead)."""
     return callable(getattr(model, "fit", None)) and not callable(getattr(model, "train_step", None))
 
 
 def train(
-    model: Any,
+    model: Model,
     bundle: DataBundle,
     budget: Budget,
     *,
@@ -190,8 +190,10 @@ def train(
         model.train()
     if one_shot:
         if start_step < 1:
-            result = model.fit(bundle.train)
-            losses = {k: float(v) for k, v in result.items()} if isinstance(result, Mapping) else {}
+            fit: Callable[[Split], object] = getattr(model, "fit")  # noqa: B009 - the one-shot contract, not Model's
+            result = fit(bundle.train)
+            losses: Mapping[str, float] = (
+                {k: float(v) for k, v in result.items()} if isinstance(result, Mapping) else {})
             check_finite(losses, 0)
             if losses:
                 history.record(0, losses)
