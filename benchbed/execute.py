@@ -227,9 +227,25 @@ def _pool(suite: Suite, store: Store, options: RunOptions, cells: list[Cell], jo
             for fut in cf.as_completed(futures):
                 yield fut.result()
         except KeyboardInterrupt:
-            for fut in futures:
-                fut.cancel()
+            _stop_pool(pool)
             raise
+
+
+def _stop_pool(pool: cf.ProcessPoolExecutor) -> None:
+    """Stop at once on an interrupt: cancel what has not started and end the workers.
+
+    Leaving the ``with`` block would otherwise wait for every running cell, and for the ones already
+    handed to the workers' call queue, to finish (minutes).  A killed worker loses nothing finished: its
+    cell's claim is stale at once on this host (its pid is dead) and the next run resumes the cell from
+    its last checkpoint, exactly as after a SIGKILL.
+    """
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # CPython's pool: no public handle
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(timeout=5.0)
 
 
 def ray_gpus(device: str) -> int:

@@ -80,26 +80,35 @@ def _wait_gone(pids: set[int], limit: float) -> float:
     return time.monotonic() - t0
 
 
-def test_pool_workers_exit_when_their_parent_is_sigkilled(tmp_path: Path) -> None:
+def _start_pool_run(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, list[tuple[str, int]]]:
+    """``benchbed run --jobs 2`` of :data:`SUITE`, returned once both workers hold a cell."""
     suite, store = tmp_path / "suite.toml", tmp_path / "store.sqlite"
     suite.write_text(SUITE)
     cmd = [sys.executable, "-m", "benchbed", "run", str(suite), "--jobs", "2", "--store", str(store), "--no-tables",
            "--no-bars"]
     parent = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180  # generous: on a loaded 2-core machine spawning two workers is slow
+    claimed: list[tuple[str, int]] = []
+    while time.monotonic() < deadline and parent.poll() is None:  # both workers initialised and training
+        try:
+            with sqlite3.connect(store) as db:
+                claimed = db.execute("SELECT run_id, pid FROM runs WHERE status='running'").fetchall()
+        except sqlite3.Error:
+            claimed = []
+        if len(claimed) >= 2:
+            break
+        time.sleep(0.1)
+    if parent.poll() is not None or len(claimed) < 2:
+        parent.kill()
+        parent.wait()
+        pytest.fail("the workers never claimed two cells")
+    return parent, store, claimed
+
+
+def test_pool_workers_exit_when_their_parent_is_sigkilled(tmp_path: Path) -> None:
+    parent, store, claimed = _start_pool_run(tmp_path)
     workers: set[int] = set()
     try:
-        deadline = time.monotonic() + 90
-        claimed: list[tuple[str, int]] = []
-        while time.monotonic() < deadline and parent.poll() is None:  # both workers initialised and training
-            try:
-                with sqlite3.connect(store) as db:
-                    claimed = db.execute("SELECT run_id, pid FROM runs WHERE status='running'").fetchall()
-            except sqlite3.Error:
-                claimed = []
-            if len(claimed) >= 2:
-                break
-            time.sleep(0.1)
-        assert parent.poll() is None and len(claimed) >= 2, "the workers never claimed two cells"
         children = _children(parent.pid)
         workers = {p for p in children if "spawn_main" in _cmdline(p)}
         assert {pid for _, pid in claimed} <= workers and len(workers) == 2, (claimed, children)
@@ -118,6 +127,30 @@ def test_pool_workers_exit_when_their_parent_is_sigkilled(tmp_path: Path) -> Non
     s = Store(store)
     try:
         assert s.foreign_claims([run_id for run_id, _ in claimed]) == []
+    finally:
+        s.close()
+
+
+def test_an_interrupted_pool_run_stops_at_once_and_resumes(tmp_path: Path) -> None:
+    """SIGTERM (what Ctrl-C does too) ends ``run --jobs 2`` within seconds, not after the running cells:
+    exit code 130, no worker left, and every held cell resumable by the next run."""
+    parent, store, claimed = _start_pool_run(tmp_path)
+    children = {p for p in _children(parent.pid) if "spawn_main" in _cmdline(p)}
+    try:
+        t0 = time.monotonic()
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=EXIT_WITHIN_S) == 130
+        seconds = time.monotonic() - t0
+        _wait_gone(children, EXIT_WITHIN_S)
+        print(f"run ended {seconds:.2f} s after SIGTERM")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+    s = Store(store)
+    try:
+        assert s.foreign_claims([run_id for run_id, _ in claimed]) == []  # nothing blocks the next run
+        assert all(s.status(run_id) != "ok" for run_id, _ in claimed)  # they had 3000 steps to go
     finally:
         s.close()
 
