@@ -302,7 +302,15 @@ def run_suite(
     runner = CellRunner(suite, registry, store, options)
     if planned is None:
         planned = plan_run(suite, registry, lambda entry: runner.data(entry, suite.seeds[0]).info)
-    cells, notes = planned.order, list(planned.notes)
+    # Held-out trainings only for suite cells that still need work (a fresh clone imports finished
+    # suite cells, never their held-out trainings, and has nothing to do).
+    cells: list[Cell] = []
+    for cell in planned.cells:
+        held_out = planned.variants.get(cell.run_id, ())
+        if held_out and runner.needs_work(cell):
+            cells.extend(held_out)
+        cells.append(cell)
+    notes = list(planned.notes)
     summary = RunSummary(notes=notes)
     with Display(len(cells), f"suite {suite.name}", bars=options.bars) as bar, progress.routed(bar.handle):
         for note in notes:

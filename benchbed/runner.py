@@ -53,7 +53,7 @@ from benchbed.published import scrub
 from benchbed.references import store_references
 from benchbed.registry import Registry
 from benchbed.sampling import BoundSampler
-from benchbed.store import Store
+from benchbed.store import FINISHED, Store
 from benchbed.suite import Entry, Suite, config_hash
 from benchbed.tracking import track_cell
 from benchbed.training import History, nested_training, resolve_device, seed_everything, setup_model, train
@@ -367,6 +367,23 @@ class CellRunner:
         if hasattr(model, "eval"):
             model.eval()
         return model
+
+    def needs_work(self, cell: Cell) -> bool:
+        """Whether running suite cell ``cell`` would train or evaluate anything.
+
+        A cell finished ``ok`` with a current record of every suite metric (and of every ``eval_at`` step)
+        needs nothing, and neither do its held-out trainings: a fresh clone, whose store holds only the
+        published runs (held-out cells are not published), must not train them again.  A failed or
+        diverged cell needs work only with ``--retry-failed``.
+        """
+        status = self.store.status(cell.run_id)
+        if status not in FINISHED:
+            return True
+        if status != "ok":
+            return self.options.retry_failed
+        have = self.store.metric_hashes(cell.run_id)
+        return any(have.get(m.label) != settings_hash(m) for m in self.suite.metrics) or bool(
+            self._missing_steps(cell))
 
     def _evaluate_missing(self, cell: Cell, t0: float) -> CellOutcome:
         """A finished cell whose metric set changed, that has no sample preview yet (a store written

@@ -13,6 +13,7 @@ import torch
 
 from benchbed import MetricSpec, ModelSpec, hookimpl
 from benchbed.contracts import DataBundle, DatasetInfo, EngineOptions, EvalContext, MetricResult, SetupContext, Split
+from benchbed.execute import run_suite
 from benchbed.grid import plan, plan_run
 from benchbed.plugins import load_plugins
 from benchbed.registry import Registry
@@ -353,3 +354,26 @@ def test_a_failed_held_out_training_fails_the_metric_not_the_cell(make_suite, re
     assert reason.startswith("HeldOutTrainingFailed: held-out training 'linear · toy · seed 0 · held out [1]'")
     assert "failed: RuntimeError: planted" in reason
     store.close()
+
+
+def test_a_store_of_published_runs_trains_no_held_out_cell(make_suite, runner, registry, tmp_path) -> None:
+    """A fresh clone imports the published runs (held-out cells are not published): its run finds every suite
+    cell complete and trains nothing, not even the held-out trainings; adding a metric that needs them
+    does train them (the cell needs work again)."""
+    from benchbed import published
+
+    suite = make_suite("[models.linear]\n[metrics.held]\nclasses = [1]\n", header=LABELLED, registry=registry)
+    _, store = runner(suite, "origin", registry=registry)
+    runs = tmp_path / "runs.jsonl"
+    published.export_runs(store, build(store, suite, registry).run_ids(), runs, suite.name)
+    clone = Store(tmp_path / "clone" / "results.sqlite")
+    published.import_runs(clone, runs)
+    summary = run_suite(suite, registry, clone, options=RunOptions(bars=False))
+    assert [(o.title, o.status) for o in summary.outcomes] == [("linear · toy · seed 0", "skipped")]
+    assert not [r for r in clone.frame() if r["kind"] == "variant"]
+    again = make_suite("[models.linear]\n[metrics.held]\nclasses = [1]\n[metrics.held2]\ncomponent = 'held'\n"
+                       "classes = [0]\n", header=LABELLED, registry=registry, name="again.toml")
+    summary = run_suite(again, registry, clone, options=RunOptions(bars=False))
+    assert [o.title for o in summary.outcomes][:2] == ["linear · toy · seed 0 · held out [1]",
+                                                       "linear · toy · seed 0 · held out [0]"]
+    clone.close()
