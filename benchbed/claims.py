@@ -223,10 +223,19 @@ def claims_for(suite: Suite, registry: Registry) -> list[SuiteClaim]:
 
     A file claim with a plugin claim's id replaces it in place; ``enabled = false`` drops it.
 
+    A suite filtered by a selection (``--models`` ...) is checked as the file defines it, and gets only the
+    claims whose entries it kept.
+
     Raises:
         ClaimError: the claims file is malformed or one of its claims names a data set, metric or entry
             the suite does not have (file, claim id, key and value in the message).
     """
+    partial = bool(suite.selection) and suite.path is not None
+    if partial:
+        from benchbed.suite import load_suite
+
+        assert suite.path is not None
+        claims_for(load_suite(suite.path, registry, overrides=suite.overrides), registry)  # the file's errors
     rows = suite_rows(suite, registry)
     out: dict[str, SuiteClaim] = {}
     for cid, registered in registry.claims.items():
@@ -242,6 +251,8 @@ def claims_for(suite: Suite, registry: Registry) -> list[SuiteClaim]:
         out.pop(cid, None)
     for claim in parsed.claims:
         if found := claim_problem(claim, suite, registry, rows):
+            if partial:  # valid for the whole suite (checked above); outside this selection
+                continue
             key, problem = found
             raise ClaimError(f"{path}: claim {claim.id!r}: {key} = {getattr(claim, key)!r}"
                              f"{loc(f'claims.{claim.id}', key)}: {problem}")

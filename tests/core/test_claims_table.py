@@ -417,3 +417,27 @@ def test_the_committed_claims_files_fit_their_suites() -> None:
         # the plugin-registered claim of the same id
         assert sorted(c.spec.id for c in claims) == sorted(written) and len(written) >= 10
         assert all(c.source == "claims.toml" for c in claims)
+
+
+def test_a_filtered_suite_keeps_the_claims_of_its_entries_and_the_files_errors(tmp_path: Path) -> None:
+    """``benchbed run quick --models vae,lebm`` must not fail on claims about other entries (they are valid for
+    the suite as written), but a claim that fits no version of the suite is still an error."""
+    import shutil
+
+    from benchbed.overrides import Selection
+    from benchbed.plugins import load_registry
+    from benchbed.suite import load_suite
+
+    registry = load_registry()
+    quick = Path(__file__).resolve().parents[2] / "leaderboards" / "quick"
+    folder = tmp_path / "quick"
+    folder.mkdir()
+    for name in ("suite.toml", "claims.toml"):
+        shutil.copy(quick / name, folder / name)
+    partial = load_suite(folder / "suite.toml", registry, selection=Selection(models=("vae", "lebm")))
+    kept = claims_for(partial, registry)
+    assert kept and {c.spec.better for c in kept} | {c.spec.worse for c in kept} <= {"vae", "lebm + langevin"}
+    text = (folder / "claims.toml").read_text(encoding="utf-8")
+    (folder / "claims.toml").write_text(text.replace('worse = "gmmn"', 'worse = "gmnm"', 1), encoding="utf-8")
+    with pytest.raises(ClaimError, match="gmnm"):
+        claims_for(load_suite(folder / "suite.toml", registry, selection=Selection(models=("vae",))), registry)
