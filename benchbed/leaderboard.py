@@ -37,6 +37,7 @@ from benchbed.store import Store
 from benchbed.suite import Suite
 from benchbed.tables import (
     COST_MEANINGS,
+    PLATEAU,
     DatasetTable,
     Leaderboard,
     Notes,
@@ -55,7 +56,11 @@ MARKS = (f"Bold: the best model in its column among entries of the same estimato
          f"seed; `≈`: not significantly different from that best entry ({TEST_NAME} over seeds, two-sided, "
          f"α = {ALPHA}); no mark is claimed for entries with fewer than two seeds. "
          "A tag in parentheses says what a value is where a column mixes estimators or scores.")
-NAMES = "; ".join(f"`{key}`: {meaning}" for key, meaning in COST_MEANINGS.items()) + "."
+def column_names(board: Leaderboard) -> str:
+    """What each cost column present in the tables holds, one sentence."""
+    present = {c.key for t in board.tables for c in t.columns}
+    return "; ".join(f"`{key}`: {meaning}" for key, meaning in COST_MEANINGS.items()
+                     if key in present or key != PLATEAU) + "."
 
 
 def legend_notes(board: Leaderboard, table: DatasetTable) -> list[str]:
@@ -167,7 +172,8 @@ def readme(store: Store, board: Leaderboard, claims: Sequence[ClaimResult] = ())
         "so only missing cells are trained). The same tables, sortable, with samples, training curves and "
         "cost-quality plots: [index.html](index.html) (self-contained; open it in a browser). Per-run values: "
         "[results.csv](results.csv), [results.json](results.json); LaTeX: [table.tex](table.tex).", "",
-        f"Seeds: {', '.join(map(str, suite.seeds))}. {UNCERTAINTY} ↑/↓: direction of better. {MARKS} {NAMES}", "",
+        f"Seeds: {', '.join(map(str, suite.seeds))}. {UNCERTAINTY} ↑/↓: direction of better. {MARKS} "
+        f"{column_names(board)}", "",
     ]
     if prov := provenance_summary(store, board):
         lines += [prov, ""]

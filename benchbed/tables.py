@@ -38,11 +38,14 @@ TRAIN_SECONDS = "train s"
 STEPS = "steps"
 PARAMETER_COUNT = "parameter count"
 SEEDS = "seeds"
-COST_COLUMNS = (HYPERPARAMETERS, TRAIN_SECONDS, STEPS, PARAMETER_COUNT, SEEDS)
+PLATEAU = "plateaued"
+COST_COLUMNS = (HYPERPARAMETERS, TRAIN_SECONDS, STEPS, PARAMETER_COUNT, SEEDS, PLATEAU)
 #: What each of them holds (every format explains them with these words).
 COST_MEANINGS = {HYPERPARAMETERS: "the settings that tell apart rows of one model",
                  TRAIN_SECONDS: "training wall time per seed (mean over seeds)", STEPS: "training steps",
-                 PARAMETER_COUNT: "trainable parameters", SEEDS: "seeds finished / seeds run"}
+                 PARAMETER_COUNT: "trainable parameters", SEEDS: "seeds finished / seeds run",
+                 PLATEAU: "whether every metric has stopped moving over the last eval_at interval (the metrics "
+                          "still moving, their relative change and the interval otherwise; suites with eval_at only)"}
 
 
 @dataclass
@@ -322,7 +325,42 @@ def build(store: Store, suite: Suite, registry: Registry | None = None) -> Leade
         sub = df[df["dataset"] == dataset]
         if not sub.empty:
             board.tables.append(_dataset_table(dataset, sub, columns, specs, params))
+    if suite.eval_at:
+        for table in board.tables:
+            _plateau_column(store, suite, table)
     return board
+
+
+def _plateau_column(store: Store, suite: Suite, table: DatasetTable) -> None:
+    """Add the :data:`PLATEAU` column (:func:`benchbed.plateau.plateau` per metric column) to the model rows
+    of ``table`` when at least one of them has metric values at two or more steps."""
+    from benchbed.plateau import plateau, run_progress
+
+    hashes = {e.label: config_hash(e.identity()) for e in suite.metrics}
+    verdicts: dict[str, list[str]] = {}
+    for row in table.rows:
+        if row.kind != "model":
+            continue
+        runs = [run for i in row.ok_run_ids if (run := store.run(i)) is not None]
+        moving, judged = [], False
+        for col in table.metric_columns:
+            if col.key not in hashes:
+                continue
+            verdict = plateau([run_progress(run, col.key, hashes[col.key]) for run in runs], col.higher_is_better)
+            if verdict is not None:
+                judged = True
+                if verdict.moving:
+                    moving.append(verdict.describe(col.title))
+        if judged:
+            verdicts[row.label] = moving
+    if not verdicts:
+        return
+    for row in table.rows:
+        if row.kind == "model":
+            moving = verdicts.get(row.label)
+            text = "" if moving is None else ("no: " + ", ".join(moving) if moving else "yes")
+            row.cells[PLATEAU] = TableCell(value=text, mean=math.nan if moving is None else float(not moving))
+    table.columns.append(Column(PLATEAU, PLATEAU, None, metric=False))
 
 
 def _dataset_table(dataset: str, sub: pd.DataFrame, columns: list[Column], specs: dict[str, Any],
@@ -369,6 +407,8 @@ def _dataset_table(dataset: str, sub: pd.DataFrame, columns: list[Column], specs
         _mark_best(rows, col, col.ranks_across)
     has_params = any(r.cells.get(HYPERPARAMETERS, TableCell()).value for r in rows)
     for key in COST_COLUMNS:
+        if key == PLATEAU:  # added by _plateau_column where a suite evaluates over training
+            continue
         if key == HYPERPARAMETERS and not has_params:
             continue
         table.columns.append(Column(key, key, None, metric=False))
