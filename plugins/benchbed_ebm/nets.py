@@ -10,6 +10,7 @@ per-example log densities that MCMC needs independent across the batch.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import nn
@@ -17,22 +18,36 @@ from torch import nn
 from benchbed.blocks.nets import mlp
 
 CONV_SIZES = (28, 32)
+#: A model's ``arch`` parameter: ``"auto"`` follows the rule above, ``"mlp"`` forces MLPs on any data
+#: (e.g. to fit 28x28 images into a CPU budget), ``"conv"`` asks for the conv nets (28/32-px only).
+ARCHS = ("auto", "mlp", "conv")
+Arch = Literal["auto", "mlp", "conv"]
 
 
-def uses_conv(shape: Sequence[int]) -> bool:
-    """Whether a data shape gets convolutional nets: square 28x28 or 32x32 images."""
-    return len(shape) == 3 and shape[1] == shape[2] and shape[1] in CONV_SIZES
+def uses_conv(shape: Sequence[int], arch: str = "auto") -> bool:
+    """Whether a data shape gets convolutional nets: square 28x28 or 32x32 images under ``"auto"``.
+
+    Raises:
+        ValueError: ``arch`` is not one of :data:`ARCHS`, or is ``"conv"`` for another shape.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"parameter 'arch' must be one of {ARCHS}, got {arch!r}")
+    fits = len(shape) == 3 and shape[1] == shape[2] and shape[1] in CONV_SIZES
+    if arch == "conv" and not fits:
+        raise ValueError(f"arch='conv' needs square 28x28 or 32x32 images; the data have shape {tuple(shape)}")
+    return fits and arch != "mlp"
 
 
 class Decoder(nn.Module):
     """``z [B, d] -> x_m [B, *shape]`` in model scale; tanh output for images (their model scale is
-    [-1, 1]), linear output for vectors."""
+    [-1, 1]), linear output for vectors.  ``conv``: conv or MLP (``None``: :func:`uses_conv` of the shape)."""
 
-    def __init__(self, latent_dim: int, shape: Sequence[int], *, width: int, image: bool) -> None:
+    def __init__(self, latent_dim: int, shape: Sequence[int], *, width: int, image: bool,
+                 conv: bool | None = None) -> None:
         super().__init__()
         self.shape = tuple(shape)
         out_act = nn.Tanh() if image else None
-        if uses_conv(shape):
+        if uses_conv(shape) if conv is None else conv:
             c, s = shape[0], shape[1]
             w = width
             head = [nn.ConvTranspose2d(latent_dim, 4 * w, 7 if s == 28 else 4, 1, 0), nn.LeakyReLU(0.2)]
@@ -61,12 +76,12 @@ class Decoder(nn.Module):
 
 class Encoder(nn.Module):
     """``x_m [B, *shape] -> [B, out_dim]`` (model scale in); a conv trunk for 28/32-px images, an MLP
-    on the flattened input otherwise."""
+    on the flattened input otherwise (``conv`` overrides the rule, as for :class:`Decoder`)."""
 
-    def __init__(self, shape: Sequence[int], out_dim: int, *, width: int) -> None:
+    def __init__(self, shape: Sequence[int], out_dim: int, *, width: int, conv: bool | None = None) -> None:
         super().__init__()
         self.shape = tuple(shape)
-        if uses_conv(shape):
+        if uses_conv(shape) if conv is None else conv:
             c, s = shape[0], shape[1]
             w = width
             if s == 28:  # 28 -> 14 -> 7 -> 1

@@ -43,7 +43,7 @@ from benchbed.blocks.scaling import DataScale
 from benchbed.contracts import Batch, SetupContext
 from benchbed.model import LatentModel
 from benchbed.params import AllowInf
-from benchbed_ebm.nets import Decoder, Encoder, uses_conv
+from benchbed_ebm.nets import Arch, Decoder, Encoder, uses_conv
 
 
 def _conv_init(m: nn.Module) -> None:
@@ -61,6 +61,9 @@ class DivergenceTriangle(LatentModel):
     """Generator + inference model + data-space EBM trained by the triangle objective (no MCMC).
 
     Latent codes are ``[B, latent_dim]``.
+
+    Args:
+        arch: ``"auto"`` (conv nets for 28/32-px images, MLPs otherwise), ``"mlp"`` or ``"conv"``.
     """
 
     capabilities = frozenset({"sample", "infer", "reconstruct", "anomaly_score"})
@@ -71,6 +74,7 @@ class DivergenceTriangle(LatentModel):
         latent_dim: Annotated[int, Gt(0)] = 32,
         hidden: Annotated[int, Gt(0)] = 200,
         channels: Annotated[int, Gt(0)] = 64,
+        arch: Arch = "auto",
         e_lr: Annotated[float, Gt(0)] = 1e-4,
         g_lr: Annotated[float, Gt(0)] = 3e-4,
         i_lr: Annotated[float, Gt(0)] = 3e-4,
@@ -82,17 +86,18 @@ class DivergenceTriangle(LatentModel):
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
-        self.hidden, self.channels = hidden, channels
+        self.hidden, self.channels, self.arch = hidden, channels, arch
         self.e_lr, self.g_lr, self.i_lr, self.beta1, self.g_decay = e_lr, g_lr, i_lr, beta1, g_decay
         self.latent_weight, self.vae_weight, self.max_grad_norm = latent_weight, vae_weight, max_grad_norm
 
     def setup(self, ctx: SetupContext) -> None:
         info = ctx.info
-        width = self.channels if uses_conv(info.shape) else self.hidden
+        conv = uses_conv(info.shape, self.arch)
+        width = self.channels if conv else self.hidden
         self.scale = DataScale(info, train=ctx.train)
-        self.gen = Decoder(self.latent_dim, info.shape, width=width, image=info.kind == "image")
-        self.enc = Encoder(info.shape, 2 * self.latent_dim, width=width)
-        self.energy = Encoder(info.shape, 1, width=width)
+        self.gen = Decoder(self.latent_dim, info.shape, width=width, image=info.kind == "image", conv=conv)
+        self.enc = Encoder(info.shape, 2 * self.latent_dim, width=width, conv=conv)
+        self.energy = Encoder(info.shape, 1, width=width, conv=conv)
         self.apply(_conv_init)
         self.to(ctx.device)
         self.device = ctx.device

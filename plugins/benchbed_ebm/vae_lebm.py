@@ -69,7 +69,7 @@ from benchbed.blocks.nets import mlp
 from benchbed.blocks.scaling import DataScale
 from benchbed.contracts import Batch, SetupContext
 from benchbed.model import LatentModel
-from benchbed_ebm.nets import Decoder, Encoder, uses_conv
+from benchbed_ebm.nets import Arch, Decoder, Encoder, uses_conv
 
 EnergyForm = Literal["softplus", "identity"]
 
@@ -102,9 +102,10 @@ class JointEnergy(nn.Module):
     otherwise); z tower: MLP ``d -> width -> width``; head: ``2 width -> 2 width -> 1``.
     """
 
-    def __init__(self, shape: tuple[int, ...], latent_dim: int, *, width: int, trunk_width: int) -> None:
+    def __init__(self, shape: tuple[int, ...], latent_dim: int, *, width: int, trunk_width: int,
+                 conv: bool | None = None) -> None:
         super().__init__()
-        self.x_tower = Encoder(shape, width, width=trunk_width)
+        self.x_tower = Encoder(shape, width, width=trunk_width, conv=conv)
         self.z_tower = mlp([latent_dim, width, width], act=LeakyReLU01)
         self.head = nn.Sequential(LeakyReLU01(), mlp([2 * width, 2 * width, 1], act=LeakyReLU01))
 
@@ -123,6 +124,7 @@ class VAELEBM(LatentModel):
         latent_dim: nz (official 100).
         hidden: MLP widths of encoder and decoder (vectors, 8x8 images).
         channels: conv width of encoder and decoder (28/32-px images).
+        arch: ``"auto"`` (conv nets for 28/32-px images, MLPs otherwise), ``"mlp"`` or ``"conv"``.
         energy_width: width of the EBM's towers and half the width of its head.
         energy_form: ``"softplus"`` (official) or ``"identity"``: E = softplus(e) or E = e.
         obs_var: sigma^2 of p(x | z) on the working scale (1/2 makes ``rec`` the official summed squared error).
@@ -141,6 +143,7 @@ class VAELEBM(LatentModel):
         latent_dim: Annotated[int, Gt(0)] = 32,
         hidden: Annotated[int, Gt(0)] = 200,
         channels: Annotated[int, Gt(0)] = 48,
+        arch: Arch = "auto",
         energy_width: Annotated[int, Gt(0)] = 128,
         energy_form: EnergyForm = "softplus",
         obs_var: Annotated[float, Gt(0)] = 0.5,
@@ -157,7 +160,7 @@ class VAELEBM(LatentModel):
         if energy_form not in ("softplus", "identity"):
             raise ValueError(f"model 'vae_lebm': parameter 'energy_form' must be 'softplus' or 'identity', "
                              f"got {energy_form!r}")
-        self.latent_dim, self.hidden, self.channels = latent_dim, hidden, channels
+        self.latent_dim, self.hidden, self.channels, self.arch = latent_dim, hidden, channels, arch
         self.energy_width, self.energy_form = energy_width, energy_form
         self.obs_var, self.lam = obs_var, lam
         self.e_lr, self.g_lr, self.i_lr = e_lr, g_lr, i_lr
@@ -165,11 +168,13 @@ class VAELEBM(LatentModel):
 
     def setup(self, ctx: SetupContext) -> None:
         info = ctx.info
-        width = self.channels if uses_conv(info.shape) else self.hidden
+        conv = uses_conv(info.shape, self.arch)
+        width = self.channels if conv else self.hidden
         self.scale = DataScale(info, train=ctx.train)
-        self.enc = Encoder(info.shape, 2 * self.latent_dim, width=width)
-        self.gen = Decoder(self.latent_dim, info.shape, width=width, image=info.kind == "image")
-        self.ebm = JointEnergy(tuple(info.shape), self.latent_dim, width=self.energy_width, trunk_width=width)
+        self.enc = Encoder(info.shape, 2 * self.latent_dim, width=width, conv=conv)
+        self.gen = Decoder(self.latent_dim, info.shape, width=width, image=info.kind == "image", conv=conv)
+        self.ebm = JointEnergy(tuple(info.shape), self.latent_dim, width=self.energy_width, trunk_width=width,
+                               conv=conv)
         self.apply(_conv_init)
         _spectral(self.ebm)
         self.to(ctx.device)
