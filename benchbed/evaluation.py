@@ -70,11 +70,13 @@ def eval_point(row: Mapping[str, Any], step: int, train_time: float) -> dict[str
             "reason": row.get("reason", ""), "settings_hash": row["settings_hash"]}
 
 
-def evaluate_metrics(registry: Registry, metrics: tuple[Entry, ...], ctx: EvalContext) -> list[dict[str, Any]]:
+def evaluate_metrics(registry: Registry, metrics: tuple[Entry, ...], ctx: EvalContext,
+                     dataset: str | None = None) -> list[dict[str, Any]]:
     """One record per metric of ``metrics`` on ``ctx``'s model, in order.
 
-    ``n/a`` is decided up front from the compatibility matrix (capabilities and data), or raised by a
-    metric (:class:`NotApplicable`); an exception fails that metric's record only, and a non-finite
+    ``n/a`` is decided up front from the suite (a metric not asked for on data set entry ``dataset``,
+    :meth:`benchbed.suite.Entry.not_asked`) and the compatibility matrix (capabilities and data), or raised
+    by a metric (:class:`NotApplicable`); an exception fails that metric's record only, and a non-finite
     value is a failure, never ranked.  Every metric starts from the global RNGs seeded with the
     cell's seed, so values do not depend on metric order.
 
@@ -85,7 +87,8 @@ def evaluate_metrics(registry: Registry, metrics: tuple[Entry, ...], ctx: EvalCo
     caps = frozenset(ctx.model.capabilities)
     for entry in iterate(metrics, len(metrics), "metrics", stage=lambda e: e.label):  # shows which runs
         spec = registry.metric(entry.component)
-        reason = incompatibility(spec, caps, ctx.data.info)
+        reason = (entry.not_asked(dataset) if dataset is not None else None) or \
+            incompatibility(spec, caps, ctx.data.info)
         if reason:
             rows.append(metric_row(entry, "n/a", reason=reason))
             continue

@@ -180,21 +180,26 @@ def plan_run(suite: Suite, registry: Registry, info: Callable[[Entry], DatasetIn
                 continue
             if cell.model.label not in capabilities:
                 capabilities[cell.model.label] = _declared_capabilities(registry, cell.model)
-            held = held_out_trainings(suite, registry, data_info, capabilities[cell.model.label])
+            held = held_out_trainings(suite, registry, data_info, capabilities[cell.model.label],
+                                      dataset=cell.dataset.label)
             if held:
                 variants[cell.run_id] = tuple(cell.variant(h) for h in held)
     return Plan(tuple(cells), variants, tuple(notes))
 
 
 def held_out_trainings(suite: Suite, registry: Registry, info: DatasetInfo,
-                       capabilities: frozenset[str] | None = None) -> list[tuple[int, ...]]:
+                       capabilities: frozenset[str] | None = None, *,
+                       dataset: str | None = None) -> list[tuple[int, ...]]:
     """The held-out class sets the suite's metrics declare for data ``info``, each once, in order.
 
     A metric declares them with ``held_out_trainings(info) -> list[tuple[int, ...]]``; one that does not
-    apply to the data (or, when ``capabilities`` is given, to the model) declares none.
+    apply to the data (or, when ``capabilities`` is given, to the model), or that the suite does not ask
+    for on data set entry ``dataset`` (:meth:`benchbed.suite.Entry.not_asked`), declares none.
     """
     found: dict[tuple[int, ...], None] = {}
     for entry in suite.metrics:
+        if dataset is not None and entry.not_asked(dataset):
+            continue
         spec = registry.metric(entry.component)
         reason = data_incompatibility(spec, info) if capabilities is None else \
             incompatibility(spec, capabilities, info)

@@ -135,7 +135,9 @@ def not_applicable(suite: Suite, registry: Registry, infos: Mapping[str, Dataset
             caps = _capabilities(registry, model)
             for metric in suite.metrics:
                 spec = registry.metric(metric.component)
-                if caps is None:
+                if reason := metric.not_asked(dataset.label):
+                    pass
+                elif caps is None:
                     from benchbed.grid import data_incompatibility
 
                     reason = data_incompatibility(spec, info)

@@ -36,7 +36,7 @@ def store_references(suite: Suite, registry: Registry, store: Store,
                     data = load(dataset, seed)
                 except Exception:  # noqa: BLE001 - the data set's cells record the error
                     continue
-                if data_incompatibility(spec, data.info):
+                if entry.not_asked(dataset.label) or data_incompatibility(spec, data.info):
                     continue
                 seed_everything(seed)
                 takes_seed = "seed" in inspect.signature(metric.references).parameters

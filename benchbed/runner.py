@@ -532,7 +532,7 @@ class CellRunner:
             return variants[key]
 
         ctx = EvalContext(model=model, data=data, device=self.device, seed=cell.seed, train_variant=train_variant)
-        return evaluate_metrics(self.registry, metrics, ctx)
+        return evaluate_metrics(self.registry, metrics, ctx, dataset=cell.dataset.label)
 
     def _variant_model(self, cell: Cell, variant: DataBundle) -> Any:
         """The model of ``cell`` trained on ``variant``: its held-out training's cell, restored from that

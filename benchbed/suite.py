@@ -9,6 +9,9 @@ parameters, checked against the factory signature.  Reserved keys:
   are all one-shot, ``ModelSpec.one_shot``, may omit the top-level ``[budget]``: it does not apply);
 * ``samplers`` (models only): the sampler entries this model pairs with (default: all of the axis),
   so an expensive sampler can be run with one model only;
+* ``datasets`` (metrics only): the data set entries this metric is evaluated on (default: all of the
+  axis), so an expensive protocol (the held-out-class trainings of the outlier metrics) runs where it
+  matters; elsewhere the metric is ``n/a`` with the reason, and its column is left out of that table;
 * in a sampler entry, any table-valued key is a role (``prior``, ``posterior``) whose values
   override the sampler parameters for that role.
 
@@ -66,11 +69,24 @@ class Entry:
     roles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     budget: Mapping[str, int] = field(default_factory=dict)
     samplers: tuple[str, ...] | None = None
+    #: (metrics) the data set labels the metric is evaluated on; ``None``: every data set of the suite
+    datasets: tuple[str, ...] | None = None
 
     def identity(self) -> dict[str, Any]:
-        """What defines this entry for hashing: component, parameters, roles."""
-        return {"component": self.component, "params": dict(self.params), "given": dict(self.given),
-                "roles": {k: dict(v) for k, v in self.roles.items()}}
+        """What defines this entry for hashing: component, parameters, roles (and, for a metric asked on
+        some data sets only, those: adding the restriction replaces the records it makes ``n/a``)."""
+        ident = {"component": self.component, "params": dict(self.params), "given": dict(self.given),
+                 "roles": {k: dict(v) for k, v in self.roles.items()}}
+        if self.datasets is not None:
+            ident["datasets"] = sorted(self.datasets)
+        return ident
+
+    def not_asked(self, dataset: str) -> str | None:
+        """(metrics) Why this metric is not evaluated on data set entry ``dataset`` (``None``: it is)."""
+        if self.datasets is None or dataset in self.datasets:
+            return None
+        return (f"the suite asks for {self.label} on {', '.join(self.datasets)} only "
+                f"([metrics.{self.label}] datasets)")
 
 
 @dataclass(frozen=True)
@@ -412,13 +428,23 @@ def _axis(raw: Mapping[str, Any], axis: str, registry: Registry, where: str, loc
                 raise SuiteError(f"{where}: [{section}] 'samplers'{loc(section, 'samplers')} must name each sampler "
                                  f"entry once and at least one, got {pairs!r}")
             pairs = tuple(pairs)
+        on = None
+        if axis == "metrics" and "datasets" in body:
+            on = body.pop("datasets")
+            known = [str(k) for k in raw.get("datasets", {})]
+            if not isinstance(on, list) or not on or not all(isinstance(d, str) and d in known for d in on) \
+                    or len(set(on)) != len(on):
+                raise SuiteError(f"{where}: [{section}] 'datasets'{loc(section, 'datasets')} must list data set "
+                                 f"entries of this suite, each once and at least one ({', '.join(known) or 'none'}), "
+                                 f"got {on!r}")
+            on = tuple(on)
         what = f"{where}: {kind} {label!r}" + (f" (component {component!r})" if component != label else "")
         params = resolve(spec.factory, body, what=what, where=functools.partial(loc, section))
         for role, values in roles.items():
             resolve(spec.factory, values, what=f"{what} role {role!r}",
                     where=functools.partial(loc, f"{section}.{role}"))
         given = {k: params[k] for k in body}
-        entry = Entry(label, component, params, given, roles, budget, pairs)
+        entry = Entry(label, component, params, given, roles, budget, pairs, on)
         # Two labels for one identity would share their cells: the run stored under one label would be
         # published under the other.  (Metric records are keyed by label, so metric aliases are fine.)
         twin = None if axis == "metrics" else next(

@@ -36,7 +36,7 @@ def check_data(suite: Suite, registry: Registry, load: Callable[[Entry, int], Da
             continue
         for entry in suite.metrics:
             spec = registry.metric(entry.component)
-            if data_incompatibility(spec, data.info):
+            if entry.not_asked(dataset.label) or data_incompatibility(spec, data.info):
                 continue
             metric = spec.factory(**entry.params)
             if not callable(getattr(metric, "check_data", None)):
