@@ -27,6 +27,13 @@ Deviations from the paper, both for benchbed's contracts:
 * ``pretrain``: an optional fraction of the budget trains the flow alone by maximum likelihood first
   (0 by default: the paper's joint game from the start).
 
+Engine option ``fused`` (default on): the flow's coupling layers are evaluated block-wise, with one
+:class:`~benchbed_flows.coupling.FlowPlan` per step shared by the flow's two uses and splines with
+hand-written derivatives (:mod:`benchbed_flows.coupling`: the same values except the flow draws'
+log-density, which like the gradients agrees to rounding), and torch's fused Adam
+(:func:`benchbed_flows.flow.adam`); ``fused=False`` evaluates the flow with zuko's own objects and uses
+the default Adam.
+
 Capabilities (the choice, stated once): ``sample`` draws from the flow; ``log_likelihood`` is the flow's
 **exact** log q_α(x), so benchbed's ``loglik`` metric tags it ``exact`` truthfully; the EBM's log-likelihood
 u_θ(x) - log Ẑ is not exact (log Z estimated by importance sampling from the flow, :meth:`ebm_log_partition`)
@@ -48,6 +55,7 @@ from benchbed.contracts import Batch, Capability, SetupContext
 from benchbed.model import LatentModel
 from benchbed_flows.density import FlowDensity, std_normal_log_prob
 from benchbed_flows.energy import energy_mlp, log_partition_is
+from benchbed_flows.flow import adam
 
 
 class FCE(LatentModel):
@@ -103,14 +111,16 @@ class FCE(LatentModel):
         self.device = ctx.device
         self.pretrain_steps = int(self.pretrain * ctx.budget.steps)
         self.density = FlowDensity(ctx.info, ctx.train, transforms=self.transforms, hidden=self.hidden,
-                                   bins=self.bins, autoregressive=self.autoregressive, levels=self.levels)
+                                   bins=self.bins, autoregressive=self.autoregressive, levels=self.levels,
+                                   fast=ctx.engine.fused is not False)
         self.energy = energy_mlp(self.density.dim, self.energy_hidden)
         self.c = nn.Parameter(torch.zeros(()))
         self.to(ctx.device)
+        fused = ctx.engine.fused is not False
         self.optimizers = {
-            "ebm": torch.optim.Adam([*self.energy.parameters(), self.c], lr=self.lr_ebm, betas=self.betas),
-            "flow": torch.optim.Adam(self.density.parameters(), lr=self.lr_flow, betas=self.betas),
-            "pretrain": torch.optim.Adam(self.density.parameters(), lr=self.lr_pretrain),
+            "ebm": adam([*self.energy.parameters(), self.c], lr=self.lr_ebm, betas=self.betas, fused=fused),
+            "flow": adam(self.density.parameters(), lr=self.lr_flow, betas=self.betas, fused=fused),
+            "pretrain": adam(self.density.parameters(), lr=self.lr_pretrain, fused=fused),
         }
 
     # -- the EBM in flow coordinates -----------------------------------------------------------------
@@ -133,15 +143,17 @@ class FCE(LatentModel):
         """
         x = self.density.space.dequantize(batch.x.to(self.device))
         y_data, ladj = self.density.space(x)
+        # One per step: both uses of the flow share its parameter-derived tensors; first-order splines.
+        plan = self.density.plan(first_order=True)
         if step < self.pretrain_steps:
             opt = self.optimizers["pretrain"]
-            loss = -(self.density.log_prob_y(y_data) + ladj).mean()
+            loss = -(self.density.log_prob_y(y_data, plan) + ladj).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             return {"value": 0.0, "accuracy": 0.5, "c": self.c.item(), "flow_nll": loss.item()}
-        y_noise, log_q_noise = self.density.sample_y(y_data.shape[0])
-        log_q_data = self.density.log_prob_y(y_data)
+        y_noise, log_q_noise = self.density.sample_y(y_data.shape[0], plan)
+        log_q_data = self.density.log_prob_y(y_data, plan)
         h_data = self.log_unnormalised_y(y_data) + self.c - log_q_data
         h_noise = self.log_unnormalised_y(y_noise) + self.c - log_q_noise
         # -V: softplus(-h) = -log σ(h), softplus(h) = -log(1 - σ(h)).

@@ -31,6 +31,14 @@ Capabilities: ``sample`` (latent chains), ``anomaly_score`` = -(f(x) + log q(x))
 (Z does not depend on x).  No ``log_likelihood``: Z is only estimated (:meth:`ebm_log_partition`, importance
 sampling from q), so the exact-likelihood capability would be a false claim; :meth:`ebm_log_likelihood`
 gives the estimate outside the capability table.
+
+Engine option ``fused`` (default on; the same computation up to floating-point rounding): the flow's
+coupling layers are evaluated block-wise (:mod:`benchbed_flows.coupling`), in the flow phase with
+hand-written spline derivatives, in the energy phase from one parameter snapshot per step (the flow is
+fixed then); the networks are frozen during the chains, and the sampler gets a log-density with
+``value_and_grad`` (:class:`_LatentTarget`) that uses no autograd tape: a hand-written reverse pass
+through T(z) and the energy MLP; Adam is torch's fused implementation (:func:`benchbed_flows.flow.adam`).
+``fused=False`` is the reference: zuko's objects, one autograd pass through everything, the default Adam.
 """
 
 from __future__ import annotations
@@ -41,11 +49,14 @@ from typing import Annotated, Any
 import torch
 from annotated_types import Ge, Gt, Interval
 
+from benchbed.blocks.chains import frozen
+from benchbed.blocks.fused import jet
 from benchbed.contracts import Batch, Capability, Sampler, SetupContext
 from benchbed.model import LatentModel
+from benchbed_flows.coupling import FlowPlan
 from benchbed_flows.density import FlowDensity, std_normal_log_prob
 from benchbed_flows.energy import energy_mlp, log_partition_is
-from benchbed_flows.flow import cosine_lr
+from benchbed_flows.flow import adam, cosine_lr
 
 #: The model's defaults for its one sampler role (the suite's sampler parameters override them).
 LATENT_DEFAULTS: dict[str, Any] = {"n_steps": 40, "step_size": 0.3}
@@ -97,15 +108,16 @@ class FlowEBM(LatentModel):
         if ctx.sampler is None:
             raise ValueError("model 'flow_ebm' needs a sampler (SetupContext.sampler is None)")
         self.device = ctx.device
+        self.fused = ctx.engine.fused is not False
         # At least one step of each phase whenever the budget has two steps.
         self.flow_steps = min(max(1, round(self.flow_fraction * ctx.budget.steps)), max(ctx.budget.steps - 1, 1))
         self.density = FlowDensity(ctx.info, ctx.train, transforms=self.transforms, hidden=self.hidden,
-                                   bins=self.bins, autoregressive=False, levels=self.levels)
+                                   bins=self.bins, autoregressive=False, levels=self.levels, fast=self.fused)
         self.energy = energy_mlp(self.density.dim, self.energy_hidden)
         self.to(ctx.device)
         self.optimizers = {
-            "flow": torch.optim.Adam(self.density.parameters(), lr=self.lr_flow),
-            "ebm": torch.optim.Adam(self.energy.parameters(), lr=self.lr_ebm, betas=(0.5, 0.999)),
+            "flow": adam(self.density.parameters(), lr=self.lr_flow, fused=self.fused),
+            "ebm": adam(self.energy.parameters(), lr=self.lr_ebm, betas=(0.5, 0.999), fused=self.fused),
         }
         self.latent_sampler: Sampler = ctx.sampler("latent", **LATENT_DEFAULTS)
 
@@ -114,9 +126,9 @@ class FlowEBM(LatentModel):
         """f = g(y): [B, D] -> [B]."""
         return self.energy(y).squeeze(-1)
 
-    def latent_log_density(self, z: torch.Tensor) -> torch.Tensor:
+    def latent_log_density(self, z: torch.Tensor, plan: FlowPlan | None = None) -> torch.Tensor:
         """log p_Z(z) + log Z = f(T(z)) + log N(z; 0, I): [B, D] -> [B] (the neural-transport target)."""
-        return self.tilt(self.density.from_latent(z)) + std_normal_log_prob(z)
+        return self.tilt(self.density.from_latent(z, plan)) + std_normal_log_prob(z)
 
     def data_log_density(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x) + log Z = f(x) + log q(x) in data-scale nats: [B, *D] -> [B] (the same target in data space)."""
@@ -131,10 +143,20 @@ class FlowEBM(LatentModel):
         """x = S^{-1}(T(z)) on the data scale, not clamped: [B, D] -> [B, *D]."""
         return self.density.space.inverse(self.density.from_latent(z))
 
-    def latent_chains(self, n: int) -> torch.Tensor:
-        """Final states z [n, D] of the ``latent`` sampler's chains from z ~ N(0, I)."""
+    def latent_chains(self, n: int, plan: FlowPlan | None = None) -> torch.Tensor:
+        """Final states z [n, D] of the ``latent`` sampler's chains from z ~ N(0, I).
+
+        ``plan``: the flow's current snapshot (:meth:`FlowDensity.plan` under ``no_grad``), built here when
+        not given (``fused`` engine only).
+        """
         z0 = torch.randn(n, self.density.dim, device=self.device)
-        return self.latent_sampler.sample(self.latent_log_density, z0).z
+        if not self.fused:
+            return self.latent_sampler.sample(self.latent_log_density, z0).z
+        # Normal tensors even under a caller's inference mode: the chains differentiate through them.
+        with torch.inference_mode(False), torch.no_grad():
+            plan = plan if plan is not None else self.density.plan()
+        with frozen(self.energy, self.density):
+            return self.latent_sampler.sample(_LatentTarget(self, plan), z0).z
 
     # -- training -------------------------------------------------------------------------------------
     def train_step(self, batch: Batch, step: int) -> Mapping[str, float]:
@@ -148,15 +170,17 @@ class FlowEBM(LatentModel):
             opt = self.optimizers["flow"]
             for group in opt.param_groups:
                 group["lr"] = cosine_lr(self.lr_flow, step, self.flow_steps)
-            loss = -self.density.log_prob(self.density.space.dequantize(x)).mean()
+            plan = self.density.plan(first_order=True)
+            loss = -self.density.log_prob(self.density.space.dequantize(x), plan).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             return {"flow_nll": loss.item(), "f_data": 0.0, "f_model": 0.0}
         with torch.no_grad():
+            plan = self.density.plan() if self.fused else None  # the flow is fixed in this phase
             y_data, ladj = self.density.space(self.density.space.dequantize(x))
-            flow_nll = -(self.density.log_prob_y(y_data) + ladj).mean()
-            y_model = self.density.from_latent(self.latent_chains(x.shape[0]))
+            flow_nll = -(self.density.log_prob_y(y_data, plan) + ladj).mean()
+            y_model = self.density.from_latent(self.latent_chains(x.shape[0], plan), plan)
         f_data, f_model = self.tilt(y_data), self.tilt(y_model)
         loss = f_model.mean() - f_data.mean() + self.reg * (f_data.pow(2).mean() + f_model.pow(2).mean())
         opt = self.optimizers["ebm"]
@@ -181,8 +205,40 @@ class FlowEBM(LatentModel):
     # -- capabilities ---------------------------------------------------------------------------------
     def sample(self, n: int) -> torch.Tensor:
         """x = T(z) at the end of the latent chains: [n, *D], float32 on the data scale (images clamped)."""
-        return self.density.space.to_data(self.density.from_latent(self.latent_chains(n))).float()
+        with torch.inference_mode(False), torch.no_grad():
+            plan = self.density.plan()
+        return self.density.space.to_data(self.density.from_latent(self.latent_chains(n, plan), plan)).float()
 
     def anomaly_score(self, x: torch.Tensor) -> torch.Tensor:
         """-(f(x) + log q(x)), the unnormalised -log p(x) in nats: [B], higher = more anomalous."""
         return -self.data_log_density(x.to(self.device))
+
+
+class _LatentTarget:
+    """The neural-transport target of one chain run with the flow fixed at ``plan``
+    (:class:`benchbed.contracts.GradLogDensity`).
+
+    Calling it is :meth:`FlowEBM.latent_log_density` (differentiable to any order by autograd, for
+    samplers that use only that, e.g. ones that differentiate through their own steps).
+    :meth:`value_and_grad` uses no autograd tape: the flow's part by the hand-written reverse pass of
+    :meth:`FlowDensity.from_latent_and_vjp`, the energy's by the hand-written pass of
+    :func:`benchbed.blocks.fused.jet`, and grad_z log N(z; 0, I) = -z: the same gradient up to rounding.
+    """
+
+    def __init__(self, model: FlowEBM, plan: FlowPlan | None) -> None:
+        self.model, self.plan = model, plan
+        self.jet = jet(model.energy)
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model.latent_log_density(z, self.plan)
+
+    def value_and_grad(self, z: torch.Tensor, *, value: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """``(log p_Z(z) + log Z or None, its gradient)``: ([B] or None, [B, D]), detached."""
+        y, vjp = self.model.density.from_latent_and_vjp(z, self.plan)
+        with torch.no_grad():
+            out, tape = self.jet.forward(y, True, value)
+            grad = vjp(self.jet.vjp_sum(tape)) - z
+            if not value:
+                return None, grad
+            assert out is not None
+            return out.squeeze(-1) + std_normal_log_prob(z), grad
