@@ -40,6 +40,16 @@ hierarchy.  The effect of the skip on which layer carries what (``tests/ebm/test
 ``resample_effect``) is measured in ``docs/models-notes.md#hlebm``.
 ``prior_skip=inference_skip=False`` is the official nets.
 
+Chains' cost (engine option ``fused``, ``SetupContext.engine``; ``None`` = on): the prior and posterior
+chains get a log-density whose gradient is written out layer by layer
+(:meth:`benchbed_ebm.joint_prior.JointLatentPrior.grad_fn`, over the hand-written MLP VJPs of
+:mod:`benchbed.blocks.fused`; a conv generator goes through a local autograd graph), and all
+networks are frozen while the chains run (:func:`benchbed.blocks.chains.run_chains`): one tape-free
+gradient evaluation per step and no weight-gradient bookkeeping, as LEBM's chains.  Same values and
+gradients as autograd to floating-point rounding; the same start points and noise (global RNG).
+``fused=False`` (``--no-fused``) keeps the plain autograd closures (``benchmarks/bench_multilayer_chains.py``
+compares the two in one process).
+
 Outlier score (both papers, LEBM protocol): ``-log p(x, z)`` unnormalised, at the inferred z
 (posterior Langevin for MLE; the inference model's mean code for the variational scheme, as in
 ICCV'23 "z from the inference model").
@@ -61,12 +71,13 @@ Deviations from the official code (written out, as the task asks):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Annotated
 
 import torch
 from annotated_types import Ge, Gt, MinLen
 
+from benchbed.blocks.chains import run_chains
+from benchbed.blocks.fused import GradFn, fused_log_density, is_dense_stack, jet
 from benchbed.blocks.gaussian import LOG_2PI, std_normal_log_prob
 from benchbed.blocks.scaling import DataScale
 from benchbed.contracts import Batch, Sampler, SetupContext
@@ -152,6 +163,7 @@ class HLEBM(LatentModel):
                                                cond_layers=self.cond_layers, skip=self.inference_skip)
         self.to(ctx.device)
         self.device = ctx.device
+        self.fused = ctx.engine.fused is not False  # None = on (EngineOptions)
         self.optimizers = {
             "g": torch.optim.Adam(self.gen.parameters(), lr=self.g_lr),
             "cond": torch.optim.Adam(self.prior.conds.parameters(), lr=self.cond_lr),
@@ -166,29 +178,68 @@ class HLEBM(LatentModel):
         err = (x_m - self.gen(z1)).flatten(1)
         return -(err * err).sum(dim=1) / (2.0 * self.llhd_sigma**2)
 
-    def _mcmc(self, sampler: Sampler, tilt: Callable[[torch.Tensor], torch.Tensor], n: int) -> torch.Tensor:
-        """Short-run chains from N(0, I) on ``tilt(z) + log base``, jointly over all layers: ``[n, Z]``.
+    def _mcmc(self, sampler: Sampler, n: int, x_m: torch.Tensor | None = None) -> torch.Tensor:
+        """Short-run chains from N(0, I), jointly over all layers: ``[n, Z]`` (detached).
 
-        ``tilt`` is the non-Gaussian part (sum_l f_l, plus log p(x|z_1) for the posterior).  In
-        ``"z"`` space the chain moves z itself (official); in ``"residual"`` space it moves
-        ``u = cat(eps_l)``, whose base is N(0, I) (see ``JointLatentPrior``), then maps back to z.
+        Target: the prior ``log p(z)``, plus ``log p(x | z_1)`` for the posterior of ``x_m``
+        (``[n, *D]`` model scale).  In ``"z"`` space the chain moves z itself (official); in
+        ``"residual"`` space it moves ``u = cat(eps_l)``, whose base is N(0, I) (see
+        ``JointLatentPrior``), then maps back to z.  Both engine paths draw ``u0`` and the chains'
+        noise from the global RNG in the same order, so they differ only by rounding.
         """
         u0 = torch.randn(n, self.prior.dim, device=self.device)
+        if self.fused:
+            # One tape-free gradient per step; every net frozen (no weight-gradient work).
+            fn = self.prior.grad_fn(self.mcmc_space, bottom=None if x_m is None else self._likelihood_fn(x_m))
+            u = run_chains(sampler, fused_log_density(fn), u0, self.prior, self.gen).z
+        else:
+            u = self._mcmc_plain(sampler, u0, x_m)
+        if self.mcmc_space == "z":
+            return u
+        with torch.no_grad():
+            return self.prior.from_residual(u)
+
+    def _mcmc_plain(self, sampler: Sampler, u0: torch.Tensor, x_m: torch.Tensor | None) -> torch.Tensor:
+        """The plain autograd path (``fused=False``): the sampler differentiates closures over the
+        modules, weights left trainable.  Returns the chains' end points in the chain's space."""
+
+        def tilt(z: torch.Tensor) -> torch.Tensor:  # the non-Gaussian part: sum_l f_l [+ log p(x|z_1)]
+            return self.prior.energy(z) if x_m is None else self._neg_rec(x_m, z) + self.prior.energy(z)
+
         if self.mcmc_space == "z":
             return sampler.sample(lambda z: tilt(z) + self.prior.base_log_prob(z), u0).z.detach()
 
         def log_density_u(u: torch.Tensor) -> torch.Tensor:
             return tilt(self.prior.from_residual(u)) + std_normal_log_prob(u)
 
-        u = sampler.sample(log_density_u, u0).z
-        with torch.no_grad():
-            return self.prior.from_residual(u)
+        return sampler.sample(log_density_u, u0).z.detach()
+
+    def _likelihood_fn(self, x_m: torch.Tensor) -> GradFn:
+        """Fused ``log p(x | z_1)`` up to its constant, ``-||x_m - g(z_1)||^2 / (2 sigma^2)`` (as
+        :meth:`_neg_rec`), and its gradient ``J_g(z_1)^T (x_m - g(z_1)) / sigma^2``: a GradFn on z_1 [B, d_1].
+
+        The MLP generator's VJP is hand-written; a conv generator's goes through autograd (its
+        arithmetic dominates either way).
+        """
+        g_jet = jet(self.gen.net if is_dense_stack(self.gen.net) else self.gen)
+        x_flat = x_m.reshape(x_m.shape[0], -1)
+        two_var = 2.0 * self.llhd_sigma**2
+
+        def fn(z1: torch.Tensor, need_value: bool, need_grad: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+            g, tape = g_jet.forward(z1, need_grad)
+            assert g is not None  # need_out defaults to True
+            r = x_flat - g.reshape(g.shape[0], -1)
+            value = -(r * r).sum(dim=1) / two_var if need_value else None
+            grad = g_jet.vjp(tape, (r * (2.0 / two_var)).reshape(g.shape)) if need_grad else None
+            return value, grad
+
+        return fn
 
     def _prior_mcmc(self, n: int) -> torch.Tensor:
-        return self._mcmc(self.prior_sampler, self.prior.energy, n)
+        return self._mcmc(self.prior_sampler, n)
 
     def _posterior_mcmc(self, x_m: torch.Tensor) -> torch.Tensor:
-        return self._mcmc(self.post_sampler, lambda z: self._neg_rec(x_m, z) + self.prior.energy(z), x_m.shape[0])
+        return self._mcmc(self.post_sampler, x_m.shape[0], x_m)
 
     def train_step(self, batch: Batch, step: int) -> dict[str, float]:
         x_m = self.scale.to_model(batch.x)

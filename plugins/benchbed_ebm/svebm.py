@@ -22,6 +22,13 @@ Labelled examples: ``n_labels_per_class`` per
 class chosen by :func:`benchbed_ebm.labels.select_labelled` from ``label_seed`` (the cell's seed
 when ``label_seed`` is None) — the same rule the ``accuracy`` metric's reference row uses.
 
+Chains' cost (engine option ``fused``, ``SetupContext.engine``; ``None`` = on): the prior chains get
+``log p(z)`` with the gradient ``f'(z)^T softmax(f(z)) - z`` through the hand-written MLP VJP of
+:func:`benchbed.blocks.fused.jet` (no autograd tape) and run with f frozen
+(:func:`benchbed.blocks.chains.run_chains`): one tape-free gradient per step and no weight-gradient
+bookkeeping, as LEBM's chains; same values to rounding, same noise.  ``fused=False`` keeps the plain
+autograd closure ``log_prior`` (``benchmarks/bench_multilayer_chains.py`` compares the two).
+
 Deviations from the official code:
 * Data: images with a Gaussian likelihood (sigma = 0.3 on [-1, 1]) instead of the AGNews
   bag-of-words softmax decoder; MLP nets (conv for 28/32 px) sized for CPU (nz 32 instead of 100,
@@ -43,6 +50,8 @@ import torch.nn.functional as F
 from annotated_types import Ge, Gt
 from torch.distributions import Independent, Normal
 
+from benchbed.blocks.chains import run_chains
+from benchbed.blocks.fused import GradFn, fused_log_density, jet
 from benchbed.blocks.gaussian import LOG_2PI, kl_to_std_normal, std_normal_log_prob
 from benchbed.blocks.nets import mlp
 from benchbed.blocks.scaling import DataScale
@@ -120,6 +129,7 @@ class SVEBM(LatentModel):
         self.register_buffer("labelled_index", index)
         self.to(ctx.device)
         self.device = ctx.device
+        self.fused = ctx.engine.fused is not False  # None = on (EngineOptions)
         self._take_labelled()
         self.optimizers = {
             "e": torch.optim.Adam(self.ebm.parameters(), lr=self.e_lr, weight_decay=self.e_decay, betas=(0.9, 0.999)),
@@ -154,8 +164,26 @@ class SVEBM(LatentModel):
         """``F(z) = logsumexp_k f_k(z)``: ``[B, d] -> [B]``."""
         return torch.logsumexp(self.ebm(z), dim=-1)
 
+    def _prior_grad_fn(self) -> GradFn:
+        """Fused ``log p(z) = logsumexp_k f_k(z) + log N(z; 0, I)`` (as :meth:`log_prior`) and its
+        gradient ``f'(z)^T softmax(f(z)) - z``: ``z [B, d] -> ([B] | None, [B, d] | None)``, no tape."""
+        f_jet = jet(self.ebm)
+
+        def fn(z: torch.Tensor, need_value: bool, need_grad: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+            logits, tape = f_jet.forward(z, need_grad)
+            assert logits is not None  # need_out defaults to True
+            value = torch.logsumexp(logits, dim=-1) + std_normal_log_prob(z) if need_value else None
+            grad = f_jet.vjp(tape, torch.softmax(logits, dim=-1)) - z if need_grad else None
+            return value, grad
+
+        return fn
+
     def _prior_mcmc(self, n: int) -> torch.Tensor:
+        """Short-run prior chains from N(0, I): ``[n, d]`` (detached).  Both engine paths draw z0 and
+        the noise from the global RNG in the same order, so they differ only by rounding."""
         z0 = torch.randn(n, self.latent_dim, device=self.device)
+        if self.fused:  # one tape-free gradient per step, f frozen (no weight-gradient work)
+            return run_chains(self.prior_sampler, fused_log_density(self._prior_grad_fn()), z0, self.ebm).z
         return self.prior_sampler.sample(self.log_prior, z0).z.detach()
 
     def _rec(self, x_m: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""hlebm: densities against independent references, learning under both schemes, the hierarchy probe."""
+"""hlebm: densities against independent references, the fused chains against plain autograd, learning
+under both schemes, the hierarchy probe."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import pytest
 import torch
 from torch.distributions import Normal
 
-from benchbed.testing import fit, load_dataset
+from benchbed.blocks.gaussian import std_normal_log_prob
+from benchbed.contracts import Batch, Budget, DataBundle, DatasetInfo, EngineOptions, Split
+from benchbed.testing import bound_sampler, build_model, fit, load_dataset
+from benchbed.training import setup_model
 
 # CPU test scale: small nets and short chains, learning rates raised so that a few hundred steps learn.
 SMALL = {"latent_dims": (16, 8), "cond_width": 64, "cond_layers": 2, "ebm_widths": (64, 32), "hidden": 64,
@@ -82,6 +86,105 @@ def test_log_partition_is_exact_for_constant_energies(tiny) -> None:
                 f[-1].bias.copy_(b)
 
 
+# --------------------------------------------------------------------------- fused chains vs plain autograd
+
+
+def _engine_pair(bundle, params, roles, batch_size: int = 32):
+    """Two identically initialised models (same seed): ``engine.fused`` on and off."""
+    models = []
+    for fused in (True, False):
+        model = build_model("hlebm", params)
+        setup_model(model, bundle, Budget(10, batch_size), seed=0, device=torch.device("cpu"),
+                    sampler=bound_sampler("hlebm", None, None, roles), engine=EngineOptions(fused=fused))
+        models.append(model)
+    assert models[0].fused and not models[1].fused
+    return models
+
+
+def _conv_bundle() -> DataBundle:
+    x = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    split = Split(x, torch.arange(16) % 10)
+    return DataBundle(info=DatasetInfo(name="fake28", shape=(1, 28, 28), kind="image", n_classes=10),
+                      train=split, val=split, test=split)
+
+
+def _plain_log_density(model, space: str, x_m):
+    """The target of the plain path, written from the model's public densities (not its fused code)."""
+    def tilt(z):
+        return model.prior.energy(z) + (0.0 if x_m is None else model._neg_rec(x_m, z))
+
+    if space == "z":
+        return lambda z: tilt(z) + model.prior.base_log_prob(z)
+    return lambda u: tilt(model.prior.from_residual(u)) + std_normal_log_prob(u)
+
+
+@pytest.mark.parametrize("space", ["z", "residual"])
+@pytest.mark.parametrize(("data", "params"), [
+    ("digits", {}),
+    ("digits", {"latent_dims": (6, 4, 3), "prior_skip": False}),  # three layers, MLP-only means
+    ("gmm8", {"cond_layers": 0, "ebm_layers": (0,)}),              # one-Linear nets
+    ("conv28", {"channels": 4}),                                    # conv generator: autograd jet
+])
+def test_fused_value_and_gradient_equal_autograd(digits, space: str, data: str, params: dict) -> None:
+    """``grad_fn`` (prior, and posterior with the likelihood term) equals autograd through the
+    model's own densities to float32 rounding, for values, gradients and either output alone."""
+    bundle = _conv_bundle() if data == "conv28" else digits if data == "digits" else load_dataset("gmm8", seed=0)
+    model, _ = _engine_pair(bundle, {**SMALL, **params, "mcmc_space": space}, MLE_ROLES)
+    with torch.no_grad():  # log sigma biases from -2 to 6: some sigma_l small, some past the clamp at 5
+        for cond in model.prior.conds:
+            head = cond.net[-1]
+            d = head.out_features // 2
+            head.bias[d:] = torch.linspace(-2.0, 6.0, d)
+    x_m = model.scale.to_model(bundle.train.x[:16])
+    torch.manual_seed(3)
+    z = 1.5 * torch.randn(16, model.prior.dim)
+    for post in (None, x_m):
+        zr = z.clone().requires_grad_(True)
+        ref = _plain_log_density(model, space, post)(zr).detach()
+        (g_ref,) = torch.autograd.grad(_plain_log_density(model, space, post)(zr).sum(), zr)
+        fn = model.prior.grad_fn(space, None if post is None else model._likelihood_fn(post))
+        with torch.no_grad():
+            value, grad = fn(z, True, True)
+            value_only, none_grad = fn(z, True, False)
+            none_value, grad_only = fn(z, False, True)
+        assert none_grad is None and none_value is None
+        assert torch.equal(value, value_only) and torch.equal(grad, grad_only)
+        assert torch.allclose(value, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+        assert torch.allclose(grad, g_ref, rtol=1e-5, atol=1e-5 * float(g_ref.abs().max()))
+
+
+@pytest.mark.parametrize("scheme", ["mle", "variational"])
+def test_fused_and_plain_engines_give_the_same_chains_and_training(digits, scheme: str) -> None:
+    """Same seed, ``engine.fused`` on and off: the same chains (start points and noise from the global
+    RNG in the same order) up to rounding, the same training steps, and the weights are trainable
+    again after the fused chains with no gradient left on them."""
+    roles = MLE_ROLES if scheme == "mle" else VAR_ROLES
+    fused, plain = _engine_pair(digits, {**SMALL, "scheme": scheme}, roles)
+    x = digits.train.x[:32]
+    x_m = fused.scale.to_model(x)
+    def chains(model):
+        return [lambda: model._prior_mcmc(32)] + ([lambda: model._posterior_mcmc(x_m)] if scheme == "mle" else [])
+
+    for run_fused, run_plain in zip(chains(fused), chains(plain), strict=True):
+        torch.manual_seed(7)
+        a = run_fused()
+        torch.manual_seed(7)
+        b = run_plain()
+        assert not a.requires_grad and a.shape == (32, fused.prior.dim)
+        assert torch.allclose(a, b, atol=1e-5), float((a - b).abs().max())
+    assert all(p.requires_grad and p.grad is None for p in fused.parameters())
+    batch = Batch(x, None, torch.arange(32))
+    for step in range(3):
+        torch.manual_seed(100 + step)
+        stats_fused = fused.train_step(batch, step)
+        torch.manual_seed(100 + step)
+        stats_plain = plain.train_step(batch, step)
+        for k, v in stats_plain.items():
+            assert stats_fused[k] == pytest.approx(v, rel=1e-4, abs=1e-4), (step, k)
+    for (name, p), q in zip(fused.named_parameters(), plain.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-5), name
+
+
 def _assert_learned(untrained, model, bundle, scores) -> None:
     rec0, mmd0 = scores(untrained, bundle)
     rec, mmd = scores(model, bundle)
@@ -104,6 +207,7 @@ def test_hlebm_mle_learns_digits(digits, scores) -> None:
     params = {**SMALL, "scheme": "mle"}
     untrained, _ = fit("hlebm", digits, steps=0, batch_size=64, params=params, roles=MLE_ROLES)
     model, _ = fit("hlebm", digits, steps=200, batch_size=64, params=params, roles=MLE_ROLES)
+    assert model.fused  # the default engine: the learning tests cover the fused chains
     _assert_learned(untrained, model, digits, scores)
 
 

@@ -1,4 +1,5 @@
-"""svebm: the MI term against a direct formula, the labelled subset rule, and semi-supervised learning."""
+"""svebm: the MI term against a direct formula, the fused prior chains against plain autograd, and
+semi-supervised learning."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchbed.testing import fit, load_dataset
+from benchbed.contracts import Batch, Budget, EngineOptions
+from benchbed.testing import bound_sampler, build_model, fit, load_dataset
+from benchbed.training import setup_model
 from benchbed_ebm.svebm import mutual_information
 
 SMALL = {"latent_dim": 32}  # official-shaped nets at their CPU sizes; chains shortened below
@@ -31,9 +34,57 @@ def test_mutual_information_matches_direct_formula() -> None:
     assert float(mutual_information(torch.eye(4) * 50)) == pytest.approx(math.log(4), abs=1e-4)
 
 
+def _engine_pair(bundle):
+    """Two identically initialised models (same seed): ``engine.fused`` on and off."""
+    models = []
+    for fused in (True, False):
+        model = build_model("svebm", SMALL)
+        setup_model(model, bundle, Budget(10, 32), seed=0, device=torch.device("cpu"),
+                    sampler=bound_sampler("svebm", None, None, ROLES), engine=EngineOptions(fused=fused))
+        models.append(model)
+    assert models[0].fused and not models[1].fused
+    return models
+
+
+def test_fused_prior_value_and_gradient_equal_autograd(digits) -> None:
+    model, _ = _engine_pair(digits)
+    z = 2.0 * torch.randn(16, model.latent_dim, generator=torch.Generator().manual_seed(1))
+    zr = z.clone().requires_grad_(True)
+    ref = model.log_prior(zr)
+    (g_ref,) = torch.autograd.grad(ref.sum(), zr)
+    with torch.no_grad():
+        value, grad = model._prior_grad_fn()(z, True, True)
+        _, grad_only = model._prior_grad_fn()(z, False, True)
+    assert torch.allclose(value, ref.detach(), rtol=1e-5, atol=1e-5)
+    assert torch.allclose(grad, g_ref, rtol=1e-5, atol=1e-5) and torch.equal(grad, grad_only)
+
+
+def test_fused_and_plain_engines_give_the_same_chains_and_training(digits) -> None:
+    """Same seed, ``engine.fused`` on and off: the same prior chains up to rounding, the same training
+    steps, and f trainable again after the fused chains with no gradient left on it."""
+    fused, plain = _engine_pair(digits)
+    torch.manual_seed(7)
+    a = fused._prior_mcmc(32)
+    torch.manual_seed(7)
+    b = plain._prior_mcmc(32)
+    assert not a.requires_grad and torch.allclose(a, b, atol=1e-5), float((a - b).abs().max())
+    assert all(p.requires_grad and p.grad is None for p in fused.ebm.parameters())
+    batch = Batch(digits.train.x[:32], digits.train.y[:32], torch.arange(32))
+    for step in range(3):
+        torch.manual_seed(100 + step)
+        stats_fused = fused.train_step(batch, step)
+        torch.manual_seed(100 + step)
+        stats_plain = plain.train_step(batch, step)
+        for k, v in stats_plain.items():
+            assert stats_fused[k] == pytest.approx(v, rel=1e-4, abs=1e-4), (step, k)
+    for (name, p), q in zip(fused.named_parameters(), plain.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-5), name
+
+
 def test_svebm_learns_digits_with_10_labels_per_class(digits, mmd2) -> None:
     untrained, _ = fit("svebm", digits, steps=0, params=SMALL, roles=ROLES)
     model, _ = fit("svebm", digits, steps=250, params=SMALL, roles=ROLES)
+    assert model.fused  # the default engine: this test covers the fused chains
     x, y = digits.test.x[:300], digits.test.y[:300]
     torch.manual_seed(0)
     with torch.no_grad():
