@@ -48,14 +48,14 @@ def conv_energy(channels: int, side: int, n_f: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def energy_net(info: DatasetInfo, *, n_f: int, hidden: int) -> ScalarNet:
+def energy_net(info: DatasetInfo, *, n_f: int, hidden: int, conv: bool | None = None) -> ScalarNet:
     """A scalar network ``[B, *info.shape] -> [B]``: the conv tower for images (square ``(C, H, H)``),
-    the MLP for vectors (module docstring).
+    the MLP for vectors (module docstring); ``conv=False`` gives images the MLP on flattened pixels.
 
     Raises:
         ValueError: an image shape that is not ``(C, H, H)``.
     """
-    if info.kind == "image":
+    if info.kind == "image" if conv is None else conv:
         if len(info.shape) != 3 or info.shape[1] != info.shape[2]:
             raise ValueError(f"energy_net: square images (C, H, H) expected, data set {info.name!r} has {info.shape}")
         return ScalarNet(conv_energy(info.shape[0], info.shape[1], n_f), flatten=False)

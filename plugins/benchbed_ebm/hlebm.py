@@ -84,7 +84,7 @@ from benchbed.contracts import Batch, Sampler, SetupContext
 from benchbed.model import LatentModel
 from benchbed_ebm.inference import BottomUpInference, BottomUpPosterior
 from benchbed_ebm.joint_prior import JointLatentPrior
-from benchbed_ebm.nets import Decoder, uses_conv
+from benchbed_ebm.nets import Arch, Decoder, uses_conv
 
 SCHEMES = ("mle", "variational")
 MCMC_SPACES = ("auto", "z", "residual")
@@ -98,6 +98,9 @@ class HLEBM(LatentModel):
     """Multi-layer generator + joint latent EBM prior.  See the module docstring for the objectives.
 
     Latent codes are flat: ``z [B, sum(latent_dims)] = cat(z_1, ..., z_L)``, bottom layer first.
+
+    Args:
+        arch: ``"auto"`` (conv nets for 28/32-px images, MLPs otherwise), ``"mlp"`` or ``"conv"``.
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class HLEBM(LatentModel):
         llhd_sigma: Annotated[float, Gt(0)] = 0.3,
         hidden: Annotated[int, Gt(0)] = 200,
         channels: Annotated[int, Gt(0)] = 64,
+        arch: Arch = "auto",
         cond_width: Annotated[int, Gt(0)] = 200,
         cond_layers: Annotated[int, Ge(0)] = 4,
         ebm_widths: Annotated[tuple[Annotated[int, Gt(0)], ...], MinLen(1)] = (200, 100),
@@ -133,7 +137,7 @@ class HLEBM(LatentModel):
         self.mcmc_space = mcmc_space if mcmc_space != "auto" else ("z" if scheme == "mle" else "residual")
         self.latent_dims = tuple(latent_dims)
         self.llhd_sigma = llhd_sigma
-        self.hidden, self.channels = hidden, channels
+        self.hidden, self.channels, self.arch = hidden, channels, arch
         self.cond_width, self.cond_layers = cond_width, cond_layers
         self.ebm_widths, self.ebm_layers = tuple(ebm_widths), tuple(ebm_layers)
         self.g_lr, self.cond_lr, self.e_lr, self.i_lr = g_lr, cond_lr, e_lr, i_lr
@@ -149,18 +153,19 @@ class HLEBM(LatentModel):
         if ctx.sampler is None:
             raise ValueError("hlebm: needs a sampler provider (ModelSpec uses_sampler=True)")
         shape = ctx.info.shape
-        width = self.channels if uses_conv(shape) else self.hidden
+        conv = uses_conv(shape, self.arch)
+        width = self.channels if conv else self.hidden
         self.scale = DataScale(ctx.info, train=ctx.train)
         self.prior = JointLatentPrior(self.latent_dims, cond_width=self.cond_width, cond_layers=self.cond_layers,
                                       ebm_widths=self.ebm_widths, ebm_layers=self.ebm_layers,
                                       cond_skip=self.prior_skip)
-        self.gen = Decoder(self.latent_dims[0], shape, width=width, image=ctx.info.kind == "image")
+        self.gen = Decoder(self.latent_dims[0], shape, width=width, image=ctx.info.kind == "image", conv=conv)
         self.prior_sampler = ctx.sampler("prior", **PRIOR_DEFAULTS)
         if self.scheme == "mle":
             self.post_sampler = ctx.sampler("posterior", **POSTERIOR_DEFAULTS)
         else:
             self.inference = BottomUpInference(shape, self.latent_dims, width=width, cond_width=self.cond_width,
-                                               cond_layers=self.cond_layers, skip=self.inference_skip)
+                                               cond_layers=self.cond_layers, skip=self.inference_skip, conv=conv)
         self.to(ctx.device)
         self.device = ctx.device
         self.fused = ctx.engine.fused is not False  # None = on (EngineOptions)

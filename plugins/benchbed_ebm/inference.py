@@ -22,10 +22,10 @@ class BottomUpInference(nn.Module):
     """``x_m [B, *D]`` (model scale) -> q(z | x) over the flat joint code ``[B, sum(dims)]``."""
 
     def __init__(self, shape: Sequence[int], dims: Sequence[int], *, width: int, cond_width: int,
-                 cond_layers: int, skip: bool = False) -> None:
+                 cond_layers: int, skip: bool = False, conv: bool | None = None) -> None:
         super().__init__()
         self.dims = tuple(dims)
-        self.first = Encoder(shape, 2 * self.dims[0], width=width)
+        self.first = Encoder(shape, 2 * self.dims[0], width=width, conv=conv)
         self.ups = nn.ModuleList(
             ConditionalGaussian(self.dims[l], self.dims[l + 1], width=cond_width, n_layers=cond_layers, skip=skip)
             for l in range(len(self.dims) - 1)

@@ -112,7 +112,8 @@ class ShortRunEBM(LatentModel):
         data_noise: std of the Gaussian perturbation of the positives (official 0.03).
         lr, beta1, beta2: Adam (official 1e-4, 0.9, 0.999).
         n_f: width of the first conv layer (images).
-        hidden: width of the MLP (vectors).
+        hidden: width of the MLP (vectors, and images with ``arch="mlp"``).
+        arch: ``"conv"`` (the conv tower for images; ``"auto"`` is the same) or ``"mlp"`` (an MLP on the pixels).
         sample_steps: chain steps of :meth:`sample` (0: ``n_steps``).
         infer_steps, infer_lr: Adam steps and learning rate of :meth:`infer`.
     """
@@ -135,6 +136,7 @@ class ShortRunEBM(LatentModel):
         beta2: Annotated[float, Interval(ge=0, lt=1)] = 0.999,
         n_f: Annotated[int, Gt(0)] = 32,
         hidden: Annotated[int, Gt(0)] = 128,
+        arch: Literal["auto", "mlp", "conv"] = "auto",
         sample_steps: Annotated[int, Ge(0)] = 0,
         infer_steps: Annotated[int, Ge(0)] = 20,
         infer_lr: Annotated[float, Gt(0)] = 0.05,
@@ -146,7 +148,7 @@ class ShortRunEBM(LatentModel):
         self.init, self.init_scale, self.bank_size = init, init_scale, bank_size
         self.data_noise = data_noise
         self.lr, self.beta1, self.beta2 = lr, beta1, beta2
-        self.n_f, self.hidden = n_f, hidden
+        self.n_f, self.hidden, self.arch = n_f, hidden, arch
         self.sample_steps, self.infer_steps, self.infer_lr = sample_steps, infer_steps, infer_lr
 
     @property
@@ -159,7 +161,8 @@ class ShortRunEBM(LatentModel):
             raise ValueError("model 'short_run_ebm': needs a sampler provider (ModelSpec uses_sampler=True)")
         self.shape = tuple(ctx.info.shape)
         self.scale = DataScale(ctx.info, train=ctx.train)
-        self.energy = energy_net(ctx.info, n_f=self.n_f, hidden=self.hidden)
+        self.energy = energy_net(ctx.info, n_f=self.n_f, hidden=self.hidden,
+                                 conv=None if self.arch == "auto" else self.arch == "conv")
         self.fused = ctx.engine.fused is not False
         self.sampler: Sampler = ctx.sampler("data", n_steps=self.n_steps, step_size=self.noise)
         rows = self.bank_size if self.init == "persistent" else 0
@@ -352,7 +355,8 @@ class _TemperedTarget:
     (:class:`benchbed.contracts.GradLogDensity`; build it with :meth:`build`).
 
     Calling it is autograd's f(x) / T.  :meth:`value_and_grad` seeds the reverse pass with 1/T, as
-    autograd's backward of ``(f / T).sum()`` does, so both give the same numbers.
+    autograd's backward of ``(f / T).sum()`` does: through an MLP the same numbers bit for bit, through
+    the conv tower the same to rounding (its channels-last kernels sum in another order).
     """
 
     def __init__(self, energy: ScalarNet, temperature: float, run: _ValueAndGrad) -> None:

@@ -58,7 +58,7 @@ from benchbed.blocks.scaling import DataScale
 from benchbed.contracts import Batch, SetupContext
 from benchbed.model import LatentModel
 from benchbed_ebm.labels import index_digest, select_labelled
-from benchbed_ebm.nets import Decoder, Encoder, uses_conv
+from benchbed_ebm.nets import Arch, Decoder, Encoder, uses_conv
 
 #: Official prior Langevin (``e_l_steps=100``, ``e_l_step_size=0.4``).
 PRIOR_DEFAULTS = {"n_steps": 100, "step_size": 0.4}
@@ -75,7 +75,11 @@ def mutual_information(logits: torch.Tensor, eps: float = 1e-15) -> torch.Tensor
 
 
 class SVEBM(LatentModel):
-    """Symbol-vector coupling latent EBM, trained semi-supervised.  Latent codes are ``[B, latent_dim]``."""
+    """Symbol-vector coupling latent EBM, trained semi-supervised.  Latent codes are ``[B, latent_dim]``.
+
+    Args:
+        arch: ``"auto"`` (conv nets for 28/32-px images, MLPs otherwise), ``"mlp"`` or ``"conv"``.
+    """
 
     capabilities = frozenset({"sample", "infer", "reconstruct", "classify", "log_prior", "log_joint",
                               "log_partition", "proposal", "anomaly_score"})
@@ -89,6 +93,7 @@ class SVEBM(LatentModel):
         llhd_sigma: Annotated[float, Gt(0)] = 0.3,
         hidden: Annotated[int, Gt(0)] = 200,
         channels: Annotated[int, Gt(0)] = 64,
+        arch: Arch = "auto",
         ebm_width: Annotated[int, Gt(0)] = 200,
         labeled_weight: Annotated[float, Ge(0)] = 200.0,
         mi_weight: Annotated[float, Ge(0)] = 100.0,
@@ -103,7 +108,7 @@ class SVEBM(LatentModel):
         self.n_labels_per_class = n_labels_per_class
         self.label_seed = label_seed
         self.llhd_sigma = llhd_sigma
-        self.hidden, self.channels, self.ebm_width = hidden, channels, ebm_width
+        self.hidden, self.channels, self.ebm_width, self.arch = hidden, channels, ebm_width, arch
         self.labeled_weight, self.mi_weight = labeled_weight, mi_weight
         self.e_lr, self.g_lr, self.i_lr = e_lr, g_lr, i_lr
         self.e_decay, self.i_decay = e_decay, i_decay
@@ -115,11 +120,12 @@ class SVEBM(LatentModel):
             raise ValueError(f"svebm: data set {info.name!r} has no class labels (n_classes={info.n_classes})")
         if ctx.sampler is None:
             raise ValueError("svebm: needs a sampler provider (ModelSpec uses_sampler=True)")
-        width = self.channels if uses_conv(info.shape) else self.hidden
+        conv = uses_conv(info.shape, self.arch)
+        width = self.channels if conv else self.hidden
         self.n_classes = info.n_classes
         self.scale = DataScale(info, train=ctx.train)
-        self.enc = Encoder(info.shape, 2 * self.latent_dim, width=width)
-        self.gen = Decoder(self.latent_dim, info.shape, width=width, image=info.kind == "image")
+        self.enc = Encoder(info.shape, 2 * self.latent_dim, width=width, conv=conv)
+        self.gen = Decoder(self.latent_dim, info.shape, width=width, image=info.kind == "image", conv=conv)
         # f: R^d -> R^K, official 100 -> 200 -> 200 -> K (nz -> ndf -> ndf -> nez), LeakyReLU 0.2.
         self.ebm = mlp([self.latent_dim, self.ebm_width, self.ebm_width, self.n_classes])
         self.prior_sampler = ctx.sampler("prior", **PRIOR_DEFAULTS)
