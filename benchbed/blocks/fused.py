@@ -22,7 +22,7 @@ plain closures.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -99,64 +99,131 @@ def _flat_layers(module: nn.Module) -> list[nn.Module] | None:
 
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
-Backward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (v, input, output) -> v
+Backward = Callable[[torch.Tensor, Any], torch.Tensor]  # (v, saved) -> v
+
+# What a layer's input-VJP reads from the forward pass (the rest is not kept on the tape).
+_NOTHING, _INPUT, _OUTPUT = 0, 1, 2
 
 
-def _layer_pair(layer: nn.Module) -> tuple[Forward, Backward] | None:
-    """(forward, input-VJP) of one supported layer, as direct functional/aten calls.
+def _linear_pair(layer: nn.Linear) -> tuple[Forward, Backward, int]:
+    """A Linear ``h W^T + b`` as ``addmm``/``mm`` for 2-d inputs (what ``F.linear`` runs for them, minus
+    its dispatch overhead); its input-VJP ``v W`` needs nothing from the forward pass."""
+    w, b = layer.weight, layer.bias
+    if b is None:
+
+        def fwd(h: torch.Tensor) -> torch.Tensor:
+            return torch.mm(h, w.t()) if h.dim() == 2 else F.linear(h, w)
+
+    else:
+
+        def fwd(h: torch.Tensor) -> torch.Tensor:
+            return torch.addmm(b, h, w.t()) if h.dim() == 2 else F.linear(h, w, b)
+
+    def bwd(v: torch.Tensor, saved: Any) -> torch.Tensor:
+        return torch.mm(v, w) if v.dim() == 2 else v @ w  # d(h W^T + b)/dh = W
+
+    return fwd, bwd, _NOTHING
+
+
+def _layer_pair(layer: nn.Module) -> tuple[Forward, Backward, int] | None:
+    """(forward, input-VJP, what the VJP reads) of one supported layer, as direct functional/aten calls.
 
     Calling the functions directly skips ``nn.Module.__call__`` and the isinstance chain on every
-    Langevin step; ``None`` drops a no-op layer.
+    Langevin step; ``None`` drops a no-op layer.  The VJPs are the aten kernels autograd runs.
     """
     aten = torch.ops.aten
     if isinstance(layer, nn.Linear):
-        w, b = layer.weight, layer.bias
-        return (lambda h: F.linear(h, w, b)), (lambda v, i, o: v @ w)  # d(h W^T + b)/dh = W
+        return _linear_pair(layer)
     if isinstance(layer, nn.LeakyReLU):
-        slope = layer.negative_slope
-        return (lambda h: F.leaky_relu(h, slope)), (lambda v, i, o: aten.leaky_relu_backward(v, i, slope, False))
+        slope, lrelu_bwd = layer.negative_slope, aten.leaky_relu_backward.default
+        return (lambda h: F.leaky_relu(h, slope)), (lambda v, i: lrelu_bwd(v, i, slope, False)), _INPUT
     if isinstance(layer, nn.GELU):
-        approx = layer.approximate
-        return (lambda h: F.gelu(h, approximate=approx)), (lambda v, i, o: aten.gelu_backward(v, i, approximate=approx))
+        approx, gelu_bwd = layer.approximate, aten.gelu_backward.default
+        return (lambda h: F.gelu(h, approximate=approx)), (lambda v, i: gelu_bwd(v, i, approximate=approx)), _INPUT
     if isinstance(layer, nn.Tanh):
-        return torch.tanh, (lambda v, i, o: aten.tanh_backward(v, o))
+        tanh_bwd = aten.tanh_backward.default
+        return torch.tanh, tanh_bwd, _OUTPUT
     if isinstance(layer, nn.SiLU):
-        return F.silu, (lambda v, i, o: aten.silu_backward(v, i))
+        return F.silu, aten.silu_backward.default, _INPUT
     if isinstance(layer, (Reshape, nn.Flatten)):
-        return layer.forward, (lambda v, i, o: v.reshape(i.shape))
+        return layer.forward, (lambda v, i: v.reshape(i.shape)), _INPUT
     return None  # nn.Identity
 
 
 class _MLPJet:
-    """Forward with a tape of (input, output) per layer and a hand-written input VJP.
+    """Forward with a tape of what each layer's VJP reads, and a hand-written input VJP.
 
     For layers ``h_{k+1} = phi_k(h_k)`` the VJP is ``v_k = v_{k+1} d phi_k / d h_k`` from the last
-    layer down (``v W`` for a Linear ``h W^T + b``, ``v * phi'(h)`` for a point-wise ``phi``).
+    layer down (``v W`` for a Linear ``h W^T + b``, ``v * phi'(h)`` for a point-wise ``phi``).  The
+    tape keeps per layer only what its VJP reads (nothing for a Linear, the input or the output of a
+    point-wise layer), and a forward pass that feeds only a VJP computes only what that VJP reads.
     """
 
     def __init__(self, layers: list[nn.Module]) -> None:
-        self.pairs = [pair for pair in map(_layer_pair, layers) if pair is not None]
+        kept = [(layer, t) for layer, t in zip(layers, map(_layer_pair, layers), strict=True) if t is not None]
+        triples = [t for _, t in kept]
+        self.forwards = [(fwd, saves) for fwd, _, saves in triples]
+        self.backwards = [bwd for _, bwd, _ in reversed(triples)]
         last = layers[-1] if layers else None
         # A final Linear to one output (an energy head): the VJP of out.sum() starts at its weight row.
-        self.scalar_head = last.weight if isinstance(last, nn.Linear) and last.out_features == 1 else None
+        head = last.weight if isinstance(last, nn.Linear) and last.out_features == 1 else None
+        self.scalar_head = head if len(triples) >= 2 else None
+        # Without the head, the forward pass stops at the input of the body's last layer when that
+        # layer's VJP reads only its input (e.g. GELU before the head: its output is never used).
+        body: list[tuple[Forward | None, int]] = list(self.forwards[:-1])
+        if body and body[-1][1] == _INPUT:
+            body[-1] = (None, _INPUT)
+        self.body_forwards = body
+        # GELU's backward kernel on the CPU runs faster on a contiguous gradient than on the expanded
+        # head row, with the same values (SiLU's gives other last bits: it keeps the expanded row).
+        self._contiguous_head = len(kept) >= 2 and isinstance(kept[-2][0], nn.GELU)
+        self._head_rows_cache: torch.Tensor | None = None
 
-    def forward(self, h: torch.Tensor, need_grad: bool, need_out: bool = True) -> tuple[torch.Tensor | None, list[Any]]:
+    def _head_rows(self, head: torch.Tensor, b: int) -> torch.Tensor:
+        """The head's weight row for ``b`` chains: an expanded view, or before a GELU on the CPU (its
+        oneDNN kernel) a contiguous [b, H] copy, kept while the weight keeps its values (compared on
+        every call, so that a change by any route, an optimiser step or a write through ``.data``,
+        is seen)."""
+        if not self._contiguous_head or head.device.type != "cpu":
+            return head.expand(b, -1)
+        rows = self._head_rows_cache
+        if rows is None or (rows.shape[0], rows.dtype, rows.device) != (b, head.dtype, head.device):
+            rows = None
+        if rows is None or not torch.equal(rows[:1], head):
+            rows = self._head_rows_cache = head.detach().expand(b, -1).contiguous()
+        return rows
+
+    def forward(self, h: torch.Tensor, need_grad: bool, need_out: bool = True) -> tuple[torch.Tensor | None, Any]:
         """``(output or None, tape)``.  ``need_out=False`` skips a scalar head's product: the input
         VJP of ``out.sum()`` needs only its weight row (:meth:`vjp_sum`)."""
-        skip_head = not need_out and self.scalar_head is not None and len(self.pairs) >= 2
-        pairs = self.pairs[:-1] if skip_head else self.pairs
-        tape: list[Any] = []
-        for fwd, _ in pairs:
+        skip_head = not need_out and self.scalar_head is not None
+        if not need_grad:
+            if skip_head:
+                return None, None  # nothing asked for
+            for f, _ in self.forwards:
+                h = f(h)
+            return h, None
+        program: Sequence[tuple[Forward | None, int]] = self.body_forwards if skip_head else self.forwards
+        tape: list[Any] = [h]  # [input, one entry per layer run, output (full passes only)]
+        for fwd, saves in program:
+            if fwd is None:  # the body's last layer: its VJP reads only this input
+                tape.append(h)
+                break
             out = fwd(h)
-            if need_grad:
-                tape.append((h, out))
+            tape.append(h if saves == _INPUT else out if saves == _OUTPUT else None)
             h = out
-        return (h if pairs is self.pairs else None), tape
+        if skip_head:
+            return None, tape
+        tape.append(h)
+        return h, tape
 
     def vjp(self, tape: list[Any], v: torch.Tensor) -> torch.Tensor:
         """``v^T d out / d in``: [B, *out] -> [B, *in] (``tape`` from :meth:`forward` with ``need_grad``)."""
-        for (_, bwd), (inp, out) in zip(reversed(self.pairs), reversed(tape), strict=True):
-            v = bwd(v, inp, out)
+        n = len(self.backwards)
+        if len(tape) != n + 2:
+            raise ValueError("jet.vjp needs the tape of a full forward pass (need_grad=True, need_out=True)")
+        for bwd, saved in zip(self.backwards, tape[n:0:-1]):  # noqa: B905 (lengths checked)
+            v = bwd(v, saved)
         return v
 
     def vjp_sum(self, tape: list[Any]) -> torch.Tensor:
@@ -164,12 +231,12 @@ class _MLPJet:
 
         ``tape`` may or may not hold the scalar head's entry (see ``need_out`` of :meth:`forward`).
         """
-        if self.scalar_head is None or len(self.pairs) < 2:
-            return self.vjp(tape, torch.ones_like(tape[-1][1]))
-        body = tape[: len(self.pairs) - 1]
-        v = self.scalar_head.expand(body[-1][1].shape[0], -1)  # skips a [B,1] x [1,H] product
-        for (_, bwd), (inp, out) in zip(reversed(self.pairs[:-1]), reversed(body), strict=True):
-            v = bwd(v, inp, out)
+        if self.scalar_head is None:
+            return self.vjp(tape, torch.ones_like(tape[-1]))
+        n = len(self.backwards)
+        v = self._head_rows(self.scalar_head, tape[0].shape[0])  # skips a [B,1] x [1,H] product
+        for bwd, saved in zip(self.backwards[1:], tape[n - 1 : 0 : -1]):  # noqa: B905 (one entry per body layer)
+            v = bwd(v, saved)
         return v
 
 

@@ -15,7 +15,8 @@ log p(x|z) + f(z) + log N(z) (K1=20, s1=0.1).  Losses follow the official code:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from typing import Annotated, Any
 
 import torch
@@ -56,9 +57,11 @@ class LEBM(DynamicsGenerator):
       (:mod:`benchbed.blocks.fused`): the same values and gradients up to floating-point rounding.
     * ``concurrent_chains`` (``None`` = automatic: a CPU with >= 2 intra-op threads and an MLP
       generator): run the prior and posterior chains of a training step side by side in two
-      threads.  It changes no number: the two chain sets always draw their noise from two per-step
-      ``torch.Generator`` objects seeded from the global RNG (when both samplers accept
-      ``generator``; otherwise they use the global RNG, one after the other).
+      threads, one intra-op thread each (the energy step after them on one intra-op thread, too,
+      so that no OpenMP worker is left spinning into the next step).  It changes no number: the
+      two chain sets always draw their noise from two per-step ``torch.Generator`` objects seeded
+      from the global RNG (when both samplers accept ``generator``; otherwise they use the global
+      RNG, one after the other).
     """
 
     model_name = "lebm"
@@ -245,9 +248,26 @@ class LEBM(DynamicsGenerator):
         def prior() -> torch.Tensor:
             return self.sample_latent(b, gen_prior)
 
-        with frozen(self.energy):  # both tasks read f; neither writes it
-            if self._concurrent():
-                (z_post, loss_g), z_prior = run_concurrently(posterior_then_generator, prior)
-            else:
-                (z_post, loss_g), z_prior = posterior_then_generator(), prior()
-        return {"loss_g": loss_g, **self._learn_energy(z_post, z_prior)}
+        concurrent = self._concurrent()
+        # Side by side, the energy step after the chains runs on one intra-op thread too: a step on two
+        # would leave libgomp's idle worker spinning for milliseconds into the next step's chains,
+        # taking a core from them.  Same numbers: a GEMM computes each entry alike on one thread or
+        # two (the sequential path, on the caller's threads, gives bitwise the same weights).
+        with _intra_op_threads(1) if concurrent else nullcontext():
+            with frozen(self.energy):  # both tasks read f; neither writes it
+                if concurrent:
+                    (z_post, loss_g), z_prior = run_concurrently(posterior_then_generator, prior)
+                else:
+                    (z_post, loss_g), z_prior = posterior_then_generator(), prior()
+            return {"loss_g": loss_g, **self._learn_energy(z_post, z_prior)}
+
+
+@contextmanager
+def _intra_op_threads(n: int) -> Iterator[None]:
+    """``torch.set_num_threads(n)`` for the block, the previous count restored on exit."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

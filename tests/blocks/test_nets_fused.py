@@ -114,3 +114,45 @@ def test_jet_vjp_of_a_vector_output_and_the_autograd_fallback() -> None:
         assert out is not None
         torch.testing.assert_close(out, ref.detach())
         torch.testing.assert_close(jet(module).vjp(tape, v), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("act", [nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Tanh])
+def test_jet_of_an_energy_head_equals_autograd(act: type[nn.Module]) -> None:
+    """A final Linear to one output (an energy head): the value is the module's own (same kernels),
+    and ``vjp_sum`` starts from the head's weight row whether or not the forward pass computed the
+    head's product (``need_out``); a forward pass that asks for neither value nor gradient does nothing."""
+    torch.manual_seed(0)
+    f = mlp([5, 16, 16, 1], act)
+    f_jet = jet(f)
+    z = torch.randn(7, 5)
+    leaf = z.clone().requires_grad_(True)
+    want = f(leaf)
+    (want_grad,) = torch.autograd.grad(want.sum(), leaf)
+    for need_out in (True, False):
+        out, tape = f_jet.forward(z, True, need_out)
+        if need_out:
+            assert out is not None and torch.equal(out, want.detach())
+        else:
+            assert out is None
+        torch.testing.assert_close(f_jet.vjp_sum(tape), want_grad, rtol=1e-5, atol=1e-6)
+    out, _ = f_jet.forward(z, False)
+    assert out is not None and torch.equal(out, want.detach())
+    assert f_jet.forward(z, False, False)[0] is None
+    _, body_tape = f_jet.forward(z, True, False)
+    with pytest.raises(ValueError, match="full forward pass"):
+        f_jet.vjp(body_tape, torch.ones(7, 1))
+
+
+def test_jet_of_linear_layers_on_batched_matrices() -> None:
+    """Inputs with more than two dimensions take F.linear and matmul: the same values and VJP."""
+    torch.manual_seed(2)
+    module = nn.Sequential(nn.Linear(3, 6), nn.GELU(), nn.Linear(6, 4, bias=False), nn.Tanh())
+    z = torch.randn(2, 5, 3)
+    out, tape = jet(module).forward(z, True)
+    leaf = z.clone().requires_grad_(True)
+    ref = module(leaf)
+    v = torch.randn_like(ref)
+    (want,) = torch.autograd.grad(ref, leaf, grad_outputs=v)
+    assert out is not None
+    torch.testing.assert_close(out, ref.detach())
+    torch.testing.assert_close(jet(module).vjp(tape, v), want, rtol=1e-5, atol=1e-6)
