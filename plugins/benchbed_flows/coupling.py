@@ -1,4 +1,4 @@
-"""zuko's coupling neural spline flow evaluated with about half the operations: the same function.
+"""zuko's coupling neural spline flow evaluated with fewer operations: the same function.
 
 ``zuko.flows.NSF(passes=2)`` (what :class:`~benchbed_flows.density.FlowDensity` builds by default) is a
 stack of two-block autoregressive layers: the features are split into a block A (``order == 0``) and a block
@@ -16,19 +16,30 @@ parameters the conditioner MLP computes from x_A.  zuko evaluates such a layer g
 :class:`CouplingNSF` computes the same layers directly from the zuko modules' own parameters (nothing is
 copied, so checkpoints, optimisers and ``.to(device)`` are unaffected):
 
-* block A's spline knots once per :meth:`CouplingNSF.plan` (one row per feature, not per example);
+* block A's spline knots once per :class:`FlowPlan` (one row per feature, not per example);
 * one conditioner pass per layer in each direction, on the columns of x_A and to the rows of block B only
   (zuko's masks zero the other weights, so the products are the same sums without the zero terms);
 * the inverse's log-det from the knots the inverse already gathered (the forward Jacobian at the inverse's
   result, as zuko computes it, but without the third pass);
-* widths and heights of a spline normalised in one softmax/cumsum call.
+* widths and heights of a spline normalised in one softmax/cumsum call, one gather for all knot values.
 
 The spline formulas are zuko's (``zuko.transforms.MonotonicRQSTransform``, Durkan et al. 2019) written in
-the same order of operations; only where the terms are summed differently (the conditioner's first matmul,
-the inverse's log-det taken at the inverse's own bin) can results differ, by floating-point rounding
-(``tests/flows/test_coupling.py`` compares both paths).  A :class:`FlowPlan` holds the per-layer tensors
-derived from the parameters: built under ``torch.no_grad()`` it is a frozen copy for a whole chain run
-(the neural-transport chains of ``flow_ebm``); built with gradients, it is part of the training graph.
+the same order of operations: densities, both directions and the inverse come out bit for bit as zuko's;
+the draws' log-density (its log-det is taken in the inverse's own bin) and all gradients agree to
+floating-point rounding (``tests/flows/test_coupling.py``).
+
+Derivatives.  Autograd through these formulas records some hundred nodes per layer.  Two cheaper ways to
+the same first derivatives (derived in :func:`_derivs`, :func:`_knot_grads`, :func:`knots_backward`):
+
+* ``FlowPlan.first_order`` (training steps): each knot construction and spline evaluation is one autograd
+  node with a hand-written backward (:func:`rqs_forward_backward`, :func:`rqs_inverse_backward`, the
+  inverse's by implicit differentiation); not differentiable twice;
+* :meth:`CouplingNSF.inverse_and_vjp` (the flow EBM's Langevin gradient through T(z), flow fixed): no
+  autograd at all, a hand-written reverse pass through the layers.
+
+A :class:`FlowPlan` holds the per-layer tensors derived from the parameters: built under
+``torch.no_grad()`` it is a frozen snapshot for a whole chain run; built with gradients, it is part of the
+training graph.
 """
 
 from __future__ import annotations
@@ -135,69 +146,91 @@ def _bin(knots: Knots, row: int, value: torch.Tensor) -> _Bin:
     return _Bin(inside, both, x0, x1, y0, y1, d0, d1, s)
 
 
-class _Local(NamedTuple):
-    """Terms of the spline's formula at the bin position z (zuko's notation, see :func:`_grads`)."""
+class _Derivs(NamedTuple):
+    """Partial derivatives of the spline at fixed x (bin position z), see :func:`_derivs`."""
 
-    z: torch.Tensor
-    omz: torch.Tensor  # 1 - z
-    zz: torch.Tensor  # z (1 - z)
-    lam: torch.Tensor  # d0 + d1 - 2 s
-    den: torch.Tensor  # s + lam z (1 - z)
-    nj: torch.Tensor  # 2 s z (1 - z) + d0 (1 - z)^2 + d1 z^2
-    jac: torch.Tensor  # S'(x) = s^2 nj / den^2
+    r: torch.Tensor  # R
+    slope: torch.Tensor  # S'(x) = s R_z
+    s_rs: torch.Tensor  # s R_s
+    dy_zz_den: torch.Tensor  # (y1 - y0) z(1-z) / den
+    l_s: torch.Tensor | None  # L_s (with the log-det only)
+    l_z: torch.Tensor | None  # L_z
+    l_d0: torch.Tensor | None  # L_d0
+    l_d1: torch.Tensor | None  # L_d1
 
 
-def _local(b: _Bin, z: torch.Tensor) -> _Local:
+def _derivs(b: _Bin, z: torch.Tensor, log_det: bool) -> _Derivs:
+    """The spline S(x) = y0 + (y1 - y0) R and its log-slope L = log S'(x) differentiated at fixed x.
+
+    With s = (y1 - y0)/(x1 - x0), z = (x - x0)/(x1 - x0), lam = d0 + d1 - 2s, den = s + lam z(1-z),
+    R = (s z^2 + d0 z(1-z)) / den and nj = 2 s z(1-z) + d0 (1-z)^2 + d1 z^2 (so S' = s^2 nj / den^2 = s R_z),
+    the partial derivatives in (s, d0, d1, z) are
+
+        R_z = (2 s z + (d0 - R lam)(1 - 2z)) / den          R_s = (z^2 - R (1 - 2 z(1-z))) / den
+        L_s = 2/s + 2 z(1-z)/nj - 2 (1 - 2 z(1-z))/den      L_z = 2 (s (1-2z) - d0 (1-z) + d1 z)/nj - 2 lam (1-2z)/den
+        L_d0 = (1-z)^2/nj - 2 z(1-z)/den                    L_d1 = z^2/nj - 2 z(1-z)/den
+
+    and R_d0 = z(1-z)(1 - R)/den, R_d1 = -z(1-z) R/den.
+    """
+    s, d0, d1 = b.s, b.d0, b.d1
     omz = 1 - z
     zz = z * omz
-    lam = b.d0 + b.d1 - 2 * b.s
-    den = b.s + lam * zz
-    nj = 2 * b.s * zz + b.d0 * omz**2 + b.d1 * z**2
-    return _Local(z, omz, zz, lam, den, nj, b.s**2 * nj / den**2)
+    one_2z = omz - z
+    lam = d0 + d1 - 2 * s
+    den = s + lam * zz
+    r = (s * z * z + d0 * zz) / den
+    slope = s * (2 * s * z + (d0 - r * lam) * one_2z) / den
+    s_rs = s * (z * z - r * (1 - 2 * zz)) / den
+    dy_zz_den = (b.y1 - b.y0) * zz / den
+    if not log_det:
+        return _Derivs(r, slope, s_rs, dy_zz_den, None, None, None, None)
+    nj = 2 * s * zz + d0 * omz * omz + d1 * z * z
+    two = 2 * zz / den
+    l_s = 2 / s + 2 * zz / nj - 2 * (1 - 2 * zz) / den
+    l_z = 2 * (s * one_2z - d0 * omz + d1 * z) / nj - 2 * lam * one_2z / den
+    return _Derivs(r, slope, s_rs, dy_zz_den, l_s, l_z, omz * omz / nj - two, z * z / nj - two)
 
 
-def _dlogjac_dz(b: _Bin, t: _Local) -> torch.Tensor:
-    """d log S' / dz at fixed knots."""
-    return (2 * b.s * (1 - 2 * t.z) - 2 * b.d0 * t.omz + 2 * b.d1 * t.z) / t.nj - 2 * t.lam * (1 - 2 * t.z) / t.den
+def _knot_grads(
+    b: _Bin, z: torch.Tensor, d: _Derivs, w_s: torch.Tensor | None, w_l: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For the per-value weights ``w_s`` of S and ``w_l`` of L = log S' (``None``: 0), the derivative of
+    w_s S + w_l L at fixed knots in x, and at fixed x in the knot values p = (x0, x1), (y0, y1), (d0, d1)
+    ([..., F, 3, 2M], the layout of :func:`_bin`'s gather).
 
-
-def _grads(b: _Bin, t: _Local, w_s: torch.Tensor | None, w_l: torch.Tensor | None) -> torch.Tensor:
-    """``w_s dS/dp + w_l d(log S')/dp`` at fixed x for the knot values p = (x0, x1), (y0, y1), (d0, d1):
-    [..., F, 3, 2M], the layout of :func:`_bin`'s gather.
-
-    With S = y0 + (y1 - y0) R, R = (s z^2 + d0 z(1-z)) / den, s = (y1 - y0)/(x1 - x0), z = (x - x0)/(x1 - x0)
-    and L = log S' = 2 log s + log nj - 2 log den:
-
-        dS/dx0 = s (s R_s - (1-z) R_z)     dS/dx1 = -s (s R_s + z R_z)     dS/dy0 = 1 - R - s R_s
-        dS/dy1 = R + s R_s     dS/dd0 = (y1 - y0) z(1-z)(1 - R) / den     dS/dd1 = -(y1 - y0) z(1-z) R / den
-        dL/dx0 = (s L_s - (1-z) L_z) / (x1 - x0)     dL/dx1 = -(s L_s + z L_z) / (x1 - x0)
-        dL/dy0 = -L_s / (x1 - x0)     dL/dy1 = L_s / (x1 - x0)     dL/dd0 = (1-z)^2 / nj - 2 z(1-z) / den
-        dL/dd1 = z^2 / nj - 2 z(1-z) / den
-
-    where R_s, R_z, L_s, L_z are partial derivatives in (s, d0, d1, z).
+    By the chain rule through s and z (ds/dx0 = s/dx, dz/dx0 = (z-1)/dx, ds/dx1 = -s/dx, dz/dx1 = -z/dx,
+    ds/dy1 = -ds/dy0 = 1/dx, dx = x1 - x0), with U = w_s s R_s + w_l L_s/dx and V = w_s s R_z + w_l L_z/dx:
+    d/dx = V, d/dx0 = s U - (1-z) V, d/dx1 = -(s U + z V), d/dy1 = w_s R + U, d/dy0 = w_s - d/dy1,
+    d/dd0 = w_s (y1 - y0) R_d0 + w_l L_d0, d/dd1 = w_s (y1 - y0) R_d1 + w_l L_d1.
     """
-    s, z, omz, zz = b.s, t.z, t.omz, t.zz
-    parts: list[torch.Tensor] = []
+    s = b.s
+    c = None if w_l is None else w_l / (b.x1 - b.x0)
+    u_terms, v_terms = [], []
     if w_s is not None:
-        r = (s * z * z + b.d0 * zz) / t.den
-        r_z = (2 * s * z + (b.d0 - r * t.lam) * (1 - 2 * z)) / t.den
-        srs = s * (z * z - r * (1 - 2 * zz)) / t.den
-        wd = w_s * (b.y1 - b.y0) * zz / t.den
-        parts = [w_s * (s * (srs - omz * r_z)), -w_s * (s * (srs + z * r_z)), w_s * (1 - r - srs), w_s * (r + srs),
-                 wd * (1 - r), -wd * r]
+        u_terms.append(w_s * d.s_rs)
+        v_terms.append(w_s * d.slope)
+    if c is not None:
+        assert d.l_s is not None and d.l_z is not None
+        u_terms.append(c * d.l_s)
+        v_terms.append(c * d.l_z)
+    u, v = (sum(u_terms[1:], u_terms[0]), sum(v_terms[1:], v_terms[0]))
+    su = s * u
+    g_y1 = u if w_s is None else w_s * d.r + u
+    g_y0 = -g_y1 if w_s is None else w_s - g_y1
+    if w_s is not None:
+        wd = w_s * d.dy_zz_den
+        g_d1 = -wd * d.r
+        g_d0 = wd + g_d1
     if w_l is not None:
-        l_s = 2 / s + 2 * zz / t.nj - 2 * (1 - 2 * zz) / t.den
-        l_z = _dlogjac_dz(b, t)
-        c = w_l / (b.x1 - b.x0)
-        two = 2 * zz / t.den
-        more = [c * (s * l_s - omz * l_z), -c * (s * l_s + z * l_z), -c * l_s, c * l_s,
-                w_l * (omz**2 / t.nj - two), w_l * (z * z / t.nj - two)]
-        parts = [p + q for p, q in zip(parts, more, strict=True)] if parts else more
-    return torch.cat(parts, dim=-1).unflatten(-1, (3, -1))
+        assert d.l_d0 is not None and d.l_d1 is not None
+        l_d0, l_d1 = w_l * d.l_d0, w_l * d.l_d1
+        g_d0, g_d1 = (l_d0, l_d1) if w_s is None else (g_d0 + l_d0, g_d1 + l_d1)
+    grads = torch.cat((su - (1 - z) * v, -(su + z * v), g_y0, g_y1, g_d0, g_d1), dim=-1)
+    return v, grads.unflatten(-1, (3, -1))
 
 
 def _scatter(grads: torch.Tensor, b: _Bin, shape: torch.Size) -> torch.Tensor:
-    """Knot gradients [*shape] from per-value ones ([..., F, 3, 2M], :func:`_grads`): gather's reverse."""
+    """Knot gradients [*shape] from per-value ones ([..., F, 3, 2M], :func:`_knot_grads`): gather's reverse."""
     return grads.new_zeros(shape).scatter_add_(-1, b.both.unsqueeze(-2).expand(grads.shape), grads)
 
 
@@ -206,17 +239,12 @@ def rqs_forward_backward(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Gradients of (y, log S') = :func:`rqs_forward` given g_y = dL/dy and g_l = dL/dlog S' (``None``: 0):
     ``(dL/dx, dL/dknots or None when knots_shape is None)``.  Outside the knots y = x and log S' = 0."""
-    t = _local(b, z)
-    g_x = torch.zeros_like(z) if g_y is None else g_y
-    inside_x = g_x * t.jac if g_y is not None else g_x
-    if g_l is not None:
-        inside_x = inside_x + g_l * _dlogjac_dz(b, t) / (b.x1 - b.x0)
-    g_x = torch.where(b.inside, inside_x, g_x)
-    if knots_shape is None:
-        return g_x, None
+    d = _derivs(b, z, g_l is not None)
     w_s = None if g_y is None else torch.where(b.inside, g_y, 0.0)
     w_l = None if g_l is None else torch.where(b.inside, g_l, 0.0)
-    return g_x, _scatter(_grads(b, t, w_s, w_l), b, knots_shape)
+    dx, grads = _knot_grads(b, z, d, w_s, w_l)
+    g_x = torch.where(b.inside, dx, 0.0 if g_y is None else g_y)
+    return g_x, (None if knots_shape is None else _scatter(grads, b, knots_shape))
 
 
 def rqs_inverse_backward(
@@ -229,16 +257,18 @@ def rqs_inverse_backward(
     dx/dp = -(dS/dp at fixed x) / S'(x); log S'(x) depends on p directly and through x.  Outside the knots
     x = y: dL/dy = g_x, no knot gradient.
     """
-    t = _local(b, z)
+    d = _derivs(b, z, g_l is not None)
     h = torch.zeros_like(z) if g_x is None else g_x
     if g_l is not None:
-        h = h + g_l * _dlogjac_dz(b, t) / (b.x1 - b.x0)  # dL/dx with log S' a function of x
-    u = h / t.jac
-    g_y = torch.where(b.inside, u, torch.zeros_like(z) if g_x is None else g_x)
+        assert d.l_z is not None
+        h = h + g_l * d.l_z / (b.x1 - b.x0)  # dL/dx with log S' a function of x
+    u = h / d.slope
+    g_y = torch.where(b.inside, u, 0.0 if g_x is None else g_x)
     if knots_shape is None:
         return g_y, None
     w_l = None if g_l is None else torch.where(b.inside, g_l, 0.0)
-    return g_y, _scatter(_grads(b, t, torch.where(b.inside, -u, 0.0), w_l), b, knots_shape)
+    _, grads = _knot_grads(b, z, d, torch.where(b.inside, -u, 0.0), w_l)
+    return g_y, _scatter(grads, b, knots_shape)
 
 
 def _jacobian(
@@ -375,8 +405,7 @@ class _LayerPlan:
     hidden: tuple[tuple[torch.Tensor, torch.Tensor | None], ...]  # conditioner layers before the last
     w_out: torch.Tensor  # last conditioner layer, the rows of block B
     b_out: torch.Tensor
-    phi_a: torch.Tensor  # block A's unconstrained spline parameters (the last layer's bias), [1, F_A, 3K - 1]
-    knots_a: Knots  # their knots, [F_A, 3, K + 1]
+    knots_a: Knots  # block A's knots (from the last layer's bias), [F_A, 3, K + 1]
 
 
 @dataclass(frozen=True)
@@ -482,7 +511,6 @@ class _Layer:
             hidden=tuple(zip(weights[:-1], biases[:-1], strict=True)),
             w_out=weights[-1],
             b_out=bias[self.out_b],
-            phi_a=phi_a.unsqueeze(0),
             knots_a=self._knots(phi_a, first_order),
         )
 
@@ -505,12 +533,11 @@ class _Layer:
     def forward(self, x: torch.Tensor, plan: _LayerPlan, first_order: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """``(y, log |det dy/dx|)`` of x [B, D]: ([B, D], [B]).
 
-        Both blocks in one spline evaluation (the input of both is known): block A's parameters, the
-        bias, broadcast over the batch next to block B's, as zuko's conditioner computes them.
+        Both blocks in one spline evaluation (the input of both is known): block A's knots from the plan,
+        broadcast over the batch next to block B's.
         """
-        phi = self.conditioner(x[:, self.a], plan)
-        phi_a = plan.phi_a.expand(x.shape[0], -1, -1)
-        knots = self._knots(self._join(phi_a, phi, dim=1), first_order)
+        knots_b = self._knots(self.conditioner(x[:, self.a], plan), first_order)
+        knots = self._join(plan.knots_a.expand(x.shape[0], *plan.knots_a.shape), knots_b, dim=1)
         y, ladj = rqs_forward(x.unsqueeze(-1), knots, first_order=first_order)
         return y.squeeze(-1), ladj.squeeze(-1).sum(dim=-1)
 

@@ -42,7 +42,7 @@ from benchbed_flows.density import FlowDensity
 
 def adam(params: Iterable[torch.nn.Parameter], *, fused: bool, **kwargs: Any) -> torch.optim.Adam:
     """``torch.optim.Adam(params, **kwargs)``; ``fused`` (the engine option): torch's single-kernel
-    implementation, the same update as the default one up to floating-point rounding, at about a third of
+    implementation, the same update as the default one up to floating-point rounding, at less than half
     its cost on CPU (a flow's conditioners hold ~10^5 weights per layer)."""
     return torch.optim.Adam(params, fused=True if fused else None, **kwargs)
 

@@ -99,15 +99,15 @@ def test_bad_init_is_named() -> None:
         ShortRunEBM(init="data")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("dataset", ["gmm8", "digits"])
-def test_fused_engine_equals_reference(dataset: str) -> None:
-    """Engine option ``fused`` (hand-written chain gradients) against the reference autograd path: the MLP of
-    vector data gives the same chains and updates bit for bit, the channels-last conv tower of images agrees
-    to floating-point rounding."""
+@pytest.mark.parametrize(("dataset", "arch"), [("gmm8", "auto"), ("digits", "auto"), ("digits", "mlp")])
+def test_fused_engine_equals_reference(dataset: str, arch: str) -> None:
+    """Engine option ``fused`` (hand-written chain gradients) against the reference autograd path: an MLP
+    (vector data, or images with ``arch="mlp"``) gives the same chains and updates bit for bit, the
+    channels-last conv tower of images agrees to floating-point rounding."""
     from benchbed.contracts import Batch, EngineOptions
 
     bundle = load_dataset(dataset)
-    params = {"n_steps": 5, "n_f": 8, "hidden": 32}
+    params = {"n_steps": 5, "n_f": 8, "hidden": 32, "arch": arch}
     models = []
     for fused in (False, None):
         model = build_model("short_run_ebm", params)
@@ -124,7 +124,7 @@ def test_fused_engine_equals_reference(dataset: str) -> None:
     for model in models:
         torch.manual_seed(9)
         draws.append(model.sample(16))
-    if dataset == "gmm8":
+    if dataset == "gmm8" or arch == "mlp":
         assert outs[0] == outs[1]
         assert torch.equal(draws[0], draws[1])
         for a, b in zip(models[0].state_dict().values(), models[1].state_dict().values(), strict=True):
