@@ -177,21 +177,24 @@ class _MLPJet:
         # GELU's backward kernel on the CPU runs faster on a contiguous gradient than on the expanded
         # head row, with the same values (SiLU's gives other last bits: it keeps the expanded row).
         self._contiguous_head = len(kept) >= 2 and isinstance(kept[-2][0], nn.GELU)
-        self._head_rows_cache: torch.Tensor | None = None
+        self._head_key: tuple[Any, ...] | None = None
+        self._head_rows_cache = torch.empty(0)
 
     def _head_rows(self, head: torch.Tensor, b: int) -> torch.Tensor:
         """The head's weight row for ``b`` chains: an expanded view, or before a GELU on the CPU (its
-        oneDNN kernel) a contiguous [b, H] copy, kept while the weight keeps its values (compared on
-        every call, so that a change by any route, an optimiser step or a write through ``.data``,
-        is seen)."""
+        oneDNN kernel) a contiguous [b, H] copy, kept while the weight is unchanged.
+
+        "Unchanged" is read from the weight's version counter and storage, which every in-place
+        operation on it (an optimiser step, ``load_state_dict``) and every re-assignment (``.to``)
+        update; like autograd's saved tensors, a write through ``.data`` goes unseen.
+        """
         if not self._contiguous_head or head.device.type != "cpu":
             return head.expand(b, -1)
-        rows = self._head_rows_cache
-        if rows is None or (rows.shape[0], rows.dtype, rows.device) != (b, head.dtype, head.device):
-            rows = None
-        if rows is None or not torch.equal(rows[:1], head):
-            rows = self._head_rows_cache = head.detach().expand(b, -1).contiguous()
-        return rows
+        key = (b, head._version, head.data_ptr(), head.dtype)
+        if key != self._head_key:
+            self._head_rows_cache = head.detach().expand(b, -1).contiguous()
+            self._head_key = key
+        return self._head_rows_cache
 
     def forward(self, h: torch.Tensor, need_grad: bool, need_out: bool = True) -> tuple[torch.Tensor | None, Any]:
         """``(output or None, tape)``.  ``need_out=False`` skips a scalar head's product: the input

@@ -156,3 +156,28 @@ def test_jet_of_linear_layers_on_batched_matrices() -> None:
     assert out is not None
     torch.testing.assert_close(out, ref.detach())
     torch.testing.assert_close(jet(module).vjp(tape, v), want, rtol=1e-5, atol=1e-6)
+
+
+def test_jet_follows_weight_updates_between_calls() -> None:
+    """A jet stays valid across optimiser steps and loads: its cached head rows (GELU energy head)
+    follow every in-place update of the weights."""
+    torch.manual_seed(3)
+    f = mlp([4, 8, 8, 1], nn.GELU)
+    f_jet = jet(f)
+    z = torch.randn(5, 4)
+
+    def autograd_grad() -> torch.Tensor:
+        leaf = z.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(f(leaf).sum(), leaf)
+        return g
+
+    opt = torch.optim.SGD(f.parameters(), lr=0.5)
+    for _ in range(3):
+        _, tape = f_jet.forward(z, True, False)
+        torch.testing.assert_close(f_jet.vjp_sum(tape), autograd_grad(), rtol=1e-5, atol=1e-6)
+        opt.zero_grad()
+        f(z).pow(2).sum().backward()
+        opt.step()
+    f.load_state_dict(mlp([4, 8, 8, 1], nn.GELU).state_dict())
+    _, tape = f_jet.forward(z, True, False)
+    torch.testing.assert_close(f_jet.vjp_sum(tape), autograd_grad(), rtol=1e-5, atol=1e-6)
