@@ -136,7 +136,8 @@ class _DigitsNetG(nn.Module):
 
 class _InterleavingLoader:
     """Stands in for ``DataLoader`` inside the official ``train()``: fixed batches, and between two
-    official iterations one timed call of each of ``steps`` (benchbed's), a pause around each."""
+    official iterations one timed call of each of ``steps`` (benchbed's), a pause around each, in an
+    order that rotates from one iteration to the next (the first after a pause runs a little faster)."""
 
     def __init__(
         self, dataset: Any, batch_size: int, steps: dict[str, Callable[[], Any]], log: dict[str, list[list[float]]]
@@ -155,7 +156,9 @@ class _InterleavingLoader:
             if i >= 1:
                 if i >= 2:  # official iteration i - 1 ran since the last hand-out (iteration 0 is not timed)
                     times["official"].append(time.perf_counter() - handed_out)
-                for name, step in self.steps.items():
+                names = list(self.steps)
+                for name in names[i % len(names) :] + names[: i % len(names)]:  # each goes first in turn
+                    step = self.steps[name]
                     time.sleep(SETTLE_S)
                     t = time.perf_counter()
                     step()
