@@ -34,25 +34,25 @@ missing (FID is never computed here).  ``pygrid`` is imported from the official 
 was needed with torch 2.14: ``torch.autograd.Variable``, ``torch.nn.utils.spectral_norm`` and
 ``ExponentialLR.step(epoch=...)`` still work (the last one with deprecation warnings).
 
-**Timing, interleaved.**  Each epoch of the official loop is one round.  Between two official
-iterations the loader runs one benchbed ``lebm.train_step`` at the same configuration (digits: MLP
-generator 100-256-256-64; ref32: the official 32x32 ConvT generator, ngf 64; both: energy MLP
-100-200-200-1 GELU, batch 100, K0 = 60 at s0 = 0.4, K1 = 20 at s1 = 0.1, sigma 0.3), so load on a
-shared machine hits both alike.  An official iteration is the time from the loader handing out a
-batch to the loop asking for the next one; benchbed's step runs inside the loader, outside that
-interval, with a pause of ``BENCH_SETTLE_S`` (0.03 s, not timed) before and after it: libgomp's idle
-worker threads spin for several milliseconds after a parallel region, and without the pause the
-spinning left by one side's last operation would take a core from the other side's first
-milliseconds.  Iteration 0 of every epoch is not timed (the official loop logs and runs extra
-passes there), and epoch 0 is warm-up for both.  Both run in this process with
+**Timing, interleaved.**  Each epoch of the official loop is one round.  After every ``BENCH_BLOCK``
+official iterations (5; ref32: 3) the loader runs as many consecutive benchbed ``lebm.train_step``
+calls at the same configuration (digits: MLP generator 100-256-256-64; ref32: the official 32x32
+ConvT generator, ngf 64; both: energy MLP 100-200-200-1 GELU, batch 100, K0 = 60 at s0 = 0.4, K1 = 20
+at s1 = 0.1, sigma 0.3), so that load on a shared machine hits both alike while each side runs
+back to back, as in training.  An official iteration is the time from the loader handing out a batch
+to the loop asking for the next one; benchbed's steps run inside the loader, outside that interval.
+The first iteration of every block, on either side, is a lead-in and is not timed, and so is the
+official iteration 0 of every epoch (it logs and runs extra passes); epoch 0 is warm-up for both.
+Around each benchbed block there is a pause of ``BENCH_SETTLE_S`` (0.03 s, not timed): libgomp's
+idle workers spin for milliseconds after a parallel region.  Both run in this process with
 ``torch.set_num_threads(BENCH_THREADS)`` (default 2).
 
 On a loaded machine the official loop (every operation on a two-thread OpenMP team) slows down far
 more than benchbed's (two chain sets on one intra-op thread each): the ratio is only meaningful on an
 otherwise quiet machine; the load average before and after is printed.
 
-Environment: ``BENCH_THREADS`` (2), ``BENCH_ROUNDS`` (5), ``BENCH_ITERS`` (iterations per round;
-20 digits, 3 ref32), ``BENCH_SETTLE_S`` (0.03); ``BENCH_LEBM_REF32=1`` also runs the 32x32
+Environment: ``BENCH_THREADS`` (2), ``BENCH_ROUNDS`` (5), ``BENCH_ITERS`` (official iterations per
+round; 20 digits, 3 ref32), ``BENCH_BLOCK``, ``BENCH_SETTLE_S`` (0.03); ``BENCH_LEBM_REF32=1`` also runs the 32x32
 configuration (about 8 s per official + benchbed pair of iterations).  The script form takes the
 configurations as arguments: ``... bench_lebm_official.py digits ref32``.
 """
@@ -85,8 +85,10 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 SETTLE_S = float(os.environ.get("BENCH_SETTLE_S", "0.03"))
 BATCH = 100
 CONFIGS: dict[str, dict[str, Any]] = {
-    "digits": {"shape": (1, 8, 8), "params": {"latent_dim": 100, "arch": "mlp", "hidden": (256, 256)}, "iters": 20},
-    "ref32": {"shape": (3, 32, 32), "params": {"latent_dim": 100, "arch": "ref32", "ngf": 64}, "iters": 3},
+    "digits": {
+        "shape": (1, 8, 8), "params": {"latent_dim": 100, "arch": "mlp", "hidden": (256, 256)}, "iters": 20, "block": 5,
+    },
+    "ref32": {"shape": (3, 32, 32), "params": {"latent_dim": 100, "arch": "ref32", "ngf": 64}, "iters": 3, "block": 3},
 }
 
 
@@ -135,40 +137,55 @@ class _DigitsNetG(nn.Module):
 
 
 class _InterleavingLoader:
-    """Stands in for ``DataLoader`` inside the official ``train()``: fixed batches, and between two
-    official iterations one timed call of each of ``steps`` (benchbed's), a pause around each, in an
-    order that rotates from one iteration to the next (the first after a pause runs a little faster)."""
+    """Stands in for ``DataLoader`` inside the official ``train()``: fixed batches, and after every
+    ``block`` official iterations a block of ``block`` consecutive calls of each of ``steps``
+    (benchbed's), the steps taking turns going first.  The first iteration of every block, on either
+    side, is a lead-in and is not timed."""
 
     def __init__(
-        self, dataset: Any, batch_size: int, steps: dict[str, Callable[[], Any]], log: dict[str, list[list[float]]]
+        self,
+        dataset: Any,
+        batch_size: int,
+        steps: dict[str, Callable[[], Any]],
+        log: dict[str, list[list[float]]],
+        block: int,
     ) -> None:
         x, y = dataset.tensors
         self.batches = [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-        self.steps, self.log = steps, log
+        self.steps, self.log, self.block = steps, log, max(2, block)
+        self.blocks_run = 0
 
     def __len__(self) -> int:
         return len(self.batches)
+
+    def _benchbed_blocks(self, times: dict[str, list[float]]) -> None:
+        names = list(self.steps)
+        k = self.blocks_run % len(names)
+        for name in names[k:] + names[:k]:
+            time.sleep(SETTLE_S)
+            for j in range(self.block):
+                t = time.perf_counter()
+                self.steps[name]()
+                if j > 0:
+                    times[name].append(time.perf_counter() - t)
+        self.blocks_run += 1
+        time.sleep(SETTLE_S)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         times: dict[str, list[float]] = {name: [] for name in ("official", *self.steps)}
         handed_out = 0.0
         for i, batch in enumerate(self.batches):
             if i >= 1:
-                if i >= 2:  # official iteration i - 1 ran since the last hand-out (iteration 0 is not timed)
+                if (i - 1) % self.block:  # official iteration i - 1 ran since the hand-out, not a lead-in
                     times["official"].append(time.perf_counter() - handed_out)
-                names = list(self.steps)
-                for name in names[i % len(names) :] + names[: i % len(names)]:  # each goes first in turn
-                    step = self.steps[name]
-                    time.sleep(SETTLE_S)
-                    t = time.perf_counter()
-                    step()
-                    times[name].append(time.perf_counter() - t)
-                time.sleep(SETTLE_S)
+                if i % self.block == 0:
+                    self._benchbed_blocks(times)
             handed_out = time.perf_counter()
             yield batch
         if len(self.batches) >= 2:  # the loop asked past the last batch: its last iteration ended
-            times["official"].append(time.perf_counter() - handed_out)
-        if times["official"]:  # a full epoch (the x_fixed draw before the loop takes one batch only)
+            if (len(self.batches) - 1) % self.block:
+                times["official"].append(time.perf_counter() - handed_out)
+            self._benchbed_blocks(times)
             for name, values in times.items():
                 self.log.setdefault(name, []).append(values)
 
@@ -198,6 +215,7 @@ def run_side_by_side(
     if root is None:
         raise RuntimeError(why)
     iters = iters or int(os.environ.get("BENCH_ITERS", CONFIGS[config]["iters"]))
+    block = int(os.environ.get("BENCH_BLOCK", CONFIGS[config]["block"]))
     torch.set_num_threads(THREADS)
     official = load_official(root)
     steps = steps or {"benchbed": benchbed_step(config)}
@@ -208,7 +226,7 @@ def run_side_by_side(
     log: dict[str, list[list[float]]] = {}
 
     def loader(ds: Any, batch_size: int, **_: Any) -> _InterleavingLoader:
-        return _InterleavingLoader(ds, batch_size, steps, log)
+        return _InterleavingLoader(ds, batch_size, steps, log, block)
 
     quiet = 10**9  # epoch-end plots, stats, checkpoints and FID: epoch 0 only / never
     args_job = {
@@ -243,7 +261,8 @@ def run_side_by_side(
     return {
         "config": config,
         "threads": THREADS,
-        "iters_per_round": iters - 1,
+        "iters_per_round": len(log["official"][-1]),
+        "block": block,
         "rounds": rounds_median,
         "medians": {name: statistics.median(v) for name, v in rounds_median.items()},
         "ratios": {name: statistics.median(rounds_median[name]) / statistics.median(off) for name in ours},
@@ -256,7 +275,10 @@ def run_side_by_side(
 def report(r: dict[str, Any]) -> str:
     names = list(r["rounds"])
     n_rounds = len(r["rounds"]["official"])
-    rows = [f"[{r['config']}] {r['threads']} threads, {n_rounds} rounds of {r['iters_per_round']} iterations (s/it)"]
+    rows = [
+        f"[{r['config']}] {r['threads']} threads, {n_rounds} rounds, {r['iters_per_round']} timed iterations per "
+        f"round and side in blocks of {r['block']} (s/it, medians)"
+    ]
     for i in range(n_rounds):
         cells = [f"{name} {r['rounds'][name][i]:.4f}" for name in names]
         ratios = [f"{name}/official {r['round_ratios'][name][i]:.3f}" for name in names[1:]]
