@@ -357,9 +357,9 @@ def _plateau_column(store: Store, suite: Suite, table: DatasetTable) -> None:
         return
     for row in table.rows:
         if row.kind == "model":
-            moving = verdicts.get(row.label)
-            text = "" if moving is None else ("no: " + ", ".join(moving) if moving else "yes")
-            row.cells[PLATEAU] = TableCell(value=text, mean=math.nan if moving is None else float(not moving))
+            still = verdicts.get(row.label)
+            text = "" if still is None else ("no: " + ", ".join(still) if still else "yes")
+            row.cells[PLATEAU] = TableCell(value=text, mean=math.nan if still is None else float(not still))
     table.columns.append(Column(PLATEAU, PLATEAU, None, metric=False))
 
 
