@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchbed.contracts import DatasetInfo
-from benchbed.grid import Cell, Plan, incompatibility
+from benchbed.grid import Cell, Plan, data_incompatibility, incompatibility
 from benchbed.registry import Registry
 from benchbed.store import FINISHED
 from benchbed.suite import Entry, Suite, config_hash
@@ -135,14 +135,8 @@ def not_applicable(suite: Suite, registry: Registry, infos: Mapping[str, Dataset
             caps = _capabilities(registry, model)
             for metric in suite.metrics:
                 spec = registry.metric(metric.component)
-                if reason := metric.not_asked(dataset.label):
-                    pass
-                elif caps is None:
-                    from benchbed.grid import data_incompatibility
-
-                    reason = data_incompatibility(spec, info)
-                else:
-                    reason = incompatibility(spec, caps, info)
+                reason = metric.not_asked(dataset.label) or (
+                    data_incompatibility(spec, info) if caps is None else incompatibility(spec, caps, info))
                 if reason:
                     lines.append(f"{model.label} × {metric.label} on {dataset.label}: {reason}")
     return lines

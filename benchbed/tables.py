@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchbed.plateau import plateau, run_progress
 from benchbed.published import scrub
 from benchbed.registry import Registry
 from benchbed.stats import format_number, format_with_error, not_significantly_different, summarize
@@ -334,8 +335,6 @@ def build(store: Store, suite: Suite, registry: Registry | None = None) -> Leade
 def _plateau_column(store: Store, suite: Suite, table: DatasetTable) -> None:
     """Add the :data:`PLATEAU` column (:func:`benchbed.plateau.plateau` per metric column) to the model rows
     of ``table`` when at least one of them has metric values at two or more steps."""
-    from benchbed.plateau import plateau, run_progress
-
     hashes = {e.label: config_hash(e.identity()) for e in suite.metrics}
     verdicts: dict[str, list[str]] = {}
     for row in table.rows:

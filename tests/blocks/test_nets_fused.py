@@ -105,15 +105,19 @@ def test_jet_vjp_of_a_vector_output_and_the_autograd_fallback() -> None:
     conv = conv_generator(MNIST, 3, 2)
     assert is_dense_stack(dense) and not is_dense_stack(conv)
     for module in (dense, conv):
-        z = torch.randn(4, 3)
-        out, tape = jet(module).forward(z, True)
-        leaf = z.clone().requires_grad_(True)
-        ref = module(leaf)
-        v = torch.randn_like(ref)
-        (want,) = torch.autograd.grad(ref, leaf, grad_outputs=v)
-        assert out is not None
-        torch.testing.assert_close(out, ref.detach())
-        torch.testing.assert_close(jet(module).vjp(tape, v), want, rtol=1e-5, atol=1e-6)
+        _assert_jet_matches_autograd(module, torch.randn(4, 3))
+
+
+def _assert_jet_matches_autograd(module: nn.Module, z: torch.Tensor) -> None:
+    """``jet(module)``'s forward value and VJP (random cotangent) equal autograd's."""
+    out, tape = jet(module).forward(z, True)
+    leaf = z.clone().requires_grad_(True)
+    ref = module(leaf)
+    v = torch.randn_like(ref)
+    (want,) = torch.autograd.grad(ref, leaf, grad_outputs=v)
+    assert out is not None
+    torch.testing.assert_close(out, ref.detach())
+    torch.testing.assert_close(jet(module).vjp(tape, v), want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("act", [nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Tanh])
@@ -147,15 +151,7 @@ def test_jet_of_linear_layers_on_batched_matrices() -> None:
     """Inputs with more than two dimensions take F.linear and matmul: the same values and VJP."""
     torch.manual_seed(2)
     module = nn.Sequential(nn.Linear(3, 6), nn.GELU(), nn.Linear(6, 4, bias=False), nn.Tanh())
-    z = torch.randn(2, 5, 3)
-    out, tape = jet(module).forward(z, True)
-    leaf = z.clone().requires_grad_(True)
-    ref = module(leaf)
-    v = torch.randn_like(ref)
-    (want,) = torch.autograd.grad(ref, leaf, grad_outputs=v)
-    assert out is not None
-    torch.testing.assert_close(out, ref.detach())
-    torch.testing.assert_close(jet(module).vjp(tape, v), want, rtol=1e-5, atol=1e-6)
+    _assert_jet_matches_autograd(module, torch.randn(2, 5, 3))
 
 
 def test_jet_follows_weight_updates_between_calls() -> None:

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 import torch
 
+from benchbed.contracts import Batch
+
 
 def gaussian_mmd2(a: torch.Tensor, b: torch.Tensor) -> float:
     """Biased (V-statistic) MMD^2 with one Gaussian kernel exp(-d^2 / h).
@@ -42,3 +44,17 @@ def recon_and_sample_mmd(model: Any, bundle: Any, n: int = 300) -> tuple[float, 
 @pytest.fixture
 def scores() -> Callable[[Any, Any], tuple[float, float]]:
     return recon_and_sample_mmd
+
+
+def assert_same_training(fused: Any, plain: Any, batch: Batch, steps: int = 3) -> None:
+    """Train ``fused`` and ``plain`` (the same model, engine paths fused and plain) in lockstep from the
+    same seeds: their training statistics agree to 1e-4 and their weights to 1e-5 after ``steps``."""
+    for step in range(steps):
+        torch.manual_seed(100 + step)
+        stats_fused = fused.train_step(batch, step)
+        torch.manual_seed(100 + step)
+        stats_plain = plain.train_step(batch, step)
+        for k, v in stats_plain.items():
+            assert stats_fused[k] == pytest.approx(v, rel=1e-4, abs=1e-4), (step, k)
+    for (name, p), q in zip(fused.named_parameters(), plain.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-5), name

@@ -13,6 +13,7 @@ from benchbed.blocks.gaussian import std_normal_log_prob
 from benchbed.contracts import Batch, Budget, DataBundle, DatasetInfo, EngineOptions, Split
 from benchbed.testing import bound_sampler, build_model, fit, load_dataset
 from benchbed.training import setup_model
+from tests.ebm.conftest import assert_same_training
 
 # CPU test scale: small nets and short chains, learning rates raised so that a few hundred steps learn.
 SMALL = {"latent_dims": (16, 8), "cond_width": 64, "cond_layers": 2, "ebm_widths": (64, 32), "hidden": 64,
@@ -174,15 +175,7 @@ def test_fused_and_plain_engines_give_the_same_chains_and_training(digits, schem
         assert torch.allclose(a, b, atol=1e-5), float((a - b).abs().max())
     assert all(p.requires_grad and p.grad is None for p in fused.parameters())
     batch = Batch(x, None, torch.arange(32))
-    for step in range(3):
-        torch.manual_seed(100 + step)
-        stats_fused = fused.train_step(batch, step)
-        torch.manual_seed(100 + step)
-        stats_plain = plain.train_step(batch, step)
-        for k, v in stats_plain.items():
-            assert stats_fused[k] == pytest.approx(v, rel=1e-4, abs=1e-4), (step, k)
-    for (name, p), q in zip(fused.named_parameters(), plain.parameters(), strict=True):
-        assert torch.allclose(p, q, atol=1e-5), name
+    assert_same_training(fused, plain, batch)
 
 
 def _assert_learned(untrained, model, bundle, scores) -> None:

@@ -13,6 +13,7 @@ from benchbed.contracts import Batch, Budget, EngineOptions
 from benchbed.testing import bound_sampler, build_model, fit, load_dataset
 from benchbed.training import setup_model
 from benchbed_ebm.svebm import mutual_information
+from tests.ebm.conftest import assert_same_training
 
 SMALL = {"latent_dim": 32}  # official-shaped nets at their CPU sizes; chains shortened below
 ROLES = {"prior": {"n_steps": 20}}
@@ -70,15 +71,7 @@ def test_fused_and_plain_engines_give_the_same_chains_and_training(digits) -> No
     assert not a.requires_grad and torch.allclose(a, b, atol=1e-5), float((a - b).abs().max())
     assert all(p.requires_grad and p.grad is None for p in fused.ebm.parameters())
     batch = Batch(digits.train.x[:32], digits.train.y[:32], torch.arange(32))
-    for step in range(3):
-        torch.manual_seed(100 + step)
-        stats_fused = fused.train_step(batch, step)
-        torch.manual_seed(100 + step)
-        stats_plain = plain.train_step(batch, step)
-        for k, v in stats_plain.items():
-            assert stats_fused[k] == pytest.approx(v, rel=1e-4, abs=1e-4), (step, k)
-    for (name, p), q in zip(fused.named_parameters(), plain.parameters(), strict=True):
-        assert torch.allclose(p, q, atol=1e-5), name
+    assert_same_training(fused, plain, batch)
 
 
 def test_svebm_learns_digits_with_10_labels_per_class(digits, mmd2) -> None:

@@ -296,24 +296,24 @@ def iwae_gap_of_scaled_gaussian(dim: int, ratio: float, k: int, reps: int = 2000
 # ---------------------------------------------------------------------------------------------------
 # fixtures
 
-@pytest.fixture(scope="module")
-def gmm8_flow(gmm8: DataBundle) -> Any:
+def _train_flow(label: str, data: DataBundle, steps: int, params: dict[str, Any]) -> Any:
+    """A flow trained on ``data`` from seed 0 on one thread (the training time is printed)."""
     torch.set_num_threads(1)
     torch.manual_seed(0)
     start = time.perf_counter()
-    model, _ = fit("flow", gmm8, steps=GMM_STEPS, batch_size=128, params=GMM_PARAMS)
-    print(f"\n[gmm8] flow trained in {time.perf_counter() - start:.1f}s")
+    model, _ = fit("flow", data, steps=steps, batch_size=128, params=params)
+    print(f"\n[{label}] flow trained in {time.perf_counter() - start:.1f}s")
     return model
+
+
+@pytest.fixture(scope="module")
+def gmm8_flow(gmm8: DataBundle) -> Any:
+    return _train_flow("gmm8", gmm8, GMM_STEPS, GMM_PARAMS)
 
 
 @pytest.fixture(scope="module")
 def digits_flow(digits: DataBundle) -> Any:
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    start = time.perf_counter()
-    model, _ = fit("flow", digits, steps=DIGITS_STEPS, batch_size=128, params=DIGITS_PARAMS)
-    print(f"\n[digits] flow trained in {time.perf_counter() - start:.1f}s")
-    return model
+    return _train_flow("digits", digits, DIGITS_STEPS, DIGITS_PARAMS)
 
 
 def _show(data: str, what: str, est: MetricResult, exact: float, gap: float, se: float, secs: float,
