@@ -132,8 +132,11 @@ class HasLogPartition(HasLogPrior, Protocol):
     the :class:`HasLogPrior` methods, with ``sample_prior_base`` drawing the base ``p0``.
     """
 
-    def log_partition(self, n: int) -> tuple[float, int]:
-        """``(estimate of log ∫ exp(log_prior(z)) dz, number of samples used)`` from ``n`` base draws."""
+    def log_partition(self, n: int) -> tuple[float, int] | tuple[float, int, float]:
+        """``(estimate of log ∫ exp(log_prior(z)) dz, number of samples used)`` from ``n`` base draws,
+        optionally followed by the importance weights' effective sample size (``(Σw)² / Σw²``, in
+        ``[1, n]``), which the log-likelihood record then carries
+        (:func:`benchbed.blocks.partition.log_partition_from_base` returns all three)."""
         ...
 
 

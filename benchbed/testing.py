@@ -601,12 +601,16 @@ def _check_capabilities(name: str, model: Any, bundle: DataBundle) -> None:
             _check_tensor(who, "classify()", logits, (n, k))
         if "log_partition" in caps:
             out = _call(who, "log_partition()", model.log_partition, 256)
-            assert isinstance(out, tuple) and len(out) == 2, f"{who}: log_partition() must return (float, int)"
-            value, count = out
+            assert isinstance(out, tuple) and len(out) in (2, 3), \
+                f"{who}: log_partition() must return (float, int) or (float, int, float), got {out!r}"
+            value, count, *ess = out
             assert isinstance(value, float) and math.isfinite(value), \
                 f"{who}: log_partition() estimate {value!r} must be a finite float"
             assert isinstance(count, int) and not isinstance(count, bool) and count > 0, \
                 f"{who}: log_partition() sample count {count!r} must be a positive int"
+            # (Σw)² / Σw² lies in [1, n]; a little slack for rounding.
+            assert not ess or (isinstance(ess[0], float) and 1 - 1e-6 <= ess[0] <= count * (1 + 1e-6)), \
+                f"{who}: log_partition() effective sample size {ess[0]!r} must be a float in [1, {count}]"
         # Meaning.  log_joint leaves out an EBM prior's log Z, so the IWAE comparison needs a model
         # without log_partition.
         if q is not None and {"log_likelihood", "log_joint"} <= caps and "log_partition" not in caps:

@@ -18,6 +18,8 @@ Modules:
   class of generators with Gaussian noise and posterior dynamics.
 * :mod:`benchbed.blocks.transitions` -- Markov-chain transition kernels for samplers.
 * :mod:`benchbed.blocks.mmd` -- kernel two-sample statistics.
+* :mod:`benchbed.blocks.partition` -- importance-sampled log-normalisers with their effective
+  sample size (an EBM prior's ``log_partition``).
 
 Stability promise: the names in each module's ``__all__`` are public.  None is removed or changed
 incompatibly without a ``DeprecationWarning`` for at least one minor release first.  Anything else
@@ -26,4 +28,4 @@ incompatibly without a ``DeprecationWarning`` for at least one minor release fir
 
 from __future__ import annotations
 
-__all__ = ["chains", "fused", "gaussian", "latent", "mmd", "nets", "scaling", "transitions"]
+__all__ = ["chains", "fused", "gaussian", "latent", "mmd", "nets", "partition", "scaling", "transitions"]

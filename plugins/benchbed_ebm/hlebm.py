@@ -79,6 +79,7 @@ from annotated_types import Ge, Gt, MinLen
 from benchbed.blocks.chains import run_chains
 from benchbed.blocks.fused import GradFn, fused_log_density, is_dense_stack, jet
 from benchbed.blocks.gaussian import LOG_2PI, std_normal_log_prob
+from benchbed.blocks.partition import PartitionEstimate, log_partition_from_base
 from benchbed.blocks.scaling import DataScale
 from benchbed.contracts import Batch, Sampler, SetupContext
 from benchbed.model import LatentModel
@@ -305,13 +306,12 @@ class HLEBM(LatentModel):
         """Ancestral samples ``[n, Z]`` of the prior's Gaussian hierarchy (the EBM's base density)."""
         return self.prior.sample_base(n)
 
-    def log_partition(self, n: int) -> tuple[float, int]:
+    def log_partition(self, n: int) -> PartitionEstimate:
         """``log Z ≈ logsumexp_j sum_l f_l(z_j) - log n``, z_j from the base.
 
         Biased low (``docs/models.md#log-likelihood-with-an-ebm-prior``).
         """
-        f = self.prior.energy(self.prior.sample_base(n))
-        return float(torch.logsumexp(f, dim=0) - math.log(n)), n
+        return log_partition_from_base(self.prior.energy, self.prior.sample_base, n)
 
     def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """``log p(x | z) + log p(z)`` ``[B]`` in data-scale nats, the prior's log Z left out."""

@@ -54,6 +54,7 @@ from benchbed.blocks.chains import run_chains
 from benchbed.blocks.fused import GradFn, fused_log_density, jet
 from benchbed.blocks.gaussian import LOG_2PI, kl_to_std_normal, std_normal_log_prob
 from benchbed.blocks.nets import mlp
+from benchbed.blocks.partition import PartitionEstimate, log_partition_from_base
 from benchbed.blocks.scaling import DataScale
 from benchbed.contracts import Batch, SetupContext
 from benchbed.model import LatentModel
@@ -256,13 +257,12 @@ class SVEBM(LatentModel):
         """Draws of the base N(0, I): ``[n, d]``."""
         return torch.randn(n, self.latent_dim, device=self.device)
 
-    def log_partition(self, n: int) -> tuple[float, int]:
+    def log_partition(self, n: int) -> PartitionEstimate:
         """``log Z ≈ logsumexp_j F(z_j) - log n``, z_j ~ N(0, I).
 
         Biased low (``docs/models.md#log-likelihood-with-an-ebm-prior``).
         """
-        f = self.neg_energy(self.sample_prior_base(n))
-        return float(torch.logsumexp(f, dim=0) - math.log(n)), n
+        return log_partition_from_base(self.neg_energy, self.sample_prior_base, n)
 
     def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """``log p(x | z) + log p(z)`` in data-scale nats, the prior's log Z left out: ``[B]``."""

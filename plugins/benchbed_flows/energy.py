@@ -7,13 +7,13 @@ adding ``log |det dy/dx|``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from benchbed.blocks.nets import mlp
+from benchbed.blocks.partition import PartitionEstimate, log_mean_weight
 
 
 def energy_mlp(dim: int, hidden: tuple[int, ...]) -> nn.Module:
@@ -28,7 +28,7 @@ def log_partition_is(
     n: int,
     *,
     batch: int = 10_000,
-) -> tuple[float, float]:
+) -> PartitionEstimate:
     """Importance-sampling estimate of log Z = log ∫ exp(u(y)) dy with a normalised proposal q.
 
         log Ẑ = logsumexp_i [u(y_i) - log q(y_i)] - log n,     y_i ~ q,
@@ -43,7 +43,7 @@ def log_partition_is(
         batch: draws per chunk (memory).
 
     Returns:
-        ``(log Ẑ, effective sample size)``, the ESS (sum w)^2 / sum w^2 saying how many draws the
+        ``(log Ẑ, n, effective sample size)``, the ESS (sum w)^2 / sum w^2 saying how many draws the
         weights are worth (n for a perfect proposal).
     """
     logw = []
@@ -53,7 +53,5 @@ def log_partition_is(
         y, log_q = sample_proposal(m)
         logw.append((log_unnormalised(y) - log_q).double())
         done += m
-    w = torch.cat(logw)
-    log_z = float(torch.logsumexp(w, 0) - math.log(n))
-    ess = float(torch.exp(2 * torch.logsumexp(w, 0) - torch.logsumexp(2 * w, 0)))
-    return log_z, ess
+    log_z, ess = log_mean_weight(torch.cat(logw))
+    return PartitionEstimate(log_z, n, ess)

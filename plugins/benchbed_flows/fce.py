@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from annotated_types import Ge, Gt, Interval
 from torch import nn
 
+from benchbed.blocks.partition import PartitionEstimate
 from benchbed.contracts import Batch, Capability, SetupContext
 from benchbed.model import LatentModel
 from benchbed_flows.density import FlowDensity, std_normal_log_prob
@@ -174,18 +175,16 @@ class FCE(LatentModel):
 
     # -- EBM normaliser and likelihood ------------------------------------------------------------------
     @torch.no_grad()
-    def ebm_log_partition(self, n: int | None = None) -> tuple[float, float, int]:
+    def ebm_log_partition(self, n: int | None = None) -> PartitionEstimate:
         """log Z of exp(u) over the data scale by importance sampling from the flow (not exact).
 
         Z = ∫ exp(u(x)) dx = ∫ exp(g(y)) N(y; 0, I) dy (the Jacobian cancels), estimated by
         :func:`benchbed_flows.energy.log_partition_is` with y ~ q_α: biased low for log Z.
 
         Returns:
-            ``(log Ẑ, effective sample size, n)``.
+            ``(log Ẑ, n, effective sample size)``.
         """
-        n = n or self.partition_samples
-        log_z, ess = log_partition_is(self.log_unnormalised_y, self.density.sample_y, n)
-        return log_z, ess, n
+        return log_partition_is(self.log_unnormalised_y, self.density.sample_y, n or self.partition_samples)
 
     @torch.no_grad()
     def ebm_log_likelihood(self, x: torch.Tensor, n: int | None = None) -> torch.Tensor:

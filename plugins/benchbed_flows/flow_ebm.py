@@ -51,6 +51,7 @@ from annotated_types import Ge, Gt, Interval
 
 from benchbed.blocks.chains import frozen
 from benchbed.blocks.fused import jet
+from benchbed.blocks.partition import PartitionEstimate
 from benchbed.contracts import Batch, Capability, Sampler, SetupContext
 from benchbed.model import LatentModel
 from benchbed_flows.coupling import FlowPlan
@@ -191,11 +192,9 @@ class FlowEBM(LatentModel):
 
     # -- normaliser -----------------------------------------------------------------------------------
     @torch.no_grad()
-    def ebm_log_partition(self, n: int = 100_000) -> tuple[float, float, int]:
-        """log Z = log E_q[exp f] by importance sampling from q (biased low): ``(log Ẑ, ESS, n)``."""
-        log_z, ess = log_partition_is(
-            lambda y: self.tilt(y) + self.density.log_prob_y(y), self.density.sample_y, n)
-        return log_z, ess, n
+    def ebm_log_partition(self, n: int = 100_000) -> PartitionEstimate:
+        """log Z = log E_q[exp f] by importance sampling from q (biased low): ``(log Ẑ, n, ESS)``."""
+        return log_partition_is(lambda y: self.tilt(y) + self.density.log_prob_y(y), self.density.sample_y, n)
 
     @torch.no_grad()
     def ebm_log_likelihood(self, x: torch.Tensor, n: int = 100_000) -> torch.Tensor:

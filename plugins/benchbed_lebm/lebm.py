@@ -14,7 +14,6 @@ log p(x|z) + f(z) + log N(z) (K1=20, s1=0.1).  Losses follow the official code:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import Annotated, Any
@@ -28,6 +27,7 @@ from benchbed.blocks.fused import fused_log_density, is_dense_stack, jet
 from benchbed.blocks.gaussian import std_normal_log_prob
 from benchbed.blocks.latent import GENERATOR_CAPABILITIES, DynamicsGenerator
 from benchbed.blocks.nets import ARCHS, build_generator, resolve_arch
+from benchbed.blocks.partition import PartitionEstimate, log_partition_from_base
 from benchbed.contracts import Batch, Capability, SetupContext
 from benchbed_lebm.nets import EnergyMLP, Ref32Generator
 
@@ -166,15 +166,13 @@ class LEBM(DynamicsGenerator):
         z0 = torch.randn(n, self.latent_dim, device=self.device, generator=generator)
         return run_chains(self.prior_sampler, log_density, z0, self.energy, generator=generator).z
 
-    def log_partition(self, n: int | None = None) -> tuple[float, int]:
+    def log_partition(self, n: int | None = None) -> PartitionEstimate:
         """log Z = log E_{N(0,I)}[exp f(z)] ~ logsumexp_j f(z_j) - log J, z_j ~ N(0, I).
 
-        Unbiased for Z, biased low for log Z (Jensen).  Returns ``(estimate, J)``.
+        Unbiased for Z, biased low for log Z (Jensen).  Returns ``(estimate, J, ESS)``.
         """
         n = self.partition_samples if n is None else n
-        with torch.no_grad():
-            fs = torch.cat([self.energy(self.sample_prior_base(min(4096, n - i))) for i in range(0, n, 4096)])
-        return float(torch.logsumexp(fs, 0) - math.log(n)), n
+        return log_partition_from_base(self.energy, self.sample_prior_base, n, chunk=4096)
 
     # --------------------------------------------------------------------------- training
     def _set_lr(self, step: int) -> None:

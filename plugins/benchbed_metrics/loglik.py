@@ -15,8 +15,10 @@ Conventions the estimators rely on (the capability protocols of ``benchbed.contr
 ``log_joint(x, z) - log_prior(z) = log p(x | z)`` normalised in x; without ``log_partition`` the prior
 ``exp(log_prior)`` is normalised and ``sample_prior_base`` draws it exactly.  With an EBM prior
 (``log_partition``), ``log_prior`` is ``f(z) + log p0(z)`` and ``log_partition(n)`` returns ``(log Z, n)``
-for ``Z = int exp(log_prior)``; IWAE and AIS then estimate ``log int exp(log_joint) dz = log p(x) + log Z``
-and subtract ``log Zhat``.
+or ``(log Z, n, ESS)`` for ``Z = int exp(log_prior)``; IWAE and AIS then estimate
+``log int exp(log_joint) dz = log p(x) + log Z`` and subtract ``log Zhat``.  The record keeps the draw count
+(``partition_samples``) and, when the model reports it, the weights' effective sample size
+(``partition_ess``), with a ``warning`` below :data:`MIN_PARTITION_ESS`.
 AIS for an EBM prior starts from a diagonal Gaussian fitted to base samples (it must be sampled exactly).
 
 Units: ``loglik`` reports nats per example (higher is better); ``loglik_bpd`` reports bits per
@@ -60,6 +62,9 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "parzen": ("sample",),
 }
 _AUTO_ORDER = ("exact", "iwae", "ais", "parzen")
+# Below this many effective draws an importance-sampled log Z is flagged: Var(Zhat / Z) ~ 1 / ESS, so
+# the standard deviation of log Zhat is about 1 / sqrt(ESS), 0.1 nats at 100 (and its bias as large).
+MIN_PARTITION_ESS = 100.0
 
 #: The spec's ``requires``: the capabilities of at least one estimator of the auto order.
 REQUIRES = AnyOf(*(_NEEDS[name] for name in _AUTO_ORDER))
@@ -242,10 +247,16 @@ class LogLikelihood:
             log_p, extra = getattr(self, f"_{name}")(model, x, device)
         settings: dict[str, Any] = {"estimator": name, **extra}
         if name in ("iwae", "ais") and "log_partition" in model.capabilities:
-            log_z, n_z = model.log_partition(self.partition_samples)
+            log_z, n_z, *rest = model.log_partition(self.partition_samples)
             log_p = log_p - float(log_z)
             settings.update(log_partition=float(log_z), partition_samples=int(n_z),
                             partition_note="log Z from base-Gaussian samples; biased low, so log p biased high")
+            if rest:  # the model reported the effective sample size of its importance weights
+                ess = float(rest[0])
+                settings["partition_ess"] = ess
+                if ess < MIN_PARTITION_ESS:
+                    settings["warning"] = (f"log Z rests on {ess:.3g} effective of {int(n_z)} base draws "
+                                           f"(< {MIN_PARTITION_ESS:g}): the estimate is unreliable")
         if not torch.isfinite(log_p).all():
             raise ValueError(f"loglik ({name}): non-finite log-likelihood estimates for {type(model).__name__}")
         return log_p, settings

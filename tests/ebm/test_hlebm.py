@@ -79,8 +79,9 @@ def test_log_partition_is_exact_for_constant_energies(tiny) -> None:
             for f, c in zip(tiny.prior.energies, (0.5, -2.0, 1.0), strict=True):
                 f[-1].weight.zero_()
                 f[-1].bias.fill_(c)
-            value, n = tiny.log_partition(64)  # Z = E_base[exp(sum_l c_l)] = exp(-0.5)
+            value, n, ess = tiny.log_partition(64)  # Z = E_base[exp(sum_l c_l)] = exp(-0.5)
             assert n == 64 and value == pytest.approx(-0.5, abs=1e-5)
+            assert ess == pytest.approx(64.0)  # equal weights: every draw counts
         finally:
             for f, (w, b) in zip(tiny.prior.energies, saved, strict=True):
                 f[-1].weight.copy_(w)

@@ -21,7 +21,7 @@ interface (``evaluate_metric("loglik", ctx, estimator=...)``), on gmm8 (2-D) and
 3. The log-partition path of EBM priors: :class:`ShiftedPrior` turns either model into an "EBM prior" model
    whose unnormalised prior is the flow's log density plus a known constant c (so log Z = c exactly), with a
    declared base p0, and ``log_partition`` implemented the way the EBM models implement it
-   (:func:`benchbed_metrics.partition.log_partition_from_base`: importance sampling from p0).  The metric's
+   (:func:`benchbed.blocks.partition.log_partition_from_base`: importance sampling from p0).  The metric's
    IWAE-logZ / AIS-logZ records must then carry log Zhat ~ c and a log-likelihood ~ the exact value.
 
 Every figure is printed (``pytest -s``); docs/flows.md, "Estimators checked against the exact likelihood",
@@ -40,9 +40,9 @@ import pytest
 import torch
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
+from benchbed.blocks.partition import PartitionEstimate, log_partition_from_base
 from benchbed.contracts import DataBundle, MetricResult
 from benchbed.testing import evaluate_metric, fit, make_eval_context
-from benchbed_metrics.partition import log_partition_from_base
 
 # The flows: the sizes of tests/flows/test_flow.py (gmm8) and test_flow_images.py (digits).
 GMM_PARAMS = {"transforms": 3, "hidden": (32, 32), "bins": 12, "lr": 5e-3}
@@ -220,13 +220,11 @@ class ShiftedPrior:
     """An EBM-prior model: ``log_prior = log p_inner(z) + c`` (= f(z) + log p0(z), f = log p_inner + c - log p0),
     so ``log Z = c`` exactly; ``sample_prior_base`` draws p0; ``log_partition`` as the EBM models compute it.
 
-    The tilts f of the last ``log_partition`` call are kept (:attr:`ess`) to report the effective sample size.
     """
 
     def __init__(self, inner: NoisyFlow | FlowKernel, base: TemperedFlowBase | GaussianBase, c: float) -> None:
         self.inner, self.base, self.c = inner, base, c
         self.capabilities = inner.capabilities | {"log_partition"}
-        self._tilts: list[torch.Tensor] = []
 
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:
         return self.inner.log_prior(z) + self.c
@@ -241,19 +239,10 @@ class ShiftedPrior:
         return self.inner.proposal(x)
 
     def _tilt(self, z: torch.Tensor) -> torch.Tensor:
-        f = self.log_prior(z) - self.base.log_prob(z)
-        self._tilts.append(f.double())
-        return f
+        return self.log_prior(z) - self.base.log_prob(z)
 
-    def log_partition(self, n: int) -> tuple[float, int]:
-        self._tilts = []
+    def log_partition(self, n: int) -> PartitionEstimate:
         return log_partition_from_base(self._tilt, self.base.sample, n)
-
-    @property
-    def ess(self) -> float:
-        """(sum w)^2 / sum w^2 of the last ``log_partition`` call."""
-        f = torch.cat(self._tilts)
-        return float(torch.exp(2 * torch.logsumexp(f, 0) - torch.logsumexp(2 * f, 0)))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -516,7 +505,7 @@ def _check_log_partition(model: ShiftedPrior, result: MetricResult, *, min_ess: 
     """log Zhat of the record against c: delta method for Zhat = mean of n weights with the measured ESS,
     E[log Zhat] = log Z - (1/ESS - 1/n) / 2, sd sqrt(1/ESS - 1/n); asserted within 4 sd (+1e-3)."""
     log_z, n = result.settings["log_partition"], result.settings["partition_samples"]
-    ess = model.ess
+    ess = result.settings["partition_ess"]  # the metric's record carries the model's ESS
     assert ess >= min_ess, f"ESS {ess:.0f} of {n}: the delta method does not hold"
     rel_var = 1 / ess - 1 / n
     bias, se = -rel_var / 2, math.sqrt(rel_var)
@@ -602,7 +591,7 @@ def test_log_partition_digits(digits: DataBundle, digits_flow: Any) -> None:
     with torch.no_grad():
         gaussian = ShiftedPrior(inner, GaussianBase(inner.sample_prior_base(20_000), diagonal=True), LOG_Z)
         start = time.perf_counter()
-        log_z, n = gaussian.log_partition(20_000)
+        log_z, n, ess = gaussian.log_partition(20_000)
     print(f"[digits] log Zhat, diagonal Gaussian base: {log_z:.4f} vs c = {LOG_Z}: {log_z - LOG_Z:+.3f} nats, "
-          f"ESS {gaussian.ess:.1f} of {n}, {time.perf_counter() - start:.1f}s")
+          f"ESS {ess:.1f} of {n}, {time.perf_counter() - start:.1f}s")
     assert log_z <= LOG_Z + 7, log_z

@@ -160,9 +160,11 @@ def test_lebm_log_partition_and_log_prior_closed_form(gmm8: Any) -> None:
     a, c = torch.tensor([0.6, -0.3]), 0.7
     model.energy = _LinearEnergy(a, c)
     torch.manual_seed(0)
-    value, count = model.log_partition(200_000)
+    value, count, ess = model.log_partition(200_000)
     assert count == 200_000
     assert abs(value - (c + 0.5 * float(a @ a))) < 0.01
+    # w = exp(a.z + c), z ~ N(0, I): E[w]^2 / E[w^2] = exp(-|a|^2)
+    assert ess / count == pytest.approx(math.exp(-float(a @ a)), rel=0.03)
     z = torch.randn(6, 2)
     ref = z @ a + c + torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(1)
     assert torch.allclose(model.log_prior(z).detach(), ref, atol=1e-5)

@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal, Normal
 
+from benchbed.blocks.partition import PartitionEstimate, log_partition_from_base
 from benchbed.contracts import DataBundle, DatasetInfo, EvalContext, Split
 from benchbed.errors import NotApplicable
 from benchbed.testing import evaluate_metric, load_dataset
 from benchbed_metrics.importance import iwae_log_marginal, prior_is_log_marginal
 from benchbed_metrics.loglik import LogLikelihood
-from benchbed_metrics.partition import log_partition_from_base
 
 
 class TrueLinearGaussian:
@@ -43,7 +43,7 @@ class TrueLinearGaussian:
     def sample_prior_base(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.L, dtype=torch.float64)
 
-    def log_partition(self, n: int) -> tuple[float, int]:
+    def log_partition(self, n: int) -> PartitionEstimate:
         return log_partition_from_base(self.tilt, self.sample_prior_base, n)
 
     def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -139,9 +139,12 @@ def test_ais_beats_prior_importance_sampling_at_equal_cost() -> None:
 
 def test_log_partition_of_quadratic_energy_matches_closed_form() -> None:
     for d, a in ((2, 1.0), (4, 0.5)):
-        est, n = log_partition_from_base(lambda z, a=a: -0.5 * a * z.pow(2).sum(1),
+        est, n, ess = log_partition_from_base(lambda z, a=a: -0.5 * a * z.pow(2).sum(1),
                                          lambda m, d=d: torch.randn(m, d, dtype=torch.float64), 100_000)
         assert n == 100_000 and est == pytest.approx(-0.5 * d * math.log1p(a), abs=0.02)
+        # Closed form of the ESS: w = exp(-a|z|^2/2) under N(0, I_d) gives n E[w]^2 / E[w^2] =
+        # n ((1 + 2a) / (1 + a)^2)^(d/2).
+        assert ess / n == pytest.approx(((1 + 2 * a) / (1 + a) ** 2) ** (d / 2), rel=0.05)
 
 
 @pytest.mark.parametrize("estimator", ["iwae", "ais"])
@@ -153,11 +156,30 @@ def test_ebm_prior_loglik_subtracts_estimated_log_partition(estimator: str, make
                         partition_samples=50_000).evaluate(make_ctx(model, bundle))
     assert res.settings["partition_samples"] == 50_000
     assert res.settings["log_partition"] == pytest.approx(-math.log(2.0), abs=0.03)  # Z = (1+a)^(-d/2)
+    # ESS/n = ((1 + 2a) / (1 + a)^2)^(d/2) = 3/4 at a = 1, d = 2: a well-spread estimate, no warning.
+    assert res.settings["partition_ess"] == pytest.approx(0.75 * 50_000, rel=0.05)
+    assert "warning" not in res.settings
     assert res.value == pytest.approx(exact, abs=0.3)
     # log Z is estimated: the value is no bound, and its tag must not say it is one
     assert res.estimator == f"{estimator.upper()}-logZ"
     if estimator == "ais":
         assert res.settings["start"] == "Gaussian fitted to prior base"
+
+
+@pytest.mark.parametrize(("answer", "ess_recorded", "warned"), [
+    ((-0.7, 1000), None, False),          # the 2-tuple form: no ESS to record
+    ((-0.7, 1000, 800.0), 800.0, False),
+    ((-0.7, 1000, 3.5), 3.5, True),       # one or two draws carry the estimate
+])
+def test_partition_ess_is_recorded_and_a_tiny_one_flagged(answer: tuple, ess_recorded: float | None, warned: bool,
+                                                          make_ctx) -> None:
+    bundle = _data(latent_dim=2, n_test=10)
+    model = _true_model(bundle, a=1.0)
+    model.log_partition = lambda n: answer  # type: ignore[method-assign]
+    res = LogLikelihood(estimator="iwae", n_examples=None, k=20).evaluate(make_ctx(model, bundle))
+    assert res.settings["log_partition"] == -0.7 and res.settings["partition_samples"] == 1000
+    assert res.settings.get("partition_ess") == ess_recorded
+    assert ("log Z rests on 3.5 effective of 1000" in res.settings.get("warning", "")) is warned
 
 
 def test_parzen_approaches_the_exact_density() -> None:
