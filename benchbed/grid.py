@@ -148,7 +148,9 @@ def plan(suite: Suite, registry: Registry) -> tuple[list[Cell], list[str]]:
                                          f"(it accepts {', '.join(spec.samplers or ())}); no cell for that pair")
                 if not accepted:
                     assert spec.default_sampler is not None
-                    accepted = [Entry(spec.default_sampler, spec.default_sampler, {}, {})]
+                    name = spec.default_sampler
+                    revision = registry.sampler(name).revision if name in registry.names("sampler") else 0
+                    accepted = [Entry(name, name, {}, {}, revision=revision)]
                 for sampler in accepted:
                     cells.append(Cell(suite.name, model, sampler, dataset, seed, budget, one_shot=spec.one_shot))
     return cells, notes

@@ -69,6 +69,13 @@ class ComponentSpec:
         test_params: small keyword parameters for the conformance checks
             (:mod:`benchbed.testing`), e.g. ``{"latent_dim": 2, "hidden": (16,)}``; merged over the
             factory's defaults so that every registered component can be checked in seconds.
+        revision: the revision of the numbers the component produces.  Bump it with a change that
+            alters them beyond rounding (a bug fix, a different computation behind the same
+            parameters): a non-zero revision is part of the identity of every suite entry using the
+            component, so the run ids of the cells of a model, sampler or data set change (stored and
+            published results of the old code are not reused: they are trained again), and for a
+            metric its settings hash (it is evaluated again on the stored models).  A change that keeps
+            the numbers (speed, wording) keeps the revision; 0 adds nothing to any identity.
     """
 
     kind: ClassVar[str] = "component"
@@ -78,6 +85,7 @@ class ComponentSpec:
     description: str = ""
     tags: tuple[str, ...] = ()
     test_params: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    revision: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -89,6 +97,8 @@ class ComponentSpec:
             raise PluginError(f"{self.kind} {self.name!r}: factory {self.factory!r} is not callable")
         if not isinstance(self.tags, tuple):
             raise PluginError(f"{self.kind} {self.name!r}: tags must be a tuple, got {type(self.tags).__name__}")
+        if not isinstance(self.revision, int) or isinstance(self.revision, bool) or self.revision < 0:
+            raise PluginError(f"{self.kind} {self.name!r}: revision must be a non-negative int, got {self.revision!r}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -71,14 +71,19 @@ class Entry:
     samplers: tuple[str, ...] | None = None
     #: (metrics) the data set labels the metric is evaluated on; ``None``: every data set of the suite
     datasets: tuple[str, ...] | None = None
+    #: the registered component's ``revision`` (:class:`benchbed.specs.ComponentSpec`)
+    revision: int = 0
 
     def identity(self) -> dict[str, Any]:
         """What defines this entry for hashing: component, parameters, roles (and, for a metric asked on
-        some data sets only, those: adding the restriction replaces the records it makes ``n/a``)."""
-        ident = {"component": self.component, "params": dict(self.params), "given": dict(self.given),
-                 "roles": {k: dict(v) for k, v in self.roles.items()}}
+        some data sets only, those: adding the restriction replaces the records it makes ``n/a``; and
+        the component's revision when it is not 0: a fixed component does not reuse old results)."""
+        ident: dict[str, Any] = {"component": self.component, "params": dict(self.params), "given": dict(self.given),
+                                 "roles": {k: dict(v) for k, v in self.roles.items()}}
         if self.datasets is not None:
             ident["datasets"] = sorted(self.datasets)
+        if self.revision:
+            ident["revision"] = self.revision
         return ident
 
     def not_asked(self, dataset: str) -> str | None:
@@ -444,7 +449,7 @@ def _axis(raw: Mapping[str, Any], axis: str, registry: Registry, where: str, loc
             resolve(spec.factory, values, what=f"{what} role {role!r}",
                     where=functools.partial(loc, f"{section}.{role}"))
         given = {k: params[k] for k in body}
-        entry = Entry(label, component, params, given, roles, budget, pairs, on)
+        entry = Entry(label, component, params, given, roles, budget, pairs, on, revision=spec.revision)
         # Two labels for one identity would share their cells: the run stored under one label would be
         # published under the other.  (Metric records are keyed by label, so metric aliases are fine.)
         twin = None if axis == "metrics" else next(
