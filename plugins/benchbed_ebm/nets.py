@@ -78,20 +78,27 @@ class Encoder(nn.Module):
     """``x_m [B, *shape] -> [B, out_dim]`` (model scale in); a conv trunk for 28/32-px images, an MLP
     on the flattened input otherwise (``conv`` overrides the rule, as for :class:`Decoder`)."""
 
-    def __init__(self, shape: Sequence[int], out_dim: int, *, width: int, conv: bool | None = None) -> None:
+    def __init__(self, shape: Sequence[int], out_dim: int, *, width: int, conv: bool | None = None,
+                 dropout: float = 0.0) -> None:
+        """``dropout``: ``nn.Dropout(dropout)`` after each hidden activation (none at 0); active in
+        training mode only."""
         super().__init__()
         self.shape = tuple(shape)
+
+        def act() -> list[nn.Module]:
+            return [nn.LeakyReLU(0.2)] + ([nn.Dropout(dropout)] if dropout > 0 else [])
+
         if uses_conv(shape) if conv is None else conv:
             c, s = shape[0], shape[1]
             w = width
             if s == 28:  # 28 -> 14 -> 7 -> 1
-                layers = [nn.Conv2d(c, w, 4, 2, 1), nn.LeakyReLU(0.2),
-                          nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2),
+                layers = [nn.Conv2d(c, w, 4, 2, 1), *act(),
+                          nn.Conv2d(w, 2 * w, 4, 2, 1), *act(),
                           nn.Conv2d(2 * w, out_dim, 7, 1, 0)]
             else:  # 32 -> 16 -> 8 -> 4 -> 1
-                layers = [nn.Conv2d(c, w, 4, 2, 1), nn.LeakyReLU(0.2),
-                          nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2),
-                          nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.LeakyReLU(0.2),
+                layers = [nn.Conv2d(c, w, 4, 2, 1), *act(),
+                          nn.Conv2d(w, 2 * w, 4, 2, 1), *act(),
+                          nn.Conv2d(2 * w, 4 * w, 4, 2, 1), *act(),
                           nn.Conv2d(4 * w, out_dim, 4, 1, 0)]
             self.net: nn.Module = nn.Sequential(*layers)
             self.conv = True
@@ -99,7 +106,8 @@ class Encoder(nn.Module):
             dim = 1
             for v in shape:
                 dim *= v
-            self.net = mlp([dim, width, width, out_dim])
+            # mlp's dropout[i] acts on Linear i's input: after the two hidden activations.
+            self.net = mlp([dim, width, width, out_dim], dropout=(0.0, dropout, dropout))
             self.conv = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

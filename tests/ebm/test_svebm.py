@@ -92,3 +92,17 @@ def test_svebm_learns_digits_with_10_labels_per_class(digits, mmd2) -> None:
     assert rec < 0.6 * mean_image and rec < 0.4 * rec0, (rec, rec0, mean_image)
     assert mmd < 0.5 * mmd0, (mmd, mmd0)
     assert acc > 0.7, acc  # chance is 0.1; 100 labels
+
+
+def test_encoder_dropout_is_the_official_and_acts_in_training_only(digits) -> None:
+    model, _ = fit("svebm", digits, steps=0, params=SMALL, roles=ROLES)
+    drops = [m for m in model.enc.modules() if isinstance(m, torch.nn.Dropout)]
+    assert [d.p for d in drops] == [0.5, 0.5]  # after both hidden layers, as the official encoder
+    x = digits.test.x[:50]
+    model.eval()
+    assert torch.equal(model.classify(x), model.classify(x))
+    model.train()
+    with torch.no_grad():
+        assert not torch.equal(model.enc(x.flatten(1)), model.enc(x.flatten(1)))
+    off, _ = fit("svebm", digits, steps=0, params={**SMALL, "enc_dropout": 0.0}, roles=ROLES)
+    assert not any(isinstance(m, torch.nn.Dropout) for m in off.enc.modules())
