@@ -70,8 +70,11 @@ def export_runs(store: Store, run_ids: Iterable[str], path: Path, suite: str) ->
     lines = [_line({"format": FORMAT, "version": VERSION, "suite": suite, "runs": len(records)})]
     for rec in records:
         preview = rec.pop("preview")
+        rec = scrub(rec)
+        # Encoded after scrubbing: base64 text may contain a machine path by chance ("/tmp" is four
+        # base64 characters), and replacing it would corrupt the image.
         rec["preview"] = None if preview is None else base64.b64encode(preview).decode("ascii")
-        lines.append(_line(scrub(rec)))
+        lines.append(_line(rec))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 

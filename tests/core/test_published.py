@@ -135,6 +135,30 @@ def test_a_damaged_portable_file_is_named(origin, tmp_path) -> None:
         published.read_runs(bad)
 
 
+def test_a_preview_whose_base64_spells_a_machine_path_survives_export(origin, tmp_path, monkeypatch) -> None:
+    """Base64 text can contain a path prefix by chance (it did: "/tmp" inside a quick-suite preview,
+    which the export turned into "$TMPDIR"); scrubbing must leave previews alone."""
+    import base64
+    import tempfile
+
+    from benchbed.store import Store
+
+    runs = origin / "leaderboards" / "s" / published.RUNS_FILE
+    store = Store(tmp_path / "fresh.sqlite")
+    published.import_runs(store, runs)
+    run_id = published.read_runs(runs)[0]["run"]["run_id"]
+    prefix = tempfile.gettempdir()  # "/tmp" here: base64 letters and "/"
+    assert all(c.isalnum() or c == "/" for c in prefix)
+    text = "AA" + prefix
+    text += "A" * (-len(text) % 4)  # a valid base64 string that holds the prefix
+    raw = base64.b64decode(text, validate=True)
+    assert prefix in base64.b64encode(raw).decode("ascii")
+    store.put_preview(run_id, raw)
+    out = published.export_runs(store, [run_id], tmp_path / "out.jsonl", "s")
+    (record,) = published.read_runs(out)
+    assert record["preview"] == raw
+
+
 def test_scrub_replaces_machine_paths(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     text = f"cannot read {Path.home() / 'data' / 'x.bin'} nor {tmp_path / 'y'}"
