@@ -267,7 +267,8 @@ def claims_for(suite: Suite, registry: Registry) -> list[SuiteClaim]:
 class Side:
     """One compared entry: its per-seed values (ordered by seed) and their estimator tags.
 
-    ``reason`` says why it has no value (empty when it has); ``n`` counts the row's runs.
+    ``reason`` says why it has no value (empty when it has); ``n`` counts the row's runs; ``warning``
+    is the table's footnote when some seed's value is marked unreliable by its metric.
     """
 
     entry: str
@@ -276,6 +277,7 @@ class Side:
     tags: set[str] = field(default_factory=set)
     n: int = 0
     reason: str = ""
+    warning: str = ""
 
     @property
     def mean(self) -> float:
@@ -449,6 +451,8 @@ def _side(store: Store, table: DatasetTable | None, claim: ClaimSpec, name: str,
     if not claim.detail:
         side.values = list(cell.values)
         side.tags = set(cell.estimator.split(" / ")) if cell.estimator else {""}
+        if cell.warned:
+            side.warning = f"{row.label}: {cell.reasons[-1]}"
         return side
     for run in filter(None, map(store.run, row.ok_run_ids)):
         record = next((m for m in run["metrics"] if m["metric"] == claim.metric and m["status"] == "ok"), None)
@@ -498,6 +502,10 @@ def evaluate(claim: SuiteClaim, board: Leaderboard, store: Store, registry: Regi
         result.reason = f"{better.row} is worse (one-sided p = {format_p(result.test.p_opposite)})"
     else:
         result.verdict = INCONCLUSIVE
+    if warnings := [s.warning for s in (better, worse) if s.warning]:
+        # A value its own metric marks unreliable (e.g. log Z from a handful of effective draws) can
+        # decide nothing, whichever way the test went.
+        result.verdict, result.reason = INCONCLUSIVE, "; ".join(warnings)
     return result
 
 

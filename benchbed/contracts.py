@@ -521,7 +521,9 @@ class MetricResult:
         value: the number in the table.
         settings: what produced the value and nothing else: estimator name, sample counts, feature
             extractor and weights hash, reference split...  Stored with the record; when empty the
-            runner records the metric entry's parameters instead.
+            runner records the metric entry's parameters instead.  A ``"warning"`` key (text) says
+            the value is unreliable (e.g. an importance-sampling estimate resting on too few
+            effective draws): tables footnote the cell with it and never mark it best.
         details: extra values kept in the store (e.g. each held-out class's AUROC).
         estimator: short tag of *what* the value is, e.g. ``"IWAE lb"`` or ``"energy"``.  Tables
             show it wherever a column is not uniform, and never rank values with different tags

@@ -100,6 +100,7 @@ class TableCell:
     best: bool = False
     tie: bool = False  # not significantly different from the best of its group
     run_ids: list[str] = field(default_factory=list)
+    warned: bool = False  # some seed's record carries a ``warning`` setting: footnoted, never best
 
     def text(self, notes: Notes) -> str:
         """Display text with its tag, seed count and note numbers (no emphasis)."""
@@ -275,7 +276,24 @@ def _metric_cell(runs: pd.DataFrame, col: Column, kind: str) -> TableCell:
     if len(ok) < n:
         reasons = list(bad["error"]) + list(vals[vals["metric_status"] != "ok"]["reason"])
         cell.reasons = [scrub(str(reasons[0])) if reasons else "some seeds missing"]
+    warnings = _warnings(ok)
+    if warnings:
+        cell.warned = True
+        seed, text = warnings[0]
+        cell.reasons.append(f"unreliable on {len(warnings)} of {len(ok)} seeds, not ranked (seed {seed}: "
+                            f"{scrub(text)})")
     return cell
+
+
+def _warnings(ok: pd.DataFrame) -> list[tuple[int, str]]:
+    """``(seed, text)`` of the records whose settings carry a ``warning``
+    (:class:`benchbed.contracts.MetricResult`), by seed."""
+    out = []
+    for _, r in ok.iterrows():
+        settings = json.loads(r["settings"]) if isinstance(r.get("settings"), str) and r["settings"] else {}
+        if isinstance(settings, dict) and settings.get("warning"):
+            out.append((int(r["seed"]), str(settings["warning"])))
+    return out
 
 
 def _mark_best(rows: list[Row], col: Column, ranks_across: bool) -> None:
@@ -285,7 +303,7 @@ def _mark_best(rows: list[Row], col: Column, ranks_across: bool) -> None:
     groups: dict[str, list[TableCell]] = {}
     for r in rows:
         c = r.cells.get(col.key)
-        if r.kind != "model" or c is None or c.status != "ok" or c.n_ok < c.n or math.isnan(c.mean):
+        if r.kind != "model" or c is None or c.status != "ok" or c.n_ok < c.n or math.isnan(c.mean) or c.warned:
             continue
         groups.setdefault("" if ranks_across else c.estimator, []).append(c)
     for members in groups.values():

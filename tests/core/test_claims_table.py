@@ -167,6 +167,16 @@ def test_verdicts_follow_welch_in_the_claimed_direction(build, fake_registry, a,
         assert result.reason.startswith("a is worse (one-sided p = ")
 
 
+def test_a_value_marked_unreliable_makes_the_claim_inconclusive(build, fake_registry) -> None:
+    """Welch would call this reproduced, but one of a's seed values carries its metric's warning."""
+    warned = {"value": 0.91, "estimator": "", "settings": {"warning": "log Z rests on 2 effective draws"}}
+    values = {"a": [(0.90, ""), warned, (0.89, "")], "b": [(0.50, ""), (0.51, ""), (0.49, "")]}
+    suite, store, board = build(values, claim_text())
+    (result,) = results(suite, store, board, fake_registry).values()
+    assert result.test is not None and result.test.p_claimed < 0.05
+    assert result.verdict == INCONCLUSIVE and "seed 1: log Z rests on 2 effective draws" in result.reason
+
+
 def test_lower_is_better_flips_the_direction(build, fake_registry) -> None:
     values = {"a": [(0.10, ""), (0.11, ""), (0.09, "")], "b": [(0.5, ""), (0.52, ""), (0.49, "")]}
     suite, store, board = build(values, claim_text(extra='metric = "fake_mse"'), metric="fake_mse")

@@ -206,19 +206,21 @@ def test_renamed_labels_follow_the_suite(make_suite, runner, fake_registry) -> N
 # -- marks on constructed values --------------------------------------------------------------------
 
 
-def _constructed(make_suite, fake_registry, tmp_path, metric: str, values: dict[str, list[tuple[float, str]]]):
-    """A store whose models (aliases of ``linear``) have the given (value, estimator tag) per seed in ``metric``."""
+def _constructed(make_suite, fake_registry, tmp_path, metric: str, values: dict[str, list[tuple]]):
+    """A store whose models (aliases of ``linear``) have the given (value, estimator tag[, warning]) per seed
+    in ``metric``."""
     n_seeds = len(next(iter(values.values())))
     body = "".join(f"[models.{m}]\ncomponent = 'linear'\nlr = {0.01 * (i + 1)}\n" for i, m in enumerate(values))
     header = HEADER.replace("seeds = [0, 1]", f"seeds = {list(range(n_seeds))}")
     suite = make_suite(body + f"[metrics.{metric}]\n", header=header, name=f"{metric}.toml")
     store = Store(tmp_path / f"{metric}.sqlite")
     for cell in plan(suite, fake_registry)[0]:
-        value, tag = values[cell.model.label][cell.seed]
+        value, tag, *warning = values[cell.model.label][cell.seed]
         store.claim(cell.run_id, cell.identity())
+        settings = {"estimator": tag, **({"warning": warning[0]} if warning else {})}
         store.finish(cell.run_id, status="ok", fields={"train_steps": 24, "n_params": 7},
                      metrics=[{"metric": metric, "component": metric, "status": "ok", "value": value,
-                               "estimator": tag, "settings": {"estimator": tag}}])
+                               "estimator": tag, "settings": settings}])
     (table,) = tables.build(store, suite, fake_registry).tables
     return table
 
@@ -265,6 +267,25 @@ def test_one_seed_makes_no_significance_claim(make_suite, fake_registry, tmp_pat
     assert table.best("fake_est") == ["a"]
     assert not any(table.cell(label, "fake_est").tie for label in values)
     assert table.cell("b", "fake_est").text(Notes()) == "0.89"  # no ± without a second seed
+
+
+def test_a_value_its_metric_marks_unreliable_is_footnoted_and_never_best(make_suite, fake_registry, tmp_path) -> None:
+    """A record whose settings carry a ``warning`` (e.g. log Z from 1.3 effective draws) keeps its value
+    in the table, footnoted with the warning and the seeds it concerns, and is ranked against nothing."""
+    values = {  # "wild" would be best by far, but one seed's estimate is marked unreliable
+        "wild": [(25.0, "IWAE-logZ", "log Z rests on 1.35 effective of 50000 base draws"), (-3.0, "IWAE-logZ")],
+        "good": [(-2.2, "IWAE-logZ"), (-2.21, "IWAE-logZ")],
+        "bad": [(-3.3, "IWAE-logZ"), (-3.31, "IWAE-logZ")],
+    }
+    table = _constructed(make_suite, fake_registry, tmp_path, "fake_est", values)
+    wild = table.cell("wild", "fake_est")
+    assert wild.warned and wild.status == "ok" and wild.mean == pytest.approx(11.0)
+    assert table.best("fake_est") == ["good"] and not wild.best and not wild.tie
+    notes = Notes()
+    text = wild.text(notes)
+    assert text.endswith("[1]") and notes.items == [
+        "unreliable on 1 of 2 seeds, not ranked (seed 0: log Z rests on 1.35 effective of 50000 base draws)"]
+    assert not table.cell("good", "fake_est").warned and not table.cell("good", "fake_est").reasons
 
 
 def test_write_produces_every_format_and_the_portable_file(filled, fake_registry, tmp_path) -> None:
