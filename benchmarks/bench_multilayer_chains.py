@@ -44,7 +44,7 @@ THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "15"))
 ITERS = 1  # training iterations per variant and round (short samples: load changes hit both alike)
 BATCH = 100
-ROLES = {"prior": {"n_steps": 30}, "posterior": {"n_steps": 20}}  # the quick suite's langevin roles
+ROLES = {"prior": {"n_steps": 30}, "posterior": {"n_steps": 20}}  # the quick suite's langevin roles before 300 steps
 #: name -> (model, data set, hyperparameters); the quick suite's cells.
 CONFIGS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "hlebm_gmm8": ("hlebm", "gmm8", {}),

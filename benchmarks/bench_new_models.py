@@ -1,7 +1,8 @@
 """Seconds per training step of the quick suite's slowest models (``flow_ebm``, ``short_run_ebm``, ``fce``,
 ``flow``): the engine's fused paths against the reference paths, measured in the same process.
 
-Settings of ``leaderboards/quick/suite.toml``: batch 100 and a 400-step budget; ``flow_ebm``'s latent
+Settings of ``leaderboards/quick/suite.toml`` when this benchmark was written (the suite now runs 300
+steps; the per-step figures do not depend on it): batch 100 and a 400-step budget; ``flow_ebm``'s latent
 chains 10 Langevin steps (its first 240 steps train the flow, the other 160 the energy: the two phases
 are timed apart and combined in the per-cell estimate), ``short_run_ebm`` 20 chain steps; the models'
 defaults otherwise; ``gmm8`` and ``digits`` as the registry loads them; one intra-op thread (a cell of
