@@ -451,8 +451,8 @@ def _side(store: Store, table: DatasetTable | None, claim: ClaimSpec, name: str,
     if not claim.detail:
         side.values = list(cell.values)
         side.tags = set(cell.estimator.split(" / ")) if cell.estimator else {""}
-        if cell.warned:
-            side.warning = f"{row.label}: {cell.reasons[-1]}"
+        if cell.warning:
+            side.warning = f"{row.label}: {cell.warning}"
         return side
     for run in filter(None, map(store.run, row.ok_run_ids)):
         record = next((m for m in run["metrics"] if m["metric"] == claim.metric and m["status"] == "ok"), None)

@@ -100,7 +100,11 @@ class TableCell:
     best: bool = False
     tie: bool = False  # not significantly different from the best of its group
     run_ids: list[str] = field(default_factory=list)
-    warned: bool = False  # some seed's record carries a ``warning`` setting: footnoted, never best
+    warning: str = ""  # footnote when some seed's record carries a ``warning`` setting: never best
+
+    @property
+    def warned(self) -> bool:
+        return bool(self.warning)
 
     def text(self, notes: Notes) -> str:
         """Display text with its tag, seed count and note numbers (no emphasis)."""
@@ -276,12 +280,10 @@ def _metric_cell(runs: pd.DataFrame, col: Column, kind: str) -> TableCell:
     if len(ok) < n:
         reasons = list(bad["error"]) + list(vals[vals["metric_status"] != "ok"]["reason"])
         cell.reasons = [scrub(str(reasons[0])) if reasons else "some seeds missing"]
-    warnings = _warnings(ok)
-    if warnings:
-        cell.warned = True
+    if warnings := _warnings(ok):
         seed, text = warnings[0]
-        cell.reasons.append(f"unreliable on {len(warnings)} of {len(ok)} seeds, not ranked (seed {seed}: "
-                            f"{scrub(text)})")
+        cell.warning = f"unreliable on {len(warnings)} of {len(ok)} seeds, not ranked (seed {seed}: {scrub(text)})"
+        cell.reasons.append(cell.warning)
     return cell
 
 
