@@ -81,7 +81,9 @@ def format_with_error(mean: float, error: float) -> str:
     """``mean ± error`` rounded to two significant digits of the error (the mean to the same place).
 
     Without a finite error the mean gets four significant digits; a zero error is shown as ``± 0``.
-    Very small or large errors use a shared power of ten: ``(1.23 ± 0.05)e-06``.
+    Very small errors and very large means use a shared power of ten, taken from the larger of the
+    two magnitudes so that the mantissa reads in [1, 10): ``(1.230 ± 0.050)e-06``,
+    ``(5.185107 ± 0.000088)e-02``.
     """
     if math.isnan(mean):
         return ""
@@ -91,7 +93,9 @@ def format_with_error(mean: float, error: float) -> str:
         return f"{format_number(mean)} ± 0"
     d = _decimals(error)
     if d > 6 or abs(mean) >= 1e7:  # exponent shared by mean and error
-        exp = math.floor(math.log10(abs(error))) + 1
+        # The mean's magnitude, not the error's, so that a tiny error on a moderate mean reads
+        # (5.185107 ± 0.000088)e-02 rather than (51851.07 ± 0.88)e-06.
+        exp = math.floor(math.log10(max(abs(mean), abs(error))))
         scale = 10.0 ** exp
         dd = _decimals(error / scale)
         return f"({mean / scale:.{dd}f} ± {error / scale:.{dd}f})e{exp:+03d}"

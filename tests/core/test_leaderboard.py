@@ -81,6 +81,9 @@ def test_cells_are_mean_and_standard_error_rounded_to_the_error(filled, fake_reg
     (1.0, 0.0, "1 ± 0"),
     (3.14159, math.nan, "3.142"),
     (2.5e-9, 3.1e-10, "(2.50 ± 0.31)e-09"),
+    (0.05185107, 8.8e-07, "(5.185107 ± 0.000088)e-02"),  # exponent from the mean, not the error
+    (1.2346e8, 3.1e6, "(1.235 ± 0.031)e+08"),
+    (-4.2e-8, 6.3e-7, "(-0.4 ± 6.3)e-07"),  # error larger than the mean: its magnitude sets the exponent
 ])
 def test_rounding_to_two_significant_digits_of_the_error(mean: float, error: float, text: str) -> None:
     assert format_with_error(mean, error) == text
