@@ -63,6 +63,12 @@ def _md(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _finding(result: ClaimResult) -> str:
+    """The claim's ``finding`` appended to its verdict cell (Markdown), or nothing."""
+    finding = " ".join(result.claim.finding.split())
+    return f". *Finding:* {finding}" if finding else ""
+
+
 def to_markdown(results: Sequence[ClaimResult]) -> str:
     """The README's ``Claims`` section (empty text when there are no claims)."""
     if not results:
@@ -72,7 +78,7 @@ def to_markdown(results: Sequence[ClaimResult]) -> str:
              "|---|---|---|---|---|---|---|"]
     for r in results:
         claim = f"`{r.claim.id}`: {r.claim.statement}"
-        verdict = f"**{r.verdict}**" + (f": {r.reason}" if r.reason else "")
+        verdict = f"**{r.verdict}**" + (f": {r.reason}" if r.reason else "") + _finding(r)
         lines.append("| " + " | ".join(_md(x) for x in (claim, r.claim.paper, r.claim.dataset, compared(r),
                                                            values_text(r), r.test_text, verdict)) + " |")
     return "\n".join(lines) + "\n"
@@ -91,7 +97,8 @@ def _csv_field(value: Any) -> str:
 
 CSV_HEADER = ["id", "paper", "statement", "dataset", "quantity", "metric", "detail", "curve", "higher_is_better",
               "better", "better_mean", "better_se", "better_n", "better_values", "worse", "worse_mean", "worse_se",
-              "worse_n", "worse_values", "t", "df", "p_one_sided", "p_two_sided", "verdict", "reason", "source"]
+              "worse_n", "worse_values", "t", "df", "p_one_sided", "p_two_sided", "verdict", "reason",
+              "finding", "source"]
 
 
 def to_csv(results: Sequence[ClaimResult]) -> str:
@@ -107,7 +114,7 @@ def to_csv(results: Sequence[ClaimResult]) -> str:
                       r.claim.detail, r.claim.curve, int(r.higher_is_better), *sides,
                       "" if t is None else _num(t.t), "" if t is None else _num(t.df),
                       "" if t is None else _num(t.p_claimed), "" if t is None else _num(t.p_two_sided),
-                      r.verdict, r.reason, r.source])
+                      r.verdict, r.reason, r.claim.finding, r.source])
     return "\n".join(",".join(_csv_field(v) for v in line) for line in lines) + "\n"
 
 
@@ -125,6 +132,7 @@ def to_records(results: Sequence[ClaimResult]) -> list[dict[str, Any]]:
             "test": None if t is None else {"t": t.t, "df": t.df, "p_one_sided": t.p_claimed,
                                             "p_opposite": t.p_opposite, "p_two_sided": t.p_two_sided},
             "test_display": r.test_text, "verdict": r.verdict, "reason": r.reason,
+            "finding": r.claim.finding,
         })
     return out
 
@@ -144,6 +152,8 @@ def to_html(results: Sequence[ClaimResult]) -> str:
     body = []
     for r in results:
         verdict = f"<strong>{html.escape(r.verdict)}</strong>" + (f": {html.escape(r.reason)}" if r.reason else "")
+        if r.claim.finding.strip():
+            verdict += f". <em>Finding:</em> {markdown_inline(' '.join(r.claim.finding.split()))}"
         cells = [f"<code>{html.escape(r.claim.id)}</code>: {html.escape(r.claim.statement)}",
                  markdown_inline(r.claim.paper), html.escape(r.claim.dataset), html.escape(compared(r)),
                  html.escape(values_text(r)), html.escape(r.test_text), verdict]

@@ -228,7 +228,8 @@ SPEC_TYPES: dict[str, type[ComponentSpec]] = {
 
 
 #: Keys of a claim's table in a claims file (``claims.toml``): the fields of :class:`ClaimSpec`.
-CLAIM_KEYS = ("paper", "statement", "dataset", "metric", "better", "worse", "detail", "curve", "higher_is_better")
+CLAIM_KEYS = ("paper", "statement", "dataset", "metric", "better", "worse", "detail", "curve", "higher_is_better",
+              "finding")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -258,6 +259,9 @@ class ClaimSpec:
             mean of the key over the points recorded in the last tenth of training.
         higher_is_better: the direction of a ``curve``; required with ``curve``, not allowed with a
             metric (the metric's spec says it).
+        finding: optional Markdown: what an investigation found about the verdict (why a claim is not
+            reproduced, with a link to the evidence); published beside the verdict, never used to
+            decide it.
 
     Raises:
         PluginError: a field has the wrong type or value; the message names the claim id, key and value.
@@ -275,12 +279,13 @@ class ClaimSpec:
     detail: str = ""
     curve: str = ""
     higher_is_better: bool | None = None
+    finding: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _NAME.match(self.id):
             raise PluginError(f"claim id {self.id!r} is invalid: use lower-case letters, digits and '_', "
                               "starting with a letter")
-        for key in ("paper", "statement", "dataset", "better", "worse", "metric", "detail", "curve"):
+        for key in ("paper", "statement", "dataset", "better", "worse", "metric", "detail", "curve", "finding"):
             value = getattr(self, key)
             if not isinstance(value, str):
                 raise PluginError(f"claim {self.id!r}: {key} = {value!r} must be a string")

@@ -29,7 +29,7 @@ from benchbed.claims import (
     parse_claims,
     welch,
 )
-from benchbed.claims_table import CLAIMS_CSV, CSV_HEADER, to_csv, to_markdown
+from benchbed.claims_table import CLAIMS_CSV, CSV_HEADER, to_csv, to_html, to_markdown, to_records
 from benchbed.errors import PluginError
 from benchbed.grid import plan
 from benchbed.plugins import load_plugins
@@ -378,6 +378,29 @@ def test_markdown_section_one_row_per_claim(evaluated) -> None:
     assert "c \\| beats b" in c_row and "c: —" in c_row
     assert c_row.endswith("| **not measured**: c: failed (RuntimeError: boom) |")
     assert to_markdown([]) == ""
+
+
+def test_a_finding_is_published_beside_the_verdict_and_never_decides_it(build, fake_registry) -> None:
+    finding = 'finding = """obs noise\nsets a floor: [evidence](docs/x.md) | ok"""\nmetric = "fake_est"'
+    values = {"a": [(0.9, ""), (0.91, ""), (0.92, "")], "b": [(0.5, ""), (0.5, ""), (0.52, "")]}
+    claims = claim_text(extra=finding) + claim_text("plain")
+    suite, store, board = build(values, claims)
+    res = evaluate_all(claims_for(suite, fake_registry), board, store, fake_registry)
+    assert [r.verdict for r in res] == [REPRODUCED, REPRODUCED]
+    row = next(line for line in to_markdown(res).splitlines() if line.startswith("| `a_beats_b`"))
+    assert row.endswith("| **reproduced**. *Finding:* obs noise sets a floor: [evidence](docs/x.md) \\| ok |")
+    plain = next(line for line in to_markdown(res).splitlines() if line.startswith("| `plain`"))
+    assert plain.endswith("| **reproduced** |")
+    rows = list(csv.DictReader(io.StringIO(to_csv(res))))
+    assert rows[0]["finding"] == "obs noise\nsets a floor: [evidence](docs/x.md) | ok" and rows[1]["finding"] == ""
+    assert to_records(res)[0]["finding"].startswith("obs noise")
+    cell = to_html(res)
+    assert '<em>Finding:</em> obs noise sets a floor: <a href="docs/x.md">evidence</a>' in cell
+
+
+def test_a_finding_must_be_text() -> None:
+    with pytest.raises(ClaimError, match="finding = 3"):
+        parse_claims(claim_text(extra='metric = "fake_est"\nfinding = 3'))
 
 
 def test_csv_has_one_line_per_claim(evaluated) -> None:
