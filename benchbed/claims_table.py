@@ -64,9 +64,8 @@ def _md(text: str) -> str:
 
 
 def _finding(result: ClaimResult) -> str:
-    """The claim's ``finding`` appended to its verdict cell (Markdown), or nothing."""
-    finding = " ".join(result.claim.finding.split())
-    return f". *Finding:* {finding}" if finding else ""
+    """The claim's ``finding`` on one line (Markdown; empty when it has none)."""
+    return " ".join(result.claim.finding.split())
 
 
 def to_markdown(results: Sequence[ClaimResult]) -> str:
@@ -78,7 +77,9 @@ def to_markdown(results: Sequence[ClaimResult]) -> str:
              "|---|---|---|---|---|---|---|"]
     for r in results:
         claim = f"`{r.claim.id}`: {r.claim.statement}"
-        verdict = f"**{r.verdict}**" + (f": {r.reason}" if r.reason else "") + _finding(r)
+        verdict = f"**{r.verdict}**" + (f": {r.reason}" if r.reason else "")
+        if finding := _finding(r):
+            verdict += f". *Finding:* {finding}"
         lines.append("| " + " | ".join(_md(x) for x in (claim, r.claim.paper, r.claim.dataset, compared(r),
                                                            values_text(r), r.test_text, verdict)) + " |")
     return "\n".join(lines) + "\n"
@@ -152,8 +153,8 @@ def to_html(results: Sequence[ClaimResult]) -> str:
     body = []
     for r in results:
         verdict = f"<strong>{html.escape(r.verdict)}</strong>" + (f": {html.escape(r.reason)}" if r.reason else "")
-        if r.claim.finding.strip():
-            verdict += f". <em>Finding:</em> {markdown_inline(' '.join(r.claim.finding.split()))}"
+        if finding := _finding(r):
+            verdict += f". <em>Finding:</em> {markdown_inline(finding)}"
         cells = [f"<code>{html.escape(r.claim.id)}</code>: {html.escape(r.claim.statement)}",
                  markdown_inline(r.claim.paper), html.escape(r.claim.dataset), html.escape(compared(r)),
                  html.escape(values_text(r)), html.escape(r.test_text), verdict]
