@@ -1,4 +1,4 @@
-"""The one rule for choosing the labelled examples of a semi-supervised cell.
+"""The one rule for choosing the labelled examples of a semi-supervised cell, and the models' handling of them.
 
 Both ``svebm`` (which trains on these labels) and the ``accuracy`` metric's logistic-regression
 reference row (which fits on them) call :func:`select_labelled`, so the two always see the same
@@ -8,8 +8,13 @@ images for the same (training split, labels per class, seed).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from typing import Any
 
 import torch
+import torch.nn.functional as F
+
+from benchbed.contracts import SetupContext
 
 
 def select_labelled(y: torch.Tensor, n_per_class: int, seed: int) -> torch.Tensor:
@@ -41,3 +46,50 @@ def index_digest(index: torch.Tensor) -> str:
     """Short SHA-256 of a sorted index set, recorded with results so two selections can be compared."""
     data = torch.sort(index.detach().cpu().to(torch.int64)).values.numpy().tobytes()
     return hashlib.sha256(data).hexdigest()[:16]
+
+
+class LabelledSubset:
+    """The labelled examples of a semi-supervised model, for a :class:`benchbed.model.LatentModel`
+    subclass (an ``nn.Module``): chosen at setup by :func:`select_labelled`, kept in the checkpoint as
+    the buffer ``labelled_index``, and the labelled step's loss.
+
+    Subclasses set ``n_labels_per_class``, ``label_seed`` and ``device`` and call
+    :meth:`_choose_labelled` in ``setup`` before ``self.to(device)``, then :meth:`_take_labelled`.
+    """
+
+    n_labels_per_class: int
+    label_seed: int | None
+    device: torch.device
+    labelled_index: torch.Tensor
+    labelled_digest: str
+
+    def _choose_labelled(self, ctx: SetupContext) -> None:
+        """Pick the labelled training indices (seed: ``label_seed``, or the cell's when it is None)."""
+        assert ctx.train.y is not None
+        seed = ctx.seed if self.label_seed is None else self.label_seed
+        index = select_labelled(ctx.train.y, self.n_labels_per_class, seed)
+        self._train = ctx.train
+        self.register_buffer("labelled_index", index)  # type: ignore[attr-defined]
+
+    def _take_labelled(self) -> None:
+        """Cache the labelled images and labels of ``labelled_index`` on the model's device."""
+        index = self.labelled_index.cpu()
+        assert self._train.y is not None
+        self.labelled_digest = index_digest(index)
+        self._x_l = self._train.x[index].to(self.device)
+        self._y_l = self._train.y[index].to(self.device)
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """After a restore the labelled index comes from the checkpoint: re-read its examples."""
+        self._take_labelled()
+
+    @property
+    def n_labelled(self) -> int:
+        """Number of labelled training examples the model was allowed to use."""
+        return int(self.labelled_index.numel())
+
+    def labelled_cross_entropy(self, logits_of: Callable[[torch.Tensor], torch.Tensor], n: int) -> torch.Tensor:
+        """Mean cross-entropy of ``logits_of(x_l) [n, K]`` on ``n`` labelled examples drawn with
+        replacement (as the official ``sample_labeled_data``); ``logits_of`` takes data-scale inputs."""
+        pick = torch.randint(0, self.n_labelled, (n,), device=self.device)
+        return F.cross_entropy(logits_of(self._x_l[pick]), self._y_l[pick])

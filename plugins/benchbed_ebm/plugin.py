@@ -1,7 +1,8 @@
 """Registers the ebm components (the same entry-point path a third-party plugin uses).
 
 Models: ``hlebm`` (multi-layer generator with a joint latent EBM prior), ``svebm`` (symbol-vector
-coupling latent EBM, semi-supervised), ``triangle`` (divergence triangle), ``short_run_ebm`` (data-space
+coupling latent EBM, semi-supervised), ``svebm_supervised`` (its classifier on the labels alone),
+``triangle`` (divergence triangle), ``short_run_ebm`` (data-space
 EBM learned with short-run MCMC from noise), ``vae_lebm`` (VAE jointly trained with an EBM on (x, z)).
 Metric: ``accuracy``.
 Model classes are imported inside the hooks so registering stays cheap.
@@ -19,6 +20,7 @@ def benchbed_register_models(register: Callable[[ModelSpec], None]) -> None:
     from benchbed_ebm.hlebm import HLEBM
     from benchbed_ebm.short_run_ebm import ShortRunEBM
     from benchbed_ebm.svebm import SVEBM
+    from benchbed_ebm.svebm_supervised import SVEBMSupervised
     from benchbed_ebm.triangle import DivergenceTriangle
     from benchbed_ebm.vae_lebm import VAELEBM
 
@@ -36,6 +38,12 @@ def benchbed_register_models(register: Callable[[ModelSpec], None]) -> None:
         uses_sampler=True, default_sampler="langevin", tags=("ebm", "semi-supervised"),
         sampler_roles=("prior",),
         description="latent EBM of symbol-vector coupling (Pang & Wu 2021), semi-supervised classifier",
+    ))
+    register(ModelSpec(
+        name="svebm_supervised", factory=SVEBMSupervised,
+        test_params={"latent_dim": 2, "hidden": 16, "channels": 4, "ebm_width": 16},
+        tags=("baseline", "semi-supervised"),
+        description="svebm's encoder and class head trained on its labels alone: the papers' supervised-only baseline",
     ))
     register(ModelSpec(
         name="triangle", factory=DivergenceTriangle,

@@ -44,7 +44,7 @@ Deviations from the official code:
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +59,7 @@ from benchbed.blocks.partition import PartitionEstimate, log_partition_from_base
 from benchbed.blocks.scaling import DataScale
 from benchbed.contracts import Batch, SetupContext
 from benchbed.model import LatentModel
-from benchbed_ebm.labels import index_digest, select_labelled
+from benchbed_ebm.labels import LabelledSubset
 from benchbed_ebm.nets import Arch, Decoder, Encoder, uses_conv
 
 #: Official prior Langevin (``e_l_steps=100``, ``e_l_step_size=0.4``).
@@ -76,7 +76,7 @@ def mutual_information(logits: torch.Tensor, eps: float = 1e-15) -> torch.Tensor
     return h_y - h_y_given_z
 
 
-class SVEBM(LatentModel):
+class SVEBM(LabelledSubset, LatentModel):
     """Symbol-vector coupling latent EBM, trained semi-supervised.  Latent codes are ``[B, latent_dim]``.
 
     Args:
@@ -135,10 +135,7 @@ class SVEBM(LatentModel):
         # f: R^d -> R^K, official 100 -> 200 -> 200 -> K (nz -> ndf -> ndf -> nez), LeakyReLU 0.2.
         self.ebm = mlp([self.latent_dim, self.ebm_width, self.ebm_width, self.n_classes])
         self.prior_sampler = ctx.sampler("prior", **PRIOR_DEFAULTS)
-        seed = ctx.seed if self.label_seed is None else self.label_seed
-        index = select_labelled(ctx.train.y, self.n_labels_per_class, seed)
-        self._train = ctx.train
-        self.register_buffer("labelled_index", index)
+        self._choose_labelled(ctx)
         self.to(ctx.device)
         self.device = ctx.device
         self.fused = ctx.engine.fused is not False  # None = on (EngineOptions)
@@ -148,23 +145,6 @@ class SVEBM(LatentModel):
             "g": torch.optim.Adam(self.gen.parameters(), lr=self.g_lr, betas=(0.5, 0.999)),
             "i": torch.optim.Adam(self.enc.parameters(), lr=self.i_lr, weight_decay=self.i_decay, betas=(0.9, 0.999)),
         }
-
-    def _take_labelled(self) -> None:
-        """Cache the labelled images and labels of ``labelled_index`` on the model's device."""
-        index = self.labelled_index.cpu()
-        assert self._train.y is not None
-        self.labelled_digest = index_digest(index)
-        self._x_l = self._train.x[index].to(self.device)
-        self._y_l = self._train.y[index].to(self.device)
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        """After a restore the labelled index comes from the checkpoint: re-read its examples."""
-        self._take_labelled()
-
-    @property
-    def n_labelled(self) -> int:
-        """Number of labelled training examples the model was allowed to use."""
-        return int(self.labelled_index.numel())
 
     # ------------------------------------------------------------------ pieces
     def _q(self, x_m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -208,9 +188,7 @@ class SVEBM(LatentModel):
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
         # 1. labelled minibatch (drawn with replacement, as ``sample_labeled_data``): updates f and q.
-        pick = torch.randint(0, self.n_labelled, (batch.x.shape[0],), device=self.device)
-        mu_l, _ = self._q(self.scale.to_model(self._x_l[pick]))
-        ce = F.cross_entropy(self.ebm(mu_l), self._y_l[pick])
+        ce = self.labelled_cross_entropy(self.classify, batch.x.shape[0])
         (self.labeled_weight * ce).backward()
         self.optimizers["e"].step()
         self.optimizers["i"].step()

@@ -16,6 +16,7 @@ SMALL_HLEBM = {"latent_dims": (4, 2), "cond_width": 32, "cond_layers": 2, "ebm_w
         ("hlebm", "digits", {**SMALL_HLEBM, "scheme": "variational"}),
         ("hlebm", "digits", {**SMALL_HLEBM, "latent_dims": (4, 3, 2)}),  # three layers
         ("svebm", "digits", {"latent_dim": 4, "hidden": 32, "ebm_width": 32}),
+        ("svebm_supervised", "digits", {"latent_dim": 4, "hidden": 32, "ebm_width": 32}),
         ("triangle", "gmm8", {"latent_dim": 2, "hidden": 32}),
         ("triangle", "digits", {"latent_dim": 4, "hidden": 32}),
     ],
@@ -23,7 +24,7 @@ SMALL_HLEBM = {"latent_dims": (4, 2), "cond_width": 32, "cond_layers": 2, "ebm_w
 def test_check_model(name: str, dataset: str, params: dict) -> None:
     model = check_model(name, dataset=dataset, params=params)
     spec = load_registry_strict().model(name)
-    assert spec.uses_sampler == (name != "triangle")
+    assert spec.uses_sampler == (name not in ("triangle", "svebm_supervised"))
     if name == "hlebm":
         assert ("proposal" in model.capabilities) == (params.get("scheme") == "variational")
 
