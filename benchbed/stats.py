@@ -28,13 +28,16 @@ class Summary:
 
 
 def summarize(values: Sequence[float]) -> Summary:
-    """Mean, standard error (std / sqrt(n), ``nan`` for n < 2) and sample std (ddof = 1)."""
+    """Mean, standard error (std / sqrt(n), ``nan`` for n < 2) and sample std (ddof = 1); both exactly 0
+    when every value is the same."""
     n = len(values)
     if n == 0:
         return Summary(math.nan, math.nan, math.nan, 0)
     mean = math.fsum(values) / n
     if n < 2:
         return Summary(mean, math.nan, math.nan, n)
+    if min(values) == max(values):  # no spread: exactly 0, not the rounding noise of the mean (~1e-16)
+        return Summary(mean, 0.0, 0.0, n)
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
     return Summary(mean, std / math.sqrt(n), std, n)
 

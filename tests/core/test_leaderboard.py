@@ -13,7 +13,7 @@ import pytest
 
 from benchbed import leaderboard, tables
 from benchbed.grid import plan
-from benchbed.stats import format_with_error
+from benchbed.stats import format_with_error, summarize
 from benchbed.store import Store
 from benchbed.tables import Notes
 
@@ -87,6 +87,14 @@ def test_cells_are_mean_and_standard_error_rounded_to_the_error(filled, fake_reg
 ])
 def test_rounding_to_two_significant_digits_of_the_error(mean: float, error: float, text: str) -> None:
     assert format_with_error(mean, error) == text
+
+
+@pytest.mark.parametrize("value", [0.76, 0.1, 1 / 3, 123.456])
+def test_identical_seed_values_have_zero_spread_not_rounding_noise(value: float) -> None:
+    """Three equal values (a model-free reference row) read ``0.7600 ± 0``, never ``(7.6…e-01 ± 8e-16)``."""
+    s = summarize([value] * 3)
+    assert s.se == 0.0 and s.std == 0.0 and s.n == 3
+    assert format_with_error(s.mean, s.se).endswith(" ± 0")
 
 
 def test_best_is_bold_among_rows_with_every_seed(filled, fake_registry) -> None:
