@@ -1,8 +1,9 @@
 """The one rule for choosing the labelled examples of a semi-supervised cell, and the models' handling of them.
 
-Both ``svebm`` (which trains on these labels) and the ``accuracy`` metric's logistic-regression
-reference row (which fits on them) call :func:`select_labelled`, so the two always see the same
-images for the same (training split, labels per class, seed).
+``svebm`` and ``svebm_supervised`` (which train on these labels, through :class:`LabelledSubset`) and
+the ``accuracy`` metric's logistic-regression reference row (which fits on them) call
+:func:`select_labelled`, so all three see the same images for the same (training split, labels per
+class, seed).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ def benchbed_register_models(register: Callable[[ModelSpec], None]) -> None:
         name="svebm_supervised", factory=SVEBMSupervised,
         test_params={"latent_dim": 2, "hidden": 16, "channels": 4, "ebm_width": 16},
         tags=("baseline", "semi-supervised"),
-        description="svebm's encoder and class head trained on its labels alone: the papers' supervised-only baseline",
+        description="svebm's encoder and class head trained on its labels alone: a supervised-only baseline for svebm",
     ))
     register(ModelSpec(
         name="triangle", factory=DivergenceTriangle,

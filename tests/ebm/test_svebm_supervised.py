@@ -1,4 +1,4 @@
-"""svebm_supervised: svebm's classifier path on the labels alone (the papers' supervised-only baseline)."""
+"""svebm_supervised: svebm's classifier path on the labels alone (a supervised-only baseline for svebm's claim)."""
 
 from __future__ import annotations
 
