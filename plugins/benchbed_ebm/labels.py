@@ -64,6 +64,12 @@ class LabelledSubset:
     labelled_index: torch.Tensor
     labelled_digest: str
 
+    @staticmethod
+    def _require_labels(ctx: SetupContext, who: str) -> None:
+        """Raise before any network is built when the data set has no class labels."""
+        if ctx.info.n_classes < 2 or ctx.train.y is None:
+            raise ValueError(f"{who}: data set {ctx.info.name!r} has no class labels (n_classes={ctx.info.n_classes})")
+
     def _choose_labelled(self, ctx: SetupContext) -> None:
         """Pick the labelled training indices (seed: ``label_seed``, or the cell's when it is None)."""
         assert ctx.train.y is not None

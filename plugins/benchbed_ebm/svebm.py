@@ -121,8 +121,7 @@ class SVEBM(LabelledSubset, LatentModel):
     # ------------------------------------------------------------------ setup
     def setup(self, ctx: SetupContext) -> None:
         info = ctx.info
-        if info.n_classes < 2 or ctx.train.y is None:
-            raise ValueError(f"svebm: data set {info.name!r} has no class labels (n_classes={info.n_classes})")
+        self._require_labels(ctx, "svebm")
         if ctx.sampler is None:
             raise ValueError("svebm: needs a sampler provider (ModelSpec uses_sampler=True)")
         conv = uses_conv(info.shape, self.arch)

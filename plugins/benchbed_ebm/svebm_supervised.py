@@ -76,9 +76,7 @@ class SVEBMSupervised(LabelledSubset, LatentModel):
 
     def setup(self, ctx: SetupContext) -> None:
         info = ctx.info
-        if info.n_classes < 2 or ctx.train.y is None:
-            raise ValueError(f"svebm_supervised: data set {info.name!r} has no class labels "
-                             f"(n_classes={info.n_classes})")
+        self._require_labels(ctx, "svebm_supervised")
         conv = uses_conv(info.shape, self.arch)
         self.scale = DataScale(info, train=ctx.train)
         self.enc = Encoder(info.shape, 2 * self.latent_dim, width=self.channels if conv else self.hidden,
