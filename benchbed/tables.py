@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -342,10 +342,11 @@ def build(store: Store, suite: Suite, registry: Registry | None = None) -> Leade
         if col not in df:
             df[col] = None
     params = differing_params(df)
+    order = row_order(suite)
     for dataset in [d.label for d in suite.datasets]:
         sub = df[df["dataset"] == dataset]
         if not sub.empty:
-            board.tables.append(_dataset_table(dataset, sub, columns, specs, params))
+            board.tables.append(_dataset_table(dataset, sub, columns, specs, params, order))
     if suite.eval_at:
         for table in board.tables:
             _plateau_column(store, suite, table)
@@ -382,10 +383,41 @@ def _plateau_column(store: Store, suite: Suite, table: DatasetTable) -> None:
     table.columns.append(Column(PLATEAU, PLATEAU, None, metric=False))
 
 
+def row_order(suite: Suite) -> dict[str, int]:
+    """``row label -> position``: model rows in the suite file's order of models, then of samplers.
+
+    The tables (and the run lists of results.csv / results.json, which follow them) must not depend on
+    the order in which cells happened to start: a suite run in parts, or from scratch with another
+    ``--jobs``, publishes the same files as a rebuild from its runs.jsonl.
+    """
+    order: dict[str, int] = {}
+    for model in suite.models:
+        order[model.label] = len(order)
+        for sampler in suite.samplers:
+            order[f"{model.label} + {sampler.label}"] = len(order)
+    return order
+
+
 def _dataset_table(dataset: str, sub: pd.DataFrame, columns: list[Column], specs: dict[str, Any],
-                   params: dict[str, str]) -> DatasetTable:
+                   params: dict[str, str], order: Mapping[str, int]) -> DatasetTable:
     rows: list[Row] = []
-    for label in dict.fromkeys(sub.sort_values("kind", ascending=False, kind="stable")["row"]):
+    # Reference rows first, in the order of the metric columns they fill; then model rows in the
+    # suite's order; labels the suite does not name (none in a current plan) last, in store order.
+    kinds = dict(zip(sub["row"], sub["kind"], strict=True))
+    seen = list(dict.fromkeys(sub["row"]))
+    column = {c.key: i for i, c in enumerate(columns)}
+    references: dict[str, int] = {}
+    for label, metric in zip(sub["row"], sub["metric"], strict=True):
+        if kinds[label] == "reference":
+            references[label] = min(references.get(label, len(column)), column.get(metric, len(column)))
+
+    def key(label: str) -> tuple[bool, int, int]:
+        if kinds[label] == "reference":
+            return False, references[label], seen.index(label)
+        return True, order.get(label, len(order)), seen.index(label)
+
+    labels = sorted(seen, key=key)
+    for label in labels:
         runs = sub[sub["row"] == label]
         kind = str(runs["kind"].iloc[0])
         first = runs.drop_duplicates("run_id").sort_values("seed", kind="stable")

@@ -214,6 +214,27 @@ def test_renamed_labels_follow_the_suite(make_suite, runner, fake_registry) -> N
     assert {r.label for r in board.tables[0].rows} == {"quick", "oracle"}  # the reference row follows the data set
 
 
+def test_rows_follow_the_suite_not_the_order_in_which_cells_ran(make_suite, fake_registry, tmp_path) -> None:
+    """A suite run in parts, or from scratch with other --jobs, must publish the same tables and files as a
+    rebuild: rows (and the run lists that follow them) in the suite's order, never in the store's."""
+    labels = ["zeta", "alpha", "mid"]  # neither alphabetical nor reversed
+    body = "".join(f"[models.{m}]\ncomponent = 'linear'\nlr = {0.01 * (i + 1)}\n" for i, m in enumerate(labels))
+    suite = make_suite(body + "[metrics.fake_mse]\n", header=HEADER, name="order.toml")
+    cells = plan(suite, fake_registry)[0]
+    csvs = []
+    for name, order in (("forward", cells), ("backward", cells[::-1])):
+        store = Store(tmp_path / f"{name}.sqlite")
+        for cell in order:  # claimed (started) in this order
+            store.claim(cell.run_id, cell.identity())
+            store.finish(cell.run_id, status="ok", fields={"train_steps": 24, "n_params": 7},
+                         metrics=[{"metric": "fake_mse", "component": "fake_mse", "status": "ok",
+                                   "value": 0.1 * labels.index(cell.model.label) + 0.01 * cell.seed}])
+        board = tables.build(store, suite, fake_registry)
+        assert [r.label for r in board.tables[0].rows] == labels, name
+        csvs.append(leaderboard.to_csv(store, board))
+    assert csvs[0] == csvs[1]
+
+
 # -- marks on constructed values --------------------------------------------------------------------
 
 
