@@ -411,12 +411,12 @@ def _dataset_table(dataset: str, sub: pd.DataFrame, columns: list[Column], specs
         if kinds[label] == "reference":
             references[label] = min(references.get(label, len(column)), column.get(metric, len(column)))
 
-    def key(label: str) -> tuple[bool, int, int]:
+    def position(label: str) -> tuple[bool, int, int]:
         if kinds[label] == "reference":
             return False, references[label], seen.index(label)
         return True, order.get(label, len(order)), seen.index(label)
 
-    labels = sorted(seen, key=key)
+    labels = sorted(seen, key=position)
     for label in labels:
         runs = sub[sub["row"] == label]
         kind = str(runs["kind"].iloc[0])
