@@ -25,9 +25,8 @@ import json
 import time
 from typing import Any
 
-import numpy as np
 import torch
-from sklearn.metrics import average_precision_score, roc_auc_score
+from _outlier_scores import scorer  # docs/investigations/, the script's own folder
 
 from benchbed import testing
 
@@ -70,11 +69,7 @@ def auprc(seed: int, held_out: int) -> dict[str, Any]:
     out: dict[str, Any] = {"experiment": "auprc", "seed": seed, "held_out": held_out,
                            "base_rate": float(positive.mean())}
 
-    def score(tag: str, s: torch.Tensor) -> None:
-        values = s.detach().numpy().astype(np.float64)
-        out[tag] = {"auprc": float(average_precision_score(positive, values)),
-                    "auroc": float(roc_auc_score(positive, values))}
-        print(tag, out[tag], flush=True)
+    score = scorer(positive, out)
 
     score("ink: -sum of pixels", -x.flatten(1).sum(1))
     for k in (20, 100):
