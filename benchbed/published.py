@@ -28,12 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from benchbed.errors import BenchbedError
+from benchbed.run_record import check_records
 from benchbed.store import Store
 
 RUNS_FILE = "runs.jsonl"
-#: Run columns a record must carry to be imported.
-REQUIRED = frozenset({"run_id", "kind", "suite", "model", "model_component", "sampler", "dataset", "seed", "status",
-                      "config", "provenance", "curves", "started_at"})
 FORMAT = "benchbed-runs"
 VERSION = 1
 
@@ -89,33 +87,31 @@ def read_runs(path: Path) -> list[dict[str, Any]]:
         raise BenchbedError(f"published results {path} is not UTF-8 text; restore the file (e.g. `git checkout -- "
                             f"{path}`)") from None
     lines = text.splitlines()
-    parsed: list[Any] = []
+    parsed: list[tuple[int, Any]] = []  # (line number in the file, JSON): blank lines keep the numbering
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            parsed.append(json.loads(line))
+            parsed.append((number, json.loads(line)))
         except json.JSONDecodeError as exc:
             raise BenchbedError(f"published results {path}: line {number} is not JSON ({exc.msg}, column "
                                 f"{exc.colno}); restore the file (e.g. `git checkout -- {path}`)") from None
-    header = parsed[0] if parsed and isinstance(parsed[0], dict) else {}
-    records = parsed[1:]
+    header = parsed[0][1] if parsed and isinstance(parsed[0][1], dict) else {}
+    numbered = parsed[1:]
     if header.get("format") != FORMAT:
         raise BenchbedError(f"published results {path}: not a {FORMAT} file (header {lines[:1]})")
     if header.get("version") != VERSION:
-        raise BenchbedError(f"published results {path}: format version {header.get('version')}, "
-                            f"this benchbed reads version {VERSION}")
-    for i, rec in enumerate(records, 2):
-        run = rec.get("run") if isinstance(rec, dict) else None
-        if not isinstance(run, dict) or not isinstance(run.get("run_id"), str) or not isinstance(
-                rec.get("metrics", []), list) or not REQUIRED <= set(run):
-            missing = sorted(REQUIRED - set(run)) if isinstance(run, dict) else ["run"]
-            raise BenchbedError(f"published results {path}: line {i} is not a run record (missing {missing})")
-        points = rec.get("eval_points", [])
-        if not isinstance(points, list) or not all(
-                isinstance(p, dict) and {"metric", "step", "train_time", "status"} <= set(p) for p in points):
-            raise BenchbedError(f"published results {path}: line {i}: eval_points must be a list of records with "
-                                "metric, step, train_time and status")
+        raise BenchbedError(f"published results {path}: format version {header.get('version')!r}, "
+                            f"this benchbed reads version {VERSION!r}")
+    count = header.get("runs")
+    if count is not None and count != len(numbered):
+        # the header is written with the file: a different count means lines were lost or added since
+        raise BenchbedError(f"published results {path}: the header announces {count!r} runs but the file holds "
+                            f"{len(numbered)} (cut off or merged by hand?); restore the file (e.g. `git checkout -- "
+                            f"{path}`), or rebuild it with `benchbed leaderboard` from a store that holds the runs")
+    check_records(numbered, str(path))
+    records = [rec for _, rec in numbered]
+    for i, rec in numbered:
         if rec.get("preview") is not None:
             try:
                 rec["preview"] = base64.b64decode(rec["preview"], validate=True)

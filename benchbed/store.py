@@ -417,6 +417,10 @@ class Store:
                 db.execute("DELETE FROM runs WHERE run_id=?", (run_id,))
             for key in ("config", "provenance", "curves"):
                 run[key] = json.dumps(run[key], sort_keys=True, default=str)
+            # Column names come from a file: only the store's own columns may reach the SQL text.
+            columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")} - set(self.LOCAL)
+            if unknown := sorted(set(run) - columns):
+                raise StoreError(f"run {run_id}: unknown field(s) {unknown} (a run has {', '.join(sorted(columns))})")
             names = ", ".join(run)
             db.execute(f"INSERT INTO runs ({names}) VALUES ({', '.join('?' * len(run))})", tuple(run.values()))
             for m in record.get("metrics", []):

@@ -44,7 +44,7 @@ COST_COLUMNS = (HYPERPARAMETERS, TRAIN_SECONDS, STEPS, PARAMETER_COUNT, SEEDS, P
 #: What each of them holds (every format explains them with these words).
 COST_MEANINGS = {HYPERPARAMETERS: "the settings that tell apart rows of one model",
                  TRAIN_SECONDS: "training wall time per seed (mean over seeds)", STEPS: "training steps",
-                 PARAMETER_COUNT: "trainable parameters", SEEDS: "seeds finished / seeds run",
+                 PARAMETER_COUNT: "trainable parameters", SEEDS: "seeds finished / seeds of the suite",
                  PLATEAU: "whether every metric has stopped moving over the last eval_at interval (the metrics "
                           "still moving, their relative change and the interval otherwise; suites with eval_at only)"}
 
@@ -248,10 +248,11 @@ def differing_params(df: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-def _metric_cell(runs: pd.DataFrame, col: Column, kind: str) -> TableCell:
-    """The cell of one row (all its runs' records) in one metric column."""
+def _metric_cell(runs: pd.DataFrame, col: Column, kind: str, expected: int = 0) -> TableCell:
+    """The cell of one row (all its runs' records) in one metric column; ``expected``: the number of seeds
+    the row should have (the suite's), so that a seed with no run at all counts as missing."""
     first = runs.drop_duplicates("run_id")
-    n = len(first)
+    n = max(len(first), expected)
     bad = first[first["run_status"].isin(["failed", "diverged"])]
     vals = runs[runs["metric"] == col.key].sort_values("seed", kind="stable")
     ok = vals[vals["metric_status"] == "ok"]
@@ -346,7 +347,7 @@ def build(store: Store, suite: Suite, registry: Registry | None = None) -> Leade
     for dataset in [d.label for d in suite.datasets]:
         sub = df[df["dataset"] == dataset]
         if not sub.empty:
-            board.tables.append(_dataset_table(dataset, sub, columns, specs, params, order))
+            board.tables.append(_dataset_table(dataset, sub, columns, specs, params, order, len(suite.seeds)))
     if suite.eval_at:
         for table in board.tables:
             _plateau_column(store, suite, table)
@@ -399,7 +400,9 @@ def row_order(suite: Suite) -> dict[str, int]:
 
 
 def _dataset_table(dataset: str, sub: pd.DataFrame, columns: list[Column], specs: dict[str, Any],
-                   params: dict[str, str], order: Mapping[str, int]) -> DatasetTable:
+                   params: dict[str, str], order: Mapping[str, int], n_seeds: int = 0) -> DatasetTable:
+    """One data set's table; ``n_seeds``: the suite's seed count, which every model row should reach
+    (a seed with no run, e.g. a run file cut short or a part not run yet, shows as missing)."""
     rows: list[Row] = []
     # Reference rows first, in the order of the metric columns they fill; then model rows in the
     # suite's order; labels the suite does not name (none in a current plan) last, in store order.
@@ -424,7 +427,7 @@ def _dataset_table(dataset: str, sub: pd.DataFrame, columns: list[Column], specs
         row = Row(label, kind, run_ids=list(first["run_id"]),
                   ok_run_ids=list(first[first["run_status"] == "ok"]["run_id"]))
         for col in columns:
-            row.cells[col.key] = _metric_cell(runs, col, kind)
+            row.cells[col.key] = _metric_cell(runs, col, kind, n_seeds if kind == "model" else 0)
         if kind == "model":
             ok = first[first["run_status"] == "ok"]
             times = summarize([float(t) for t in ok["train_time"]])
@@ -435,7 +438,7 @@ def _dataset_table(dataset: str, sub: pd.DataFrame, columns: list[Column], specs
             row.cells[STEPS] = TableCell(value=str(steps), mean=float(steps))
             count = int(first["n_params"].max())
             row.cells[PARAMETER_COUNT] = TableCell(value=f"{count:,}" if count else "", mean=float(count or math.nan))
-            row.cells[SEEDS] = TableCell(value=f"{len(ok)}/{len(first)}", mean=float(len(ok)))
+            row.cells[SEEDS] = TableCell(value=f"{len(ok)}/{max(len(first), n_seeds)}", mean=float(len(ok)))
         rows.append(row)
     table = DatasetTable(dataset, [], rows)
     for col in columns:

@@ -135,6 +135,113 @@ def test_a_damaged_portable_file_is_named(origin, tmp_path) -> None:
         published.read_runs(bad)
 
 
+def _records(origin: Path) -> list[str]:
+    return (origin / "leaderboards" / "s" / published.RUNS_FILE).read_text().splitlines()
+
+
+def test_a_file_cut_at_a_line_boundary_is_refused_not_published_as_complete(origin, tmp_path, monkeypatch,
+                                                                            capsys) -> None:
+    """Lost lines leave valid JSON: only the header's count can tell, and the tables must not shrink."""
+    clone = _clone(origin, tmp_path / "clone", "leaderboards/s")
+    lines = _records(origin)
+    (clone / published.RUNS_FILE).write_text("\n".join(lines[:-2]) + "\n")
+    before = _snapshot(clone)
+    monkeypatch.chdir(tmp_path / "clone")
+    capsys.readouterr()
+    assert cli.main(["leaderboard", "s"]) == 2
+    err = capsys.readouterr().err
+    assert f"announces {len(lines) - 1} runs but the file holds {len(lines) - 3}" in err and "runs.jsonl" in err
+    assert _snapshot(clone) == before
+
+
+def _edit(line: str, edit) -> str:
+    import json
+
+    rec = json.loads(line)
+    edit(rec)
+    return json.dumps(rec)
+
+
+def _value(rec: dict, value) -> None:
+    ok = next(m for m in rec["metrics"] if m["status"] == "ok")
+    ok["value"] = value
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda r: _value(r, "0.5"), "must be a finite number or null, got '0.5'"),
+    (lambda r: _value(r, float("nan")), "must be a finite number or null, got nan"),
+    (lambda r: _value(r, float("inf")), "must be a finite number or null, got inf"),
+    (lambda r: _value(r, None), "has status 'ok' but no value"),
+    (lambda r: r["metrics"][0].update(status="great"), "'status' must be one of ok, n/a, failed"),
+    (lambda r: r["metrics"][0].pop("metric"), r"metrics\[0\] lacks \['metric'\]"),
+    (lambda r: r["metrics"].append(dict(r["metrics"][0])), "repeats metric"),
+    (lambda r: r["run"].update(status="weird"), "run key 'status' must be a finished status"),
+    (lambda r: r["run"].update(config="garbage"), "run key 'config' must be a table"),
+    (lambda r: r["run"].update(seed="x"), "run key 'seed' must be an integer, got 'x'"),
+    (lambda r: r["run"].update(seed=True), "run key 'seed' must be an integer, got True"),
+    (lambda r: r["run"].update(foo=1), r"run has unknown key\(s\) \['foo'\]"),
+    (lambda r: r["run"].update({"status) VALUES ('x'); --": 1}), "run has unknown key"),
+    (lambda r: r.update(metrics={}), "'metrics' must be a list"),
+    (lambda r: r.update(extra=1), r"unknown key\(s\) \['extra'\]"),
+], ids=["string value", "nan", "inf", "ok without value", "metric status", "metric key missing", "metric twice",
+        "run status", "config", "seed string", "seed bool", "unknown run key", "sql in a key", "metrics type",
+        "record key"])
+def test_a_bad_record_is_refused_with_its_line_and_key(origin, tmp_path, edit, message) -> None:
+    from benchbed.errors import BenchbedError
+    from benchbed.store import Store
+
+    lines = _records(origin)
+    bad = tmp_path / "runs.jsonl"
+    bad.write_text("\n".join([lines[0], lines[1], _edit(lines[2], edit), *lines[3:]]) + "\n")
+    store = Store(tmp_path / "fresh.sqlite")
+    with pytest.raises(BenchbedError, match=message) as info:
+        published.import_runs(store, bad)
+    assert "runs.jsonl: line 3: " in str(info.value)
+    assert store.export_run(__import__("json").loads(lines[1])["run"]["run_id"]) is None  # nothing half-imported
+
+
+def test_a_run_given_twice_names_both_lines_and_blank_lines_keep_the_numbering(origin, tmp_path) -> None:
+    from benchbed.errors import BenchbedError
+
+    lines = _records(origin)
+    bad = tmp_path / "runs.jsonl"
+    header = lines[0].replace(f'"runs":{len(lines) - 1}', f'"runs":{len(lines)}')
+    bad.write_text("\n".join([header, "", lines[1], *lines[2:], _edit(lines[1], lambda r: _value(r, 1e-4))]) + "\n")
+    with pytest.raises(BenchbedError, match=rf"is on lines 3 and {len(lines) + 2}"):
+        published.read_runs(bad)
+
+
+def test_a_seed_with_no_run_counts_as_missing_in_the_tables(origin, tmp_path, monkeypatch, capsys) -> None:
+    """A row is judged against the suite's seeds, not the runs that happen to be there: a seed never run
+    (a part not run yet, a file that lost a line and was rebuilt) shows as missing and is not ranked."""
+    import json
+
+    clone = _clone(origin, tmp_path / "clone", "leaderboards/s")
+    lines = _records(origin)
+    keep = [line for line in lines[1:] if not (json.loads(line)["run"]["model"] == "linear"
+                                               and json.loads(line)["run"]["seed"] == 1)]
+    assert len(keep) == len(lines) - 2
+    header = lines[0].replace(f'"runs":{len(lines) - 1}', f'"runs":{len(keep)}')
+    (clone / published.RUNS_FILE).write_text("\n".join([header, *keep]) + "\n")
+    monkeypatch.chdir(tmp_path / "clone")
+    capsys.readouterr()
+    assert cli.main(["leaderboard", "s", "--format", "md"]) == 0
+    row = next(r for r in capsys.readouterr().out.splitlines() if r.startswith("| linear |"))
+    assert "(1/2 seeds)" in row and "| 1/2 |" in row and "**" not in row, row
+
+
+def test_the_store_refuses_a_field_it_has_no_column_for(origin, tmp_path) -> None:
+    import json
+
+    from benchbed.errors import StoreError
+    from benchbed.store import Store
+
+    rec = json.loads(_records(origin)[1])
+    rec["run"]["host"] = "elsewhere"  # a store column, but local to the machine that ran it
+    with pytest.raises(StoreError, match="unknown field"):
+        Store(tmp_path / "fresh.sqlite").import_run(rec)
+
+
 def test_a_preview_whose_base64_spells_a_machine_path_survives_export(origin, tmp_path, monkeypatch) -> None:
     """Base64 text can contain a path prefix by chance (it did: "/tmp" inside a quick-suite preview,
     which the export turned into "$TMPDIR"); scrubbing must leave previews alone."""
