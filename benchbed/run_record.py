@@ -145,5 +145,6 @@ def check_records(numbered: list[tuple[int, Any]], where: str) -> None:
         run_id = rec["run"]["run_id"]
         if run_id in lines:
             raise BenchbedError(f"published results {where}: run {run_id} is on lines {lines[run_id]} and {number}; "
-                                "a run may appear once (a hand merge?): keep one and rebuild with `benchbed leaderboard`")
+                                "a run may appear once (a hand merge?): keep one line and rebuild with "
+                                "`benchbed leaderboard`")
         lines[run_id] = number
