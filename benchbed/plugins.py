@@ -187,21 +187,28 @@ def load_plugins(
     return PluginSet(pm=pm, registry=registry, plugins=infos, failures=loader.failures)
 
 
+def _implementers(pm: pluggy.PluginManager, hook: str, loader: _Loader) -> list[tuple[str, object]]:
+    """``(name, plugin)`` of each loaded plugin that implements ``hook``, once per plugin in pluggy's call
+    order: a plugin may implement a hook several times (pluggy's ``specname``), and calling it through
+    :meth:`pluggy.PluginManager.subset_hook_caller` already runs all of its implementations."""
+    seen: dict[str, object] = {}
+    for impl in getattr(pm.hook, hook).get_hookimpls():
+        if impl.plugin_name in loader.provenance and impl.plugin_name not in seen:
+            seen[impl.plugin_name] = impl.plugin
+    return list(seen.items())
+
+
 def _collect(pm: pluggy.PluginManager, loader: _Loader) -> tuple[Registry, list[PluginInfo]]:
     """Call every plugin's register hooks with a ``register`` bound to that plugin's provenance."""
     registry = Registry()
     components: dict[str, dict[str, list[str]]] = {name: {} for name in loader.provenance}
     for kind in SPEC_TYPES:
-        caller = getattr(pm.hook, f"benchbed_register_{kind}s")
-        for impl in caller.get_hookimpls():
-            name = impl.plugin_name
-            if name not in loader.provenance:
-                continue
+        for name, plugin in _implementers(pm, f"benchbed_register_{kind}s", loader):
             prov = loader.provenance[name]
             before = set(registry.names(kind))
             try:
                 # Through pluggy (not impl.function) so BENCHBED_TRACE_PLUGINS traces every call.
-                others = [p for p in pm.get_plugins() if p is not impl.plugin]
+                others = [p for p in pm.get_plugins() if p is not plugin]
                 pm.subset_hook_caller(f"benchbed_register_{kind}s", others)(
                     register=registry.register_fn(kind, prov))
             except Exception as exc:  # noqa: BLE001 - one plugin's error must not stop the rest
@@ -228,14 +235,11 @@ def _collect_claims(pm: pluggy.PluginManager, loader: _Loader, registry: Registr
                     components: dict[str, dict[str, list[str]]]) -> None:
     """Call every plugin's ``benchbed_register_claims`` (claims are not components: ``registry.claims``)."""
     hook = "benchbed_register_claims"
-    for impl in getattr(pm.hook, hook).get_hookimpls():
-        name = impl.plugin_name
-        if name not in loader.provenance:
-            continue
+    for name, plugin in _implementers(pm, hook, loader):
         prov = loader.provenance[name]
         before = set(registry.claims)
         try:
-            others = [p for p in pm.get_plugins() if p is not impl.plugin]
+            others = [p for p in pm.get_plugins() if p is not plugin]
             pm.subset_hook_caller(hook, others)(register=registry.claim_register_fn(prov))
         except Exception as exc:  # noqa: BLE001 - one plugin's error must not stop the rest
             for added in set(registry.claims) - before:

@@ -154,6 +154,27 @@ def test_hook_raising_is_an_error_in_strict_mode(helpers) -> None:
         _load(("fake", helpers.FakePlugin()), ("halfway", _MetricsFail()), strict=True)
 
 
+class _TwoImplementations:
+    """One plugin implementing a hook twice, as pluggy allows (``specname``); also registers a claim twice."""
+
+    @hookimpl
+    def benchbed_register_models(self, register):  # noqa: ANN001, ANN201
+        register(ModelSpec(name="first_model", factory=dict))
+
+    @hookimpl(specname="benchbed_register_models")
+    def more_models(self, register):  # noqa: ANN001, ANN201
+        register(ModelSpec(name="second_model", factory=dict))
+
+
+def test_a_plugin_may_implement_a_hook_twice(helpers) -> None:
+    """Each implementation runs once: calling the plugin once per implementation ran both every time and
+    registered each name twice, which unloaded the plugin as a duplicate of itself."""
+    loaded = _load(("fake", helpers.FakePlugin()), ("twice", _TwoImplementations()), strict=True)
+    assert {"first_model", "second_model"} <= set(loaded.registry.names("model"))
+    info = next(p for p in loaded.plugins if p.name == "twice")
+    assert sorted(info.components["model"]) == ["first_model", "second_model"]
+
+
 # -- misspelled hooks ---------------------------------------------------------------------------------
 
 
