@@ -11,6 +11,7 @@ import argparse
 import json
 import signal
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -124,6 +125,23 @@ def _table_folder(args: argparse.Namespace, suite: Suite) -> Path | None:
     return suite.publish_folder or Path.cwd()
 
 
+def _check_writable(folder: Path, what: str) -> None:
+    """Raise :class:`BenchbedError` when ``folder`` (or, while it does not exist, its nearest existing
+    parent) cannot take new files: known before training, where writing the tables after the run would
+    fail with the results already computed."""
+    if folder.exists() and not folder.is_dir():
+        raise BenchbedError(f"{what} {folder}: is a file, not a folder for the tables")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise BenchbedError(f"{what} {folder}: cannot write the tables there ({exc.strerror or exc}); give a "
+                            "writable folder with --out, or --no-tables") from None
+
+
 def _sigterm_to_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -135,7 +153,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchbed.grid import plan_run
     from benchbed.runner import RunOptions
     from benchbed.suite import check_device
-    from benchbed.validate import check_data, loader
+    from benchbed.validate import check_data, check_models, loader
 
     registry = _registry()
     suite = _suite(args, registry)
@@ -145,12 +163,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name in args.track:
         registry.get("tracker", name)  # an unknown tracker: SuiteError with close matches, before any training
     load = loader(registry)
+    check_models(suite, registry)  # capability declarations, before training
     check_data(suite, registry, load)  # settings that depend on the data, before training
     # planned once: the cells to run, and the cells whose failures set the exit code
     planned = plan_run(suite, registry, lambda entry: load(entry, suite.seeds[0]).info)
     out = Path(args.out) if args.out else None
-    if out is not None and out.exists() and not out.is_dir():  # known now: say so before any training
-        raise BenchbedError(f"--out {out}: is a file, not a folder for the tables")
+    if tables is not None:  # known now: say so before any training
+        _check_writable(tables, "--out" if out is not None else "publish folder")
     store = _store(args, suite)
     signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
     engine = EngineOptions(fused=False if args.no_fused else None,
@@ -167,7 +186,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{n} {k}" for k, n in sorted(summary.counts.items()))
     print(f"benchbed: suite {suite.name}: {len(summary.outcomes)} cells ({counts}); store {store.path}")
     if tables is not None:
-        for path in leaderboard.write(store, suite, registry, tables):
+        try:
+            written = leaderboard.write(store, suite, registry, tables)
+        except OSError as exc:  # e.g. the folder became read-only during the run: the results are safe
+            raise BenchbedError(f"cannot write the tables to {tables}: {exc.strerror or exc}; the results are in "
+                                f"the store {store.path}: write them with `benchbed leaderboard {args.suite} --out "
+                                "DIR`") from None
+        for path in written:
             print(f"benchbed: wrote {path}")
     elif not args.no_tables:
         print(f"benchbed: a partial run ({_view(suite)}): its results are in the store only; the published tables "

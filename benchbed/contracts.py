@@ -221,6 +221,18 @@ def missing_methods(model: object) -> dict[str, list[str]]:
 _CAPABILITY_NAMES = frozenset(c.value for c in Capability)
 
 
+def declaration_problem(model: object) -> str:
+    """What is wrong with ``model``'s declared capabilities, or '': names that are not a
+    :class:`Capability`, or capabilities whose methods it lacks (:func:`missing_methods`).  Needs no
+    setup, so a runner can ask it of a freshly constructed model before anything trains."""
+    declared = {str(c) for c in getattr(model, "capabilities", ())}
+    if unknown := sorted(declared - _CAPABILITY_NAMES):
+        return f"declares unknown capabilities {unknown} (known: {', '.join(sorted(_CAPABILITY_NAMES))})"
+    for cap, lacking in missing_methods(model).items():
+        return f"declares {cap!r} but has no method {', '.join(m + '()' for m in lacking)}"
+    return ""
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     """Metadata of a loaded data set.

@@ -313,7 +313,7 @@ def samples_figure(previews: Sequence[tuple[str, Preview]]) -> str:
     with _style():
         fig, axes = _figure(len(panels))
         for ax, (label, x) in zip(axes, panels, strict=True):
-            if image and (x.ndim != 4 or x.shape[1] not in (1, 3)):  # e.g. a model emitting the wrong shape
+            if x.shape[1:] != data.shape[1:]:  # a model that emitted the wrong shape (stored before the guard)
                 ax.text(0.5, 0.5, f"shape {tuple(x.shape)}", ha="center", va="center", fontsize=FONT_PT)
             elif image:
                 ax.imshow(tile(x, lo, hi), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")

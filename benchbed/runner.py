@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from benchbed.contracts import DataBundle, EngineOptions, EvalContext, Model
 from benchbed.errors import Diverged, NotApplicable, PluginError
 from benchbed.evaluation import error_text, eval_point, evaluate_metrics, metric_row, settings_hash
 from benchbed.grid import Cell
+from benchbed.guard import checked_outputs
 from benchbed.preview import make_preview
 from benchbed.progress import Progress
 from benchbed.provenance import device_description, environment
@@ -147,6 +149,11 @@ def wait_for_claims(store: Store, run_ids: list[str], *, stale_after: float | No
     while held:
         time.sleep(WAIT_POLL_S if poll_s is None else poll_s)
         held = store.foreign_claims(held, stale_after=stale_after)
+
+
+def _who(cell: Cell) -> str:
+    """How errors name the model of ``cell``: its suite entry and component."""
+    return f"model {cell.model.label!r} (component {cell.model.component!r})"
 
 
 def parameter_count(model: object) -> int:
@@ -507,7 +514,8 @@ class CellRunner:
         payload, reason = b"", ""
         try:
             seed_everything(cell.seed)
-            preview = make_preview(model, data)
+            with checked_outputs(model, data.info.shape, _who(cell)):
+                preview = make_preview(model, data)
             payload = b"" if preview is None else preview.to_bytes()
         except Exception as exc:  # noqa: BLE001 - recorded in the run's provenance instead
             reason = error_text(exc)
@@ -522,17 +530,24 @@ class CellRunner:
         are shared between the metrics of the cell.  ``at_step``: ``model`` is the snapshot after that many
         steps, and the held-out models are theirs at the same step (:meth:`_variant_at`)."""
         variants: dict[str, Any] = {}
+        # Every capability output, of the model and of its held-out variants, is checked against its
+        # contract's shape (benchbed.guard): a wrong one fails the metric that asked, naming the model.
+        with ExitStack() as guards:
 
-        def train_variant(variant: DataBundle) -> Any:
-            key = variant.content_hash()
-            if key not in variants:
-                with nested_training(self.device):
-                    variants[key] = self._variant_model(cell, variant) if at_step is None else \
-                        self._variant_at(cell, variant, at_step)
-            return variants[key]
+            def train_variant(variant: DataBundle) -> Any:
+                key = variant.content_hash()
+                if key not in variants:
+                    with nested_training(self.device):
+                        variants[key] = self._variant_model(cell, variant) if at_step is None else \
+                            self._variant_at(cell, variant, at_step)
+                    guards.enter_context(checked_outputs(variants[key], data.info.shape,
+                                                         f"{_who(cell)} held out {list(variant.held_out)}"))
+                return variants[key]
 
-        ctx = EvalContext(model=model, data=data, device=self.device, seed=cell.seed, train_variant=train_variant)
-        return evaluate_metrics(self.registry, metrics, ctx, dataset=cell.dataset.label)
+            guards.enter_context(checked_outputs(model, data.info.shape, _who(cell)))
+            ctx = EvalContext(model=model, data=data, device=self.device, seed=cell.seed,
+                              train_variant=train_variant)
+            return evaluate_metrics(self.registry, metrics, ctx, dataset=cell.dataset.label)
 
     def _variant_model(self, cell: Cell, variant: DataBundle) -> Any:
         """The model of ``cell`` trained on ``variant``: its held-out training's cell, restored from that

@@ -30,13 +30,12 @@ from torch.distributions import Distribution
 
 from benchbed.contracts import (
     Budget,
-    Capability,
     DataBundle,
     EvalContext,
     MetricResult,
     ReferenceRow,
     SampleResult,
-    missing_methods,
+    declaration_problem,
 )
 from benchbed.errors import NotApplicable
 from benchbed.grid import incompatibility
@@ -467,14 +466,10 @@ def check_sampler(name: str, registry: Registry | None = None, **params: Any) ->
 
 def _declared_capabilities(name: str, model: Any) -> set[str]:
     """The model's declared capabilities as strings, each known and backed by its protocol's methods
-    (:func:`benchbed.contracts.missing_methods`)."""
-    caps = {str(c) for c in model.capabilities}
-    known = {c.value for c in Capability}
-    assert caps <= known, f"model {name!r}: unknown capabilities {sorted(caps - known)}"
-    for cap, lacking in missing_methods(model).items():
-        raise AssertionError(f"model {name!r} declares {cap!r} but has no method "
-                             f"{', '.join(m + '()' for m in lacking)}")
-    return caps
+    (:func:`benchbed.contracts.declaration_problem`)."""
+    problem = declaration_problem(model)
+    assert not problem, f"model {name!r} {problem}"
+    return {str(c) for c in model.capabilities}
 
 
 def _call(who: str, call: str, fn: Callable[..., Any], *args: Any) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from benchbed.contracts import DataBundle
+from benchbed.contracts import DataBundle, declaration_problem
 from benchbed.errors import BenchbedError, SuiteError
 from benchbed.grid import data_incompatibility, plan
 from benchbed.registry import Registry
@@ -47,6 +47,25 @@ def check_data(suite: Suite, registry: Registry, load: Callable[[Entry, int], Da
                 raise SuiteError(f"{where}: [metrics.{entry.label}] on data set {dataset.label!r}: {exc}") from None
 
 
+def check_models(suite: Suite, registry: Registry) -> None:
+    """Raise :class:`SuiteError` for the first model entry whose declared capabilities are wrong
+    (:func:`benchbed.contracts.declaration_problem`): a misspelt capability would silently make every
+    metric n/a, a declared one without its method would fail each metric only after training.  A
+    component constructs without doing work, so this is checked before anything trains; one that cannot
+    be constructed yet is left to its cells, which record the error."""
+    where = str(suite.path) if suite.path else "<suite>"
+    for entry in suite.models:
+        spec = registry.model(entry.component)
+        try:
+            model = spec.factory(**entry.params)
+        except Exception:  # noqa: BLE001 - the cell's setup reports it, with the cell
+            continue
+        if problem := declaration_problem(model):
+            prov = registry.get("model", entry.component).provenance
+            raise SuiteError(f"{where}: [models.{entry.label}]: model {entry.component!r} (plugin {prov.plugin!r}, "
+                             f"{prov.distribution} {prov.version}) {problem}")
+
+
 def validate(suite: Suite, registry: Registry, load: Callable[[Entry, int], DataBundle]) -> list[str]:
     """Everything ``benchbed run`` would check, training nothing; returns a summary line per check.
 
@@ -56,6 +75,7 @@ def validate(suite: Suite, registry: Registry, load: Callable[[Entry, int], Data
     cells, notes = plan(suite, registry)
     if not cells:
         raise BenchbedError(f"suite {suite.name!r} plans no cell")
+    check_models(suite, registry)
     check_data(suite, registry, load, strict_loading=True)
     return [f"suite {suite.name}: {len(cells)} cells, {len(suite.datasets)} data set(s) loaded and checked, "
             f"{len(suite.metrics)} metric(s)", *notes]

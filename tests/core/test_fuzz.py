@@ -374,13 +374,13 @@ STORE_AND_FILE_CASES: list[tuple[str, Callable[[Path], tuple[list[str], str]]]] 
     ("runs.jsonl: empty", _damage_runs("", "published results {path}: not a benchbed-runs file (header [])")),
     ("runs.jsonl: not UTF-8", _damage_runs(b"\xff\xfe\x00", "published results {path} is not UTF-8 text")),
     ("runs.jsonl: record without run", _damage_runs(HEADER + '\n{"metrics": []}\n',
-                                                    "published results {path}: line 2 is not a run record (missing "
-                                                    "['run'])")),
+                                                    "published results {path}: line 2: not a run record (missing "
+                                                    "'run')")),
     ("runs.jsonl: run missing keys", _damage_runs(HEADER + '\n{"run": {"run_id": "ab"}}\n',
-                                                  "published results {path}: line 2 is not a run record (missing "
+                                                  "published results {path}: line 2: run lacks "
                                                   "['config', 'curves', 'dataset', 'kind', 'model', "
                                                   "'model_component', 'provenance', 'sampler', 'seed', "
-                                                  "'started_at', 'status', 'suite'])")),
+                                                  "'started_at', 'status', 'suite']")),
     ("runs.jsonl: preview not base64", _damage_runs(HEADER + "\n" + RUN.replace('"preview":null',
                                                                                 '"preview":"%%%"') + "\n",
                                                     "published results {path}: line 2: preview is not base64 "
