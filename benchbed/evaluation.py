@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,8 @@ def eval_point(row: Mapping[str, Any], step: int, train_time: float) -> dict[str
 
 
 def evaluate_metrics(registry: Registry, metrics: tuple[Entry, ...], ctx: EvalContext,
-                     dataset: str | None = None) -> list[dict[str, Any]]:
+                     dataset: str | None = None, *, done: Mapping[str, Mapping[str, Any]] | None = None,
+                     on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """One record per metric of ``metrics`` on ``ctx``'s model, in order.
 
     ``n/a`` is decided up front from the suite (a metric not asked for on data set entry ``dataset``,
@@ -80,17 +81,33 @@ def evaluate_metrics(registry: Registry, metrics: tuple[Entry, ...], ctx: EvalCo
     value is a failure, never ranked.  Every metric starts from the global RNGs seeded with the
     cell's seed, so values do not depend on metric order.
 
+    ``done``: records already computed on this same model (by metric label, e.g. before an
+    interruption); one whose settings hash matches its entry and that is ``ok`` or ``n/a`` is returned
+    as it is, not recomputed.  ``on_row``: called with each newly computed record as soon as it exists
+    (the runner stores it, so that an interruption loses at most the metric being computed).
+
     Raises:
         Diverged: a metric reported that the model diverged; the cell is recorded as diverged.
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
     caps = frozenset(ctx.model.capabilities)
+
+    def add(row: dict[str, Any]) -> None:
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+
     for entry in iterate(metrics, len(metrics), "metrics", stage=lambda e: e.label):  # shows which runs
+        previous = (done or {}).get(entry.label)
+        if previous is not None and previous.get("settings_hash") == settings_hash(entry) and \
+                previous.get("status") in ("ok", "n/a"):
+            rows.append({k: v for k, v in previous.items() if k != "run_id"})
+            continue
         spec = registry.metric(entry.component)
         reason = (entry.not_asked(dataset) if dataset is not None else None) or \
             incompatibility(spec, caps, ctx.data.info)
         if reason:
-            rows.append(metric_row(entry, "n/a", reason=reason))
+            add(metric_row(entry, "n/a", reason=reason))
             continue
         t = time.perf_counter()
         try:
@@ -98,14 +115,14 @@ def evaluate_metrics(registry: Registry, metrics: tuple[Entry, ...], ctx: EvalCo
             with torch.no_grad():
                 result = spec.factory(**entry.params).evaluate(ctx)
             if not math.isfinite(float(result.value)):
-                rows.append(metric_row(entry, "failed", reason=f"metric {entry.label!r} returned a non-finite "
-                                       f"value ({float(result.value)})", seconds=time.perf_counter() - t))
+                add(metric_row(entry, "failed", reason=f"metric {entry.label!r} returned a non-finite "
+                               f"value ({float(result.value)})", seconds=time.perf_counter() - t))
                 continue
-            rows.append(metric_row(entry, "ok", result, seconds=time.perf_counter() - t))
+            add(metric_row(entry, "ok", result, seconds=time.perf_counter() - t))
         except NotApplicable as exc:
-            rows.append(metric_row(entry, "n/a", reason=str(exc), seconds=time.perf_counter() - t))
+            add(metric_row(entry, "n/a", reason=str(exc), seconds=time.perf_counter() - t))
         except Diverged:
             raise
         except Exception as exc:  # noqa: BLE001 - one failing metric does not lose the others
-            rows.append(metric_row(entry, "failed", reason=error_text(exc), seconds=time.perf_counter() - t))
+            add(metric_row(entry, "failed", reason=error_text(exc), seconds=time.perf_counter() - t))
     return rows

@@ -245,7 +245,11 @@ class CellRunner:
             fields.update(train_time=train_time, train_steps=0 if cell.one_shot else cell.budget.steps,
                           curves=history.points, n_params=parameter_count(model))
             if not cell.is_variant:
-                metrics = self._evaluate(cell, model, data, self.suite.metrics)
+                # Each record is stored as soon as it is computed, and the records an interrupted attempt
+                # stored are kept (the model is the same: _train drops them whenever it trains a step).
+                stored = {m["metric"]: m for m in (self.store.run(run_id) or {}).get("metrics", [])}
+                metrics = self._evaluate(cell, model, data, self.suite.metrics, done=stored,
+                                         on_row=lambda row: self.store.put_metrics(run_id, [row]))
                 preview_error = self._store_preview(cell, model, data)
                 self._evaluate_steps(cell)  # stored step by step: an interrupted cell redoes none of them
             status, error = "ok", ""
@@ -262,7 +266,9 @@ class CellRunner:
             except Exception:  # noqa: BLE001 - a count is not worth a second error
                 pass
         fields["wall_time"] = time.perf_counter() - t0
-        self.store.finish(run_id, status=status, error=error, fields=fields, metrics=metrics if status == "ok" else [])
+        if status != "ok":  # a failed or diverged cell shows no metric values, not even those computed
+            self.store.drop_metrics(run_id)
+        self.store.finish(run_id, status=status, error=error, fields=fields)
         if self.suite.tracking.backends or self.options.track:  # curves, metrics, samples to TensorBoard, MLflow...
             track_cell(self.suite.tracking, self.options.track, self.registry, suite=self.suite.name,
                        base=self.suite.folder or Path.cwd(), cell=cell, status=status, curves=fields.get("curves", []),
@@ -332,6 +338,7 @@ class CellRunner:
             restore_rng(state["rng"])
         if start < total:
             self.store.count_training(run_id)
+            self.store.drop_metrics(run_id)  # records of an earlier attempt belong to another model
         every = self.suite.checkpoint_every
         snapshots = frozenset(self._eval_steps(cell))
         with Progress(total, cell.title, bars=self.options.bars, leave=False, position=1) as bar:
@@ -428,8 +435,8 @@ class CellRunner:
                                "to retrain it") for m in todo]
             self.store.put_metrics(cell.run_id, rows)
             return "final checkpoint unreadable"
-        if todo:
-            self.store.put_metrics(cell.run_id, self._evaluate(cell, model, data, todo))
+        if todo:  # stored one by one, as in a cell's first evaluation
+            self._evaluate(cell, model, data, todo, on_row=lambda row: self.store.put_metrics(cell.run_id, [row]))
         if needs_preview:
             self._store_preview(cell, model, data)
         return f"{len(todo)} new metric(s)" if todo else "sample preview drawn"
@@ -525,10 +532,11 @@ class CellRunner:
     # -- metrics --------------------------------------------------------------------------------
 
     def _evaluate(self, cell: Cell, model: Model, data: DataBundle, metrics: tuple[Entry, ...],
-                  at_step: int | None = None) -> list[dict[str, Any]]:
-        """Every metric of the cell (see :func:`benchbed.evaluation.evaluate_metrics`); held-out trainings
-        are shared between the metrics of the cell.  ``at_step``: ``model`` is the snapshot after that many
-        steps, and the held-out models are theirs at the same step (:meth:`_variant_at`)."""
+                  at_step: int | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+        """Every metric of the cell (see :func:`benchbed.evaluation.evaluate_metrics`, which takes
+        ``kwargs``: ``done``, ``on_row``); held-out trainings are shared between the metrics of the cell.
+        ``at_step``: ``model`` is the snapshot after that many steps, and the held-out models are theirs at
+        the same step (:meth:`_variant_at`)."""
         variants: dict[str, Any] = {}
         # Every capability output, of the model and of its held-out variants, is checked against its
         # contract's shape (benchbed.guard): a wrong one fails the metric that asked, naming the model.
@@ -547,7 +555,7 @@ class CellRunner:
             guards.enter_context(checked_outputs(model, data.info.shape, _who(cell)))
             ctx = EvalContext(model=model, data=data, device=self.device, seed=cell.seed,
                               train_variant=train_variant)
-            return evaluate_metrics(self.registry, metrics, ctx, dataset=cell.dataset.label)
+            return evaluate_metrics(self.registry, metrics, ctx, dataset=cell.dataset.label, **kwargs)
 
     def _variant_model(self, cell: Cell, variant: DataBundle) -> Any:
         """The model of ``cell`` trained on ``variant``: its held-out training's cell, restored from that

@@ -268,10 +268,10 @@ class Store:
             db.execute("UPDATE runs SET train_count=train_count+1 WHERE run_id=?", (run_id,))
 
     def release(self, run_id: str) -> None:
-        """Drop this process's claim on an unfinished cell (Ctrl-C): the cell stays to be resumed."""
+        """Drop this process's claim on an unfinished cell (Ctrl-C): the cell stays to be resumed, with
+        the metric records it stored (computed on its final model: a resumed attempt that trains again
+        drops them, :meth:`drop_metrics`)."""
         with self.transaction() as db:
-            db.execute("DELETE FROM metrics WHERE run_id=? AND run_id IN "
-                       "(SELECT run_id FROM runs WHERE status='running' AND pid=?)", (run_id, os.getpid()))
             db.execute("UPDATE runs SET status='interrupted', pid=0 WHERE run_id=? AND status='running' AND pid=?",
                        (run_id, os.getpid()))
 
@@ -301,6 +301,12 @@ class Store:
             db.execute(f"UPDATE runs SET {sets} WHERE run_id=?", (*cols.values(), run_id))
             for m in metrics:
                 self._put_metric(db, run_id, m)
+
+    def drop_metrics(self, run_id: str) -> None:
+        """Delete a run's final metric records (and their per-example values)."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
+            db.execute("DELETE FROM per_example WHERE run_id=?", (run_id,))
 
     def put_metrics(self, run_id: str, metrics: Sequence[Mapping[str, Any]]) -> None:
         with self.transaction() as db:

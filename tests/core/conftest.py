@@ -463,7 +463,7 @@ def helpers() -> SimpleNamespace:
     """Module-level helpers for the test files (conftest is not importable under importlib mode)."""
     return SimpleNamespace(identity=claim_identity, set_columns=set_columns,
                            model_runs=model_runs, suite_text=suite_text, fake_plugin_set=fake_plugin_set,
-                           FakePlugin=FakePlugin, LinearAE=LinearAE, ToyData=ToyData, HEADER=HEADER)
+                           FakePlugin=FakePlugin, LinearAE=LinearAE, ToyData=ToyData, FakeMSE=FakeMSE, HEADER=HEADER)
 
 
 @pytest.fixture

@@ -188,9 +188,10 @@ def test_an_interrupted_cell_resumes_without_recomputing_its_stored_points(
     evaluated: list[int | None] = []
     real_evaluate = CellRunner._evaluate
 
-    def spy(self: CellRunner, cell: Any, model: Any, data: Any, metrics: Any, at_step: int | None = None) -> Any:
+    def spy(self: CellRunner, cell: Any, model: Any, data: Any, metrics: Any, at_step: int | None = None,
+            **kwargs: Any) -> Any:
         evaluated.append(at_step)
-        return real_evaluate(self, cell, model, data, metrics, at_step=at_step)
+        return real_evaluate(self, cell, model, data, metrics, at_step=at_step, **kwargs)
 
     monkeypatch.setattr(CellRunner, "_evaluate", spy)
     assert run_cli(tmp_path, suite_text(**VAE_ONLY)) == 0

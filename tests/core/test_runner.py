@@ -200,6 +200,56 @@ def test_interrupted_cell_resumes_from_its_checkpoint_deterministically(make_sui
     assert [m["value"] for m in resumed["metrics"]] == [m["value"] for m in straight["metrics"]]
 
 
+def test_a_cell_interrupted_during_its_metrics_keeps_the_ones_it_stored(make_suite, runner, helpers, tmp_path: Path,
+                                                                         monkeypatch) -> None:
+    """Each metric record is stored when computed; a resumed cell (its final checkpoint: no training)
+    reuses them and computes only the rest, with the numbers of an uninterrupted run."""
+    suite = make_suite("[models.linear]\n[metrics.fake_mse]\n[metrics.fake_ref]\n")
+    original = Store.put_metrics
+    stored: list[str] = []
+
+    def interrupt_at_the_second(self: Store, run_id: str, rows) -> None:  # noqa: ANN001
+        stored.append(rows[0]["metric"])
+        if len(stored) == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the second metric's record is written
+        original(self, run_id, rows)
+
+    monkeypatch.setattr(Store, "put_metrics", interrupt_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        runner(suite)
+    monkeypatch.setattr(Store, "put_metrics", original)
+    view = Store(tmp_path / "store" / "results.sqlite")
+    (run,) = helpers.model_runs(view)
+    view.close()
+    assert run["status"] == "interrupted" and [m["metric"] for m in run["metrics"]] == ["fake_mse"]
+
+    calls: list[str] = []
+    real = helpers.FakeMSE.evaluate
+    monkeypatch.setattr(helpers.FakeMSE, "evaluate", lambda self, ctx: calls.append("fake_mse") or real(self, ctx))
+    summary, store = runner(suite)
+    assert [o.status for o in summary.outcomes] == ["ok"] and calls == []  # fake_mse was not computed again
+    (resumed,) = helpers.model_runs(store)
+    assert resumed["train_count"] == 1  # resumed from the final checkpoint
+    _, clean = runner(suite, store_dir="uninterrupted")
+    (straight,) = helpers.model_runs(clean)
+    assert [(m["metric"], m["value"]) for m in resumed["metrics"]] == \
+        [(m["metric"], m["value"]) for m in straight["metrics"]]
+    assert store.per_example(resumed["run_id"], "fake_mse") is not None  # kept with the record
+
+
+def test_a_failed_cell_keeps_no_metric_record(make_suite, runner, helpers, monkeypatch) -> None:
+    """Records are stored one by one, so a cell that fails after some were stored must drop them."""
+    suite = make_suite("[models.linear]\nsample_fails = true\n[metrics.fake_mse]\n[metrics.fake_ref]\n")
+    from benchbed import runner as runner_module
+
+    monkeypatch.setattr(runner_module.CellRunner, "_store_preview",
+                        lambda self, cell, model, data: (_ for _ in ()).throw(RuntimeError("late failure")))
+    summary, store = runner(suite)
+    assert [o.status for o in summary.outcomes] == ["failed"]
+    (run,) = helpers.model_runs(store)
+    assert run["metrics"] == []
+
+
 def test_same_cell_twice_gives_the_same_numbers(make_suite, runner, helpers) -> None:
     suite = make_suite("""
         [models.linear]

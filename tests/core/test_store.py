@@ -67,13 +67,15 @@ def test_claim_from_another_host_is_stale_only_after_the_heartbeat_timeout(store
     assert store.claim("ddd", helpers.identity()).acquired
 
 
-def test_release_leaves_an_interrupted_cell_to_resume(store: Store, helpers) -> None:
+def test_release_leaves_an_interrupted_cell_to_resume_with_its_stored_metrics(store: Store, helpers) -> None:
     store.claim("eee", helpers.identity())
     store.put_metrics("eee", [{"metric": "x", "component": "x", "status": "ok", "value": 2.0}])
     store.release("eee")
     run = store.run("eee")
-    assert (run["status"], run["pid"], run["metrics"]) == ("interrupted", 0, [])
+    assert (run["status"], run["pid"], [m["value"] for m in run["metrics"]]) == ("interrupted", 0, [2.0])
     assert store.claim("eee", helpers.identity()).acquired
+    store.drop_metrics("eee")
+    assert store.run("eee")["metrics"] == []
 
 
 def test_run_lookup_by_unique_prefix(store: Store, helpers) -> None:
