@@ -100,6 +100,9 @@ class CIFAR10(FileImageSource):
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
+    def checksums(self) -> dict[str, str]:
+        return dict(_MD5S)
+
     def _load(self, folder: Path, names: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = [], []
         for name in names:

@@ -72,6 +72,9 @@ class IdxImageSource(FileImageSource):
             if not dest.is_file() and not (folder / name).is_file():  # an unpacked copy counts as present
                 fetch_official(self.name, dest, [m + dest.name for m in self.mirrors], self.md5s[dest.name])
 
+    def checksums(self) -> dict[str, str]:
+        return dict(self.md5s)
+
     def _read_one(self, folder: Path, name: str) -> np.ndarray:
         packed, plain = folder / f"{name}.gz", folder / name
         path = packed if packed.is_file() else plain

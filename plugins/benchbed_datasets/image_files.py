@@ -18,6 +18,7 @@ each file and where to put it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -28,7 +29,7 @@ from benchbed.contracts import DataBundle, DatasetInfo, Split
 from benchbed.downloads import DownloadError
 from benchbed.errors import DataError
 from benchbed_datasets._base import ParameterError, check_int
-from benchbed_datasets.files import data_root, find_folder, missing_files_error
+from benchbed_datasets.files import data_root, find_folder, missing_files_error, verify_md5
 from benchbed_datasets.splits import carve, stratified_pick, take
 
 RawSplits = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -95,6 +96,11 @@ class FileImageSource(ABC):
     def read(self, folder: Path) -> RawSplits:
         """Verify (when ``self.verify``) and read the files in ``folder``."""
 
+    def checksums(self) -> Mapping[str, str]:
+        """The official MD5 of each file name this data set can check (``download`` checks the files
+        already present against it)."""
+        return {}
+
     # -- shared flow -------------------------------------------------------------------------------
 
     def locate(self) -> Path:
@@ -119,14 +125,21 @@ class FileImageSource(ABC):
             The paths of all the data set's files, already present or just fetched.
 
         Raises:
-            DataError: offline or no network (naming each file and where to put it), or a failed
-                or corrupt download (naming the file, the URLs and the checksums).
+            DataError: offline or no network (naming each file and where to put it), a failed or
+                corrupt download (naming the file, the URLs and the checksums), or (``verify``) a file
+                already present whose checksum is not the official one.
         """
         base = data_root(root if root is not None else self.root)
         folder = find_folder(base, self.folders, self.required) or self._fetch_into(base)
         if folder is None:
             raise self._missing(base)
-        return [next(folder / n for n in group if (folder / n).is_file()) for group in self.required]
+        paths = [next(folder / n for n in group if (folder / n).is_file()) for group in self.required]
+        if self.verify:  # files found in place are checked too: "present" must not mean "fine"
+            expected = self.checksums()
+            for path in paths:
+                if path.name in expected:
+                    verify_md5(path, expected[path.name], self.name)
+        return paths
 
     def _fetch_into(self, root: Path) -> Path | None:
         """Fetch into the first candidate folder; the folder found afterwards (``None``: still incomplete)."""

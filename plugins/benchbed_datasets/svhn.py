@@ -64,6 +64,9 @@ class SVHN(FileImageSource):
             if not (folder / name).is_file():
                 fetch_official(self.name, folder / name, [m + name for m in _MIRRORS], md5)
 
+    def checksums(self) -> dict[str, str]:
+        return dict(_MD5S)
+
     def _load(self, folder: Path, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         if self.verify:
             verify_md5(folder / name, _MD5S[name], self.name)

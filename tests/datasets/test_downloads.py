@@ -122,6 +122,11 @@ def test_mnist_download_falls_through_404_then_loads(writers, server: Server, tm
     # A second download finds everything in place and asks the server nothing.
     server.requests.clear()
     assert downloads.download(["mnist"], root=str(root)) == paths and server.requests == []
+    # A file in place that was damaged since is reported, not listed as fine.
+    damaged = root / "mnist" / IDX_GZ[0]
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    with pytest.raises(DataError, match=rf"checksum mismatch for {re.escape(str(damaged))}"):
+        downloads.download(["mnist"], root=str(root))
 
 
 def test_loader_downloads_on_first_use_with_plain_progress_lines(writers, server: Server, tmp_path: Path,
