@@ -13,6 +13,7 @@ import signal
 import sys
 import tempfile
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -161,7 +162,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.device is not None:
         check_device(args.device, "--device: ")
     for name in args.track:
-        registry.get("tracker", name)  # an unknown tracker: SuiteError with close matches, before any training
+        try:  # an unknown tracker: close matches, before any training
+            registry.get("tracker", name)
+        except BenchbedError as exc:
+            raise BenchbedError(f"--track {name}: {exc}") from None
     load = loader(registry)
     check_models(suite, registry)  # capability declarations, before training
     check_data(suite, registry, load)  # settings that depend on the data, before training
@@ -605,8 +609,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """A plugin that failed to load is reported as one line (as errors are), not with Python's source line."""
+    print(f"benchbed: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from benchbed.plugins import PluginLoadWarning
+
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def route(message: Warning | str, category: type[Warning], *rest: Any, **kw: Any) -> None:
+            (_warning_line if issubclass(category, PluginLoadWarning) else show)(message, category, *rest, **kw)
+
+        warnings.showwarning = route
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
     except BenchbedError as exc:

@@ -184,6 +184,7 @@ def load_plugins(
             loader.add(name, obj, Provenance(name, "(in-process)", "0"))
     loader.check_pending()
     registry, infos = _collect(pm, loader)
+    registry.failures = dict(loader.failures)
     return PluginSet(pm=pm, registry=registry, plugins=infos, failures=loader.failures)
 
 

@@ -44,6 +44,9 @@ class Registry:
 
     entries: dict[str, dict[str, Registered]] = field(default_factory=lambda: {k: {} for k in SPEC_TYPES})
     claims: dict[str, RegisteredClaim] = field(default_factory=dict)
+    #: plugin name -> why it was not loaded (set by :func:`benchbed.plugins.load_plugins`): an unknown
+    #: name may be one that plugin would have registered, so :meth:`get` says so.
+    failures: dict[str, str] = field(default_factory=dict)
 
     def add(self, spec: ComponentSpec, provenance: Provenance) -> None:
         """Record ``spec``; a second component of the same kind and name is an error naming both plugins."""
@@ -105,7 +108,9 @@ class Registry:
             close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             known = ", ".join(sorted(table)) or "none"
-            raise SuiteError(f"unknown {kind} {name!r}{hint} (registered {kind}s: {known})")
+            failed = "".join(f"; not loaded, so none of its components are registered: {why}"
+                             for why in self.failures.values())
+            raise SuiteError(f"unknown {kind} {name!r}{hint} (registered {kind}s: {known}){failed}")
         return table[name]
 
     def names(self, kind: str) -> list[str]:

@@ -126,7 +126,11 @@ def parse_tracking(raw: object, registry: Registry, where: str) -> TrackingSetti
                              f"{', '.join(registry.names('tracker')) or 'none'})")
         options[key] = dict(value)
     for name in dict.fromkeys([*backends, *options]):
-        spec = registry.get("tracker", name).spec  # unknown: SuiteError with close matches
+        try:
+            spec = registry.get("tracker", name).spec
+        except SuiteError as exc:  # unknown: close matches, and where it was asked for
+            key = "tracking.backends" if name in backends else f"tracking.{name}"
+            raise SuiteError(f"{where}: {key}: {exc}") from None
         options[name] = resolve(spec.factory, options.get(name, {}), what=f"{where}: tracker {name!r}")
     return TrackingSettings(tuple(dict.fromkeys(backends)), folder, options)
 

@@ -72,6 +72,25 @@ def test_plugin_failing_to_import_warns_and_others_still_load(third_party) -> No
     assert loaded.registry.get("model", "third_model").provenance.version == "1.2.3"
 
 
+def test_the_cli_reports_a_failed_plugin_in_one_line_and_with_the_unknown_name_it_causes(
+        third_party, tmp_path, monkeypatch, capsys) -> None:
+    """The name a suite asks for may belong to the plugin that failed: the error must say so, and the
+    warning is one ``benchbed: warning:`` line, not Python's file-and-source-line format."""
+    from benchbed import cli
+
+    third_party({"bbt_broken3": BROKEN_MODULE}, {"broken": "bbt_broken3"})
+    monkeypatch.delenv("BENCHBED_STRICT_PLUGINS", raising=False)
+    (tmp_path / "s.toml").write_text('name = "s"\nseeds = [0]\n[budget]\nsteps = 2\nbatch_size = 8\n'
+                                     '[datasets.gmm8]\n[models.their_model]\n[metrics.mmd]\n')
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["validate", "s.toml"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("benchbed: warning: plugin 'broken' from bbthird 1.2.3 failed to import"), err
+    assert err[1].startswith("benchbed: error: ") and "unknown model 'their_model'" in err[1], err
+    assert "not loaded, so none of its components are registered: plugin 'broken'" in err[1], err
+    assert len(err) == 2, err
+
+
 def test_plugin_failing_to_import_raises_in_strict_mode(third_party) -> None:
     third_party({"bbt_broken2": BROKEN_MODULE}, {"broken": "bbt_broken2"})
     with pytest.raises(PluginError, match=r"plugin 'broken' from bbthird 1\.2\.3 failed to import .*kaboom"):

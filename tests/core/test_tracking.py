@@ -97,7 +97,8 @@ def tracked(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> tup
 def test_tracking_table_is_checked_against_the_registry(registry: Registry) -> None:
     head = "name = 't'\nseeds = [0]\n[budget]\nsteps = 2\nbatch_size = 2\n[datasets.gmm8]\n[models.vae]\n"
     head += "[metrics.recon_mse]\n"
-    with pytest.raises(SuiteError, match="unknown tracker 'tensorbord'; did you mean 'tensorboard'"):
+    with pytest.raises(SuiteError, match=r"line 9\): tracking.backends: unknown tracker 'tensorbord'; did you "
+                                         "mean 'tensorboard'"):
         parse_suite(head + '[tracking]\nbackends = ["tensorbord"]\n', registry)
     with pytest.raises(SuiteError, match="tracker 'mlflow': unknown parameter 'url'.*parameters: uri, experiment"):
         parse_suite(head + '[tracking]\nbackends = ["mlflow"]\n[tracking.mlflow]\nurl = "x"\n', registry)
@@ -227,5 +228,5 @@ def test_cli_rejects_an_unknown_tracker_before_training(tmp_path: Path, capsys: 
 
     (tmp_path / "suite.toml").write_text(SUITE.format(backends="[]").split("[tracking]")[0])
     assert cli.main(["run", str(tmp_path / "suite.toml"), "--track", "tensorbord", "--no-bars"]) != 0
-    assert "unknown tracker 'tensorbord'; did you mean 'tensorboard'" in capsys.readouterr().err
+    assert "--track tensorbord: unknown tracker 'tensorbord'; did you mean 'tensorboard'" in capsys.readouterr().err
     assert not (tmp_path / "results.sqlite").exists()
