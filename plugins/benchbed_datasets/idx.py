@@ -13,6 +13,7 @@ the ``.gz`` files, trying the mirrors in turn.
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -49,7 +50,7 @@ def read_idx(path: Path, dataset: str) -> np.ndarray:
     if len(data) < header:
         raise DataError(f"data set {dataset!r}: {path} is truncated inside its header")
     dims = struct.unpack(f">{ndim}I", data[4:header])
-    expected = int(np.prod(dims, dtype=np.int64))
+    expected = math.prod(int(d) for d in dims)  # Python ints: a corrupt header must not overflow
     if len(data) - header != expected:
         raise DataError(
             f"data set {dataset!r}: {path} is truncated or corrupt: header declares shape {dims} "

@@ -260,3 +260,16 @@ def test_n_val_too_large_for_the_file(writers, tmp_path: Path) -> None:
     writers.svhn(tmp_path / "svhn", n_train=30)
     with pytest.raises(ParameterError, match="n_val=30 leaves no training examples"):
         load_dataset("svhn", root=str(tmp_path), verify=False, n_val=30)
+
+
+def test_an_idx_header_declaring_a_huge_shape_reports_its_true_size(tmp_path: Path) -> None:
+    """4e9 x 4e9 x 4e9 bytes overflows int64: the message must give the size the header declares."""
+    import struct
+
+    from benchbed_datasets.idx import read_idx
+
+    path = tmp_path / "huge-idx3-ubyte"
+    path.write_bytes(b"\x00\x00\x08\x03" + struct.pack(">3I", 4_000_000_000, 4_000_000_000, 4_000_000_000) + b"x")
+    with pytest.raises(DataError, match=r"declares shape \(4000000000, 4000000000, 4000000000\) "
+                                        r"\(64000000000000000000000000000 bytes of data\)"):
+        read_idx(path, "mnist")
