@@ -467,8 +467,11 @@ class CellRunner:
             todo = tuple(m for m in self.suite.metrics if have.get((m.label, step)) != settings_hash(m))
             state = self.checkpoints.load_snapshot(cell.run_id, step)
             if state is None:
-                reason = (f"no checkpoint of this cell at step {step} (saved only while a suite whose eval_at names "
-                          "the step trains it): delete the run to retrain it")
+                path = self.checkpoints.snapshot_path(cell.run_id, step)
+                reason = (f"the checkpoint of this cell at step {step} cannot be read ({path.name} is corrupt or "
+                          "truncated): delete the run to retrain it") if path.exists() else (
+                    f"no checkpoint of this cell at step {step} (saved only while a suite whose eval_at names "
+                    "the step trains it): delete the run to retrain it")
                 points = [eval_point(metric_row(m, "n/a", reason=reason), step, 0.0) for m in todo]
             else:
                 try:

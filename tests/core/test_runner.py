@@ -376,3 +376,17 @@ def test_a_divergence_names_the_learning_rate_when_the_losses_grew(make_suite, r
     (run,) = helpers.model_runs(store)
     assert run["status"] == "diverged"
     assert "likely cause: the learning rate" in run["error"], run["error"]
+
+
+def test_an_unreadable_snapshot_is_named_as_such_not_as_missing(make_suite, runner, helpers, tmp_path: Path) -> None:
+    suite = make_suite("[models.linear]\n[metrics.fake_mse]\n", header=helpers.HEADER.replace("[budget]",
+                                                                                             "eval_at = [8]\n[budget]"))
+    _, store = runner(suite)
+    (run,) = helpers.model_runs(store)
+    snapshot = next((tmp_path / "store" / "checkpoints").rglob(f"{run['run_id']}.step8.pt"))
+    snapshot.write_bytes(b"not a checkpoint")
+    with store.transaction() as db:
+        db.execute("DELETE FROM eval_points WHERE run_id=?", (run["run_id"],))
+    runner(suite)
+    (point,) = store.eval_points(run["run_id"])
+    assert point["status"] == "n/a" and "cannot be read" in point["reason"] and snapshot.name in point["reason"]
