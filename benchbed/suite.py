@@ -402,14 +402,16 @@ def _axis(raw: Mapping[str, Any], axis: str, registry: Registry, where: str, loc
             raise SuiteError(f"{where}: [{section}]{loc(axis, label)} must be a table of parameters, "
                              f"got {type(body).__name__} {body!r}")
         body = dict(body)
+        named = "component" in body
         component = body.pop("component", label)
         if not isinstance(component, str):
             raise SuiteError(f"{where}: [{section}] 'component'{loc(section, 'component')} must be a string "
                              f"naming a registered {kind}, got {type(component).__name__} {component!r}")
         try:
             spec = registry.get(kind, component).spec
-        except SuiteError as exc:
-            raise SuiteError(f"{where}: [{section}]{loc(section)}: {exc}") from None
+        except SuiteError as exc:  # named where the name was given: the component key, else the table
+            at = loc(section, "component") if named else loc(section)
+            raise SuiteError(f"{where}: [{section}]{at}: {exc}") from None
         budget: dict[str, int] = {}
         if axis in ("models", "datasets"):
             given_budget = body.pop("budget", {})

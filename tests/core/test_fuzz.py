@@ -272,6 +272,9 @@ CLI_CASES: list[tuple[str, list[str], str]] = [
     ("unknown --device", ["--device", "tpu"], "--device: device 'tpu' is not one of auto, cpu, mps, cuda, cuda:N"),
     ("--device as a number", ["--device", "0"], "--device: device '0' is not one of auto, cpu, mps, cuda, cuda:N"),
     ("--out naming a file", ["--out", "{tmp}/afile"], "--out {tmp}/afile: is a file, not a folder for the tables"),
+    ("--set of an unknown component", ["--set", "models.vae.component=nosuch"],
+     "{tmp}/suite.toml: [models.vae] (--set models.vae.component=nosuch): unknown model 'nosuch' (registered models: "
+     "{models})"),
 ]
 
 
@@ -282,7 +285,10 @@ def test_bad_command_line_values(tmp_path: Path, capsys, case: str, args: list[s
     (tmp_path / "afile").write_text("x")
     argv = ["run", str(suite), "--store", str(tmp_path / "s.sqlite"), *(a.replace("{tmp}", str(tmp_path))
                                                                         for a in args)]
-    assert _error(capsys, argv) == message.replace("{tmp}", str(tmp_path))
+    from benchbed.plugins import load_registry
+
+    models = ", ".join(sorted(load_registry().names("model")))
+    assert _error(capsys, argv) == message.replace("{tmp}", str(tmp_path)).replace("{models}", models)
     assert not (tmp_path / "s.sqlite").exists()
 
 
