@@ -215,6 +215,19 @@ def claim_problem(claim: ClaimSpec, suite: Suite, registry: Registry,
     better, worse = (resolve_entry(getattr(claim, k), rows[claim.dataset])[0] for k in ("better", "worse"))
     if better == worse:
         return "worse", f"names the same row as better ({better!r})"
+    if claim.metric:  # knowable now: a claim whose values can never exist would only read "not measured"
+        from benchbed.grid import capability_incompatibility, declared_capabilities
+
+        entry = metrics[claim.metric]
+        if why := entry.not_asked(claim.dataset):
+            return "metric", f"not evaluated on data set {claim.dataset!r}: {why}"
+        models = {m.label: m for m in suite.models}
+        for key, row in (("better", better), ("worse", worse)):
+            if row == REFERENCE:
+                continue
+            caps = declared_capabilities(registry, models[rows[claim.dataset][row]])
+            if caps is not None and (why := capability_incompatibility(registry.metric(entry.component), caps)):
+                return key, f"row {row!r} is n/a in metric {claim.metric!r} ({why})"
     return None
 
 
@@ -247,7 +260,12 @@ def claims_for(suite: Suite, registry: Registry) -> list[SuiteClaim]:
     parsed = load_claims_file(path)
     text = path.read_text(encoding="utf-8")
     loc = _Locator(text, path)
+    known = {*registry.claims, *(c.id for c in parsed.claims)}
     for cid in parsed.disabled:
+        if cid not in known and (close := difflib.get_close_matches(cid, sorted(known), n=2, cutoff=0.8)):
+            # most likely a misspelt id, which would leave the claim it meant to disable enabled
+            raise ClaimError(f"{path}: claims.{cid}.enabled = false{loc(f'claims.{cid}', 'enabled')}: no claim "
+                             f"{cid!r} is registered; did you mean {', '.join(map(repr, close))}?")
         out.pop(cid, None)
     for claim in parsed.claims:
         if found := claim_problem(claim, suite, registry, rows):

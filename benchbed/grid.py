@@ -181,7 +181,7 @@ def plan_run(suite: Suite, registry: Registry, info: Callable[[Entry], DatasetIn
             if data_info is None:
                 continue
             if cell.model.label not in capabilities:
-                capabilities[cell.model.label] = _declared_capabilities(registry, cell.model)
+                capabilities[cell.model.label] = declared_capabilities(registry, cell.model)
             held = held_out_trainings(suite, registry, data_info, capabilities[cell.model.label],
                                       dataset=cell.dataset.label)
             if held:
@@ -214,7 +214,7 @@ def held_out_trainings(suite: Suite, registry: Registry, info: DatasetInfo,
     return list(found)
 
 
-def _declared_capabilities(registry: Registry, model: Entry) -> frozenset[str] | None:
+def declared_capabilities(registry: Registry, model: Entry) -> frozenset[str] | None:
     """The capabilities a model declares before setup (constructing a component does no work), or
     ``None`` when they cannot be read yet."""
     try:
@@ -230,6 +230,11 @@ def incompatibility(metric: MetricSpec, capabilities: frozenset[str] | set[str],
     ("model lacks a, b (required by m)"); alternatives (:class:`benchbed.specs.AnyOf`) apply when
     one of them is complete, and otherwise are all named ("model lacks a, or b+c (required by m)").
     """
+    return capability_incompatibility(metric, capabilities) or data_incompatibility(metric, info)
+
+
+def capability_incompatibility(metric: MetricSpec, capabilities: frozenset[str] | set[str]) -> str | None:
+    """The capability half of :func:`incompatibility` (``None`` if the model has what ``metric`` requires)."""
     caps = set(capabilities)
     alternatives = metric.alternatives
     if not any(alt <= caps for alt in alternatives):
@@ -238,7 +243,7 @@ def incompatibility(metric: MetricSpec, capabilities: frozenset[str] | set[str],
         else:
             needed = metric.requires_text  # "a, or b+c"
         return f"model lacks {needed} (required by {metric.name})"
-    return data_incompatibility(metric, info)
+    return None
 
 
 def data_incompatibility(metric: MetricSpec, info: DatasetInfo) -> str | None:

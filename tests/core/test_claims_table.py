@@ -284,6 +284,27 @@ def test_claims_that_do_not_fit_the_suite_are_errors_before_anything_is_computed
     assert expected.replace("CLAIMS", str(tmp_path / "claims.toml")) in str(err.value), err.value
 
 
+def test_claims_that_could_never_be_measured_are_errors_too(build, fake_registry, tmp_path) -> None:
+    """A row the metric is n/a for (capabilities), or a metric the suite does not evaluate on the claim's
+    data set, would only ever read "not measured": it is a mistake in the file, said before training."""
+    extra = '[datasets.toy2]\ncomponent = "toy"\nn_train = 32\n[metrics.fake_est]\ndatasets = ["toy2"]\n'
+    suite, *_ = build({"a": [(0.9, "")], "b": [(0.8, "")]}, "", metric="fake_ll", extra=extra)
+    path = tmp_path / "claims.toml"
+    for claims, expected in [
+        (claim_text(extra='metric = "fake_ll"'), "claim 'a_beats_b': better = 'a' (CLAIMS, line 7): row 'a' is n/a in "
+                                                 "metric 'fake_ll' (model lacks log_likelihood (required by fake_ll))"),
+        (claim_text(), "claim 'a_beats_b': metric = 'fake_est' (CLAIMS, line 6): not evaluated on data set 'toy': the "
+                       "suite asks for fake_est on toy2 only ([metrics.fake_est] datasets)"),
+        (claim_text(extra='metric = "fake_ll"') + "[claims.a_beats_bb]\nenabled = false\n",
+         "claims.a_beats_bb.enabled = false (CLAIMS, line 10): no claim 'a_beats_bb' is registered; did you mean "
+         "'a_beats_b'?"),
+    ]:
+        path.write_text(claims)
+        with pytest.raises(ClaimError) as err:
+            claims_for(suite, fake_registry)
+        assert expected.replace("CLAIMS", str(path)) in str(err.value), err.value
+
+
 def test_a_model_label_names_its_only_row_and_must_pick_among_several(make_suite, fake_registry, tmp_path) -> None:
     body = "[models.d]\ncomponent = 'dyn_any'\n[models.a]\ncomponent = 'linear'\n[samplers.walk]\n" \
            "[samplers.other_walk]\ncomponent = 'walk'\nstep_size = 0.2\n[metrics.fake_mse]\n"
