@@ -79,6 +79,9 @@ def checked_outputs(model: Any, data_shape: tuple[int, ...], who: str) -> Iterat
     are instance attributes, removed on exit: the model's class, ``isinstance`` checks and its other
     attributes are untouched."""
     added: list[str] = []
+    if not hasattr(model, "__dict__"):  # a model with __slots__ only cannot carry the wrappers: unchecked
+        yield
+        return
     try:
         for method in METHODS:
             fn = getattr(model, method, None)
