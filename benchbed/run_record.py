@@ -1,7 +1,7 @@
 """The schema of one portable run record (a line of ``runs.jsonl``), checked before anything is imported.
 
 A published file is input like any other: it may be truncated, merged by hand, edited or written by
-another tool.  :func:`check_record` checks every field a record carries against the columns of the store
+another tool.  :func:`record_problem` checks every field a record carries against the columns of the store
 (:mod:`benchbed.store`) it will be inserted into, so that a bad record is refused with the file, line
 and key at fault instead of being tabulated (a value given as a string, a non-finite "ok" value) or
 failing inside SQLite.  Field names never reach SQL unchecked: only the names of :data:`RUN_FIELDS`

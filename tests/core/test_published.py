@@ -230,6 +230,17 @@ def test_a_seed_with_no_run_counts_as_missing_in_the_tables(origin, tmp_path, mo
     assert "(1/2 seeds)" in row and "| 1/2 |" in row and "**" not in row, row
 
 
+def test_the_record_schema_is_the_stores_runs_table(tmp_path) -> None:
+    """run_record.RUN_FIELDS must follow the store's schema: a new column must be allowed in files."""
+    from benchbed.run_record import RUN_FIELDS
+    from benchbed.store import Store
+
+    store = Store(tmp_path / "s.sqlite")
+    with store.transaction() as db:
+        columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+    assert set(RUN_FIELDS) == columns - set(Store.LOCAL)
+
+
 def test_the_store_refuses_a_field_it_has_no_column_for(origin, tmp_path) -> None:
     import json
 
