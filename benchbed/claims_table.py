@@ -25,6 +25,7 @@ from benchbed.claims import (
     TOO_FEW,
     ClaimResult,
 )
+from benchbed.formats import md_cell
 from benchbed.stats import ALPHA
 
 CLAIMS_CSV = "claims.csv"
@@ -59,8 +60,6 @@ def values_text(result: ClaimResult) -> str:
     return "; ".join(parts)
 
 
-def _md(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _finding(result: ClaimResult) -> str:
@@ -80,7 +79,7 @@ def to_markdown(results: Sequence[ClaimResult]) -> str:
         verdict = f"**{r.verdict}**" + (f": {r.reason}" if r.reason else "")
         if finding := _finding(r):
             verdict += f". *Finding:* {finding}"
-        lines.append("| " + " | ".join(_md(x) for x in (claim, r.claim.paper, r.claim.dataset, compared(r),
+        lines.append("| " + " | ".join(md_cell(x) for x in (claim, r.claim.paper, r.claim.dataset, compared(r),
                                                            values_text(r), r.test_text, verdict)) + " |")
     return "\n".join(lines) + "\n"
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchbed import published
 from benchbed.errors import BenchbedError
-from benchbed.formats import FILENAMES, FORMATS
+from benchbed.formats import FILENAMES, FORMATS, md_cell
 from benchbed.registry import Registry
 from benchbed.stats import ALPHA, TEST_NAME
 from benchbed.store import Store
@@ -98,8 +98,6 @@ def provenance_summary(store: Store, board: Leaderboard) -> str:
 # -- Markdown -------------------------------------------------------------------------------------
 
 
-def _md_escape(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def marked(cell: TableCell, text: str, bold: tuple[str, str], tie: str = " ≈") -> str:
@@ -118,8 +116,8 @@ def table_markdown(table: DatasetTable, notes: Notes) -> str:
         for c in table.columns:
             cell = r.cells.get(c.key, TableCell())
             text = cell.text(notes)
-            cells.append(_md_escape(marked(cell, text, ("**", "**")) if text else ""))
-        lines.append(f"| {_md_escape(r.label)} | " + " | ".join(cells) + " |")
+            cells.append(md_cell(marked(cell, text, ("**", "**")) if text else ""))
+        lines.append(f"| {md_cell(r.label)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -131,7 +129,7 @@ def to_markdown(board: Leaderboard) -> str:
         for text in legend_notes(board, t):
             board.notes.ref(text)
     if board.notes.items:
-        parts.append("Notes:\n\n" + "\n".join(f"{i}. {_md_escape(n)}" for i, n in enumerate(board.notes.items, 1)))
+        parts.append("Notes:\n\n" + "\n".join(f"{i}. {md_cell(n)}" for i, n in enumerate(board.notes.items, 1)))
     return "\n\n".join(parts) + "\n"
 
 

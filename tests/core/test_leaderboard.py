@@ -331,3 +331,11 @@ def test_write_produces_every_format_and_the_portable_file(filled, fake_registry
     assert "Provenance: benchbed " in readme, "the provenance line is missing when the last run failed"
     assert "### toy" in readme and "| fast |" in readme
     assert "hyperparameters" in readme and "parameter count" in readme and "| params |" not in readme
+
+
+def test_a_markdown_cell_cannot_carry_html_or_break_the_table() -> None:
+    """Entry labels and reasons are user text: a label like ``a|b<script>`` must stay one cell of text."""
+    from benchbed.formats import md_cell
+
+    assert md_cell("a|b<script>alert(1)</script>\nx") == "a\\|b&lt;script>alert(1)&lt;/script> x"
+    assert md_cell("p < 0.05, 3<4") == "p < 0.05, 3<4"
