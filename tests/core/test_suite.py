@@ -76,7 +76,8 @@ def test_unknown_builtin_component_suggests_vae(tmp_path: Path) -> None:
 
 def test_unknown_component_through_alias(make_suite, path: str) -> None:
     msg = _error(make_suite, '[models.mine]\ncomponent = "lineer"\n[metrics.fake_mse]\n')
-    assert msg.startswith(f"{path}: [models.mine] ({path}, line 7): unknown model 'lineer'; did you mean 'linear'?")
+    # the line of the component key that names it (line 8), not of its table
+    assert msg.startswith(f"{path}: [models.mine] ({path}, line 8): unknown model 'lineer'; did you mean 'linear'?")
 
 
 def test_non_string_component_is_a_suite_error(make_suite, path: str) -> None:
