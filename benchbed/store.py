@@ -8,6 +8,7 @@ whose process is gone is stale and may be taken over (see :meth:`Store.claim`).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -411,6 +412,11 @@ class Store:
             record["eval_points"] = run["eval_points"]
         return record
 
+    @functools.cached_property
+    def _portable_columns(self) -> frozenset[str]:
+        """The ``runs`` columns a portable record may set (read once: the schema is fixed once opened)."""
+        return frozenset(r[1] for r in self._db.execute("PRAGMA table_info(runs)")) - set(self.LOCAL)
+
     def import_run(self, record: Mapping[str, Any]) -> bool:
         """Insert a portable record unless this store has the run finished; returns whether it did."""
         run = dict(record["run"])
@@ -424,7 +430,7 @@ class Store:
             for key in ("config", "provenance", "curves"):
                 run[key] = json.dumps(run[key], sort_keys=True, default=str)
             # Column names come from a file: only the store's own columns may reach the SQL text.
-            columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")} - set(self.LOCAL)
+            columns = self._portable_columns
             if unknown := sorted(set(run) - columns):
                 raise StoreError(f"run {run_id}: unknown field(s) {unknown} (a run has {', '.join(sorted(columns))})")
             names = ", ".join(run)
