@@ -46,14 +46,21 @@ def _prefixes() -> list[tuple[str, str]]:
 
 def scrub(value: Any) -> Any:
     """``value`` with every string's absolute machine paths replaced (recursively through dicts, lists)."""
+    return _scrub(value, _prefixes())
+
+
+def _scrub(value: Any, prefixes: list[tuple[str, str]]) -> Any:
+    # The prefixes are resolved once per call of scrub, not per string: resolving them costs system
+    # calls, and a published run record holds thousands of strings.
     if isinstance(value, str):
-        for prefix, replacement in _prefixes():
-            value = value.replace(prefix, replacement)
+        for prefix, replacement in prefixes:
+            if prefix in value:
+                value = value.replace(prefix, replacement)
         return value
     if isinstance(value, dict):
-        return {k: scrub(v) for k, v in value.items()}
+        return {k: _scrub(v, prefixes) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [scrub(v) for v in value]
+        return [_scrub(v, prefixes) for v in value]
     return value
 
 
