@@ -635,9 +635,11 @@ def _main(args: argparse.Namespace) -> int:
     except BenchbedError as exc:
         if args.debug:
             traceback.print_exc()
-        # one line: multi-line messages (a data set's instructions) are joined
-        print("benchbed: error: " + " ".join(line.strip() for line in str(exc).splitlines() if line.strip()),
-              file=sys.stderr)
+        # one line per error: multi-line messages (a data set's instructions) are joined, and several
+        # problems found in one pass (SuiteErrors) get a line each
+        for problem in getattr(exc, "problems", None) or [exc]:
+            print("benchbed: error: " + " ".join(line.strip() for line in str(problem).splitlines() if line.strip()),
+                  file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as exc:  # noqa: BLE001 - a bug, not bad input: one line unless --debug
         if args.debug:

@@ -15,6 +15,14 @@ class SuiteError(BenchbedError):
     """A suite file is malformed: unknown component, unknown parameter, wrong type, bad value."""
 
 
+class SuiteErrors(SuiteError):
+    """Several independent problems of one suite file, found in one pass: ``problems``, one message each."""
+
+    def __init__(self, problems: list[SuiteError]) -> None:
+        self.problems = problems
+        super().__init__(f"{len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
 class StoreError(BenchbedError):
     """The result store cannot be opened or holds something unexpected."""
 

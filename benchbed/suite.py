@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from benchbed.contracts import Budget
-from benchbed.errors import SuiteError
+from benchbed.errors import SuiteError, SuiteErrors
 from benchbed.overrides import Override, Selection, apply_overrides, parse_override, placed, select
 from benchbed.params import resolve
 from benchbed.registry import Registry
@@ -278,7 +278,9 @@ def parse_suite(text: str, registry: Registry, *, path: Path | None = None,
                          f"got {name!r}")
     budget_raw = _typed(raw, "budget", dict, where, loc, default={})
     budget = _budget(budget_raw, "budget", where, loc, required=False)
-    axes = {axis: _axis(raw, axis, registry, where, loc) for axis in AXES}
+    problems: list[SuiteError] = []
+    axes = {axis: _axis(raw, axis, registry, where, loc, problems) for axis in AXES}
+    raise_all(problems)
     for axis in ("models", "datasets", "metrics"):
         if not axes[axis]:
             raise SuiteError(f"{where}: the suite names no {axis} (add a [{axis}.<name>] table)")
@@ -390,75 +392,97 @@ def _budget(raw: Mapping[str, Any], section: str, where: str, loc: _Locator, req
     return out
 
 
-def _axis(raw: Mapping[str, Any], axis: str, registry: Registry, where: str, loc: _Locator) -> tuple[Entry, ...]:
-    kind = axis[:-1]
+def raise_all(problems: Sequence[SuiteError]) -> None:
+    """Raise the one error of ``problems`` as it is, or one error listing all of them (a line each)."""
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise SuiteErrors(list(problems))
+
+
+def _axis(raw: Mapping[str, Any], axis: str, registry: Registry, where: str, loc: _Locator,
+          problems: list[SuiteError]) -> tuple[Entry, ...]:
+    """The entries of one axis table.  An entry with an error is left out and its error appended to
+    ``problems``, so that one validation reports every bad entry, not only the first."""
     table = raw.get(axis, {})
     if not isinstance(table, dict):
-        raise SuiteError(f"{where}: {axis!r}{loc('', axis)} must be a table of entries, got {type(table).__name__}")
+        problems.append(SuiteError(f"{where}: {axis!r}{loc('', axis)} must be a table of entries, "
+                                   f"got {type(table).__name__}"))
+        return ()
     entries: list[Entry] = []
     for label, body in table.items():
-        section = f"{axis}.{label}"
-        if not isinstance(body, dict):
-            raise SuiteError(f"{where}: [{section}]{loc(axis, label)} must be a table of parameters, "
-                             f"got {type(body).__name__} {body!r}")
-        body = dict(body)
-        named = "component" in body
-        component = body.pop("component", label)
-        if not isinstance(component, str):
-            raise SuiteError(f"{where}: [{section}] 'component'{loc(section, 'component')} must be a string "
-                             f"naming a registered {kind}, got {type(component).__name__} {component!r}")
         try:
-            spec = registry.get(kind, component).spec
-        except SuiteError as exc:  # named where the name was given: the component key, else the table
-            at = loc(section, "component") if named else loc(section)
-            raise SuiteError(f"{where}: [{section}]{at}: {exc}") from None
-        budget: dict[str, int] = {}
-        if axis in ("models", "datasets"):
-            given_budget = body.pop("budget", {})
-            if not isinstance(given_budget, dict):
-                raise SuiteError(f"{where}: [{section}] 'budget'{loc(section, 'budget')} must be a table such as "
-                                 f"{{ steps = 1000 }}, got {type(given_budget).__name__} {given_budget!r}")
-            budget = _budget(given_budget, f"{section}.budget", where, loc, required=False)
-        roles = {k: body.pop(k) for k in [k for k, v in body.items() if isinstance(v, dict)]} \
-            if axis == "samplers" else {}
-        pairs = None
-        if axis == "models" and "samplers" in body:
-            pairs = body.pop("samplers")
-            known = [str(k) for k in raw.get("samplers", {})]
-            if not isinstance(pairs, list) or not all(isinstance(p, str) and p in known for p in pairs):
-                raise SuiteError(f"{where}: [{section}] 'samplers'{loc(section, 'samplers')} must list sampler "
-                                 f"entries of this suite ({', '.join(known) or 'none'}), got {pairs!r}")
-            if not getattr(spec, "uses_sampler", False):
-                raise SuiteError(f"{where}: [{section}] 'samplers'{loc(section, 'samplers')}: model {component!r} "
-                                 "has no dynamics, so no sampler applies to it; remove the key")
-            if not pairs or len(set(pairs)) != len(pairs):
-                raise SuiteError(f"{where}: [{section}] 'samplers'{loc(section, 'samplers')} must name each sampler "
-                                 f"entry once and at least one, got {pairs!r}")
-            pairs = tuple(pairs)
-        on = None
-        if axis == "metrics" and "datasets" in body:
-            on = body.pop("datasets")
-            known = [str(k) for k in raw.get("datasets", {})]
-            if not isinstance(on, list) or not on or not all(isinstance(d, str) and d in known for d in on) \
-                    or len(set(on)) != len(on):
-                raise SuiteError(f"{where}: [{section}] 'datasets'{loc(section, 'datasets')} must list data set "
-                                 f"entries of this suite, each once and at least one ({', '.join(known) or 'none'}), "
-                                 f"got {on!r}")
-            on = tuple(on)
-        what = f"{where}: {kind} {label!r}" + (f" (component {component!r})" if component != label else "")
-        params = resolve(spec.factory, body, what=what, where=functools.partial(loc, section))
-        for role, values in roles.items():
-            resolve(spec.factory, values, what=f"{what} role {role!r}",
-                    where=functools.partial(loc, f"{section}.{role}"))
-        given = {k: params[k] for k in body}
-        entry = Entry(label, component, params, given, roles, budget, pairs, on, revision=spec.revision)
-        # Two labels for one identity would share their cells: the run stored under one label would be
-        # published under the other.  (Metric records are keyed by label, so metric aliases are fine.)
-        twin = None if axis == "metrics" else next(
-            (e for e in entries if config_hash(e.identity()) == config_hash(entry.identity())
-             and e.budget == entry.budget and e.samplers == entry.samplers), None)
-        if twin is not None:
-            raise SuiteError(f"{where}: [{section}]{loc(section)} has the same component and settings as "
-                             f"[{axis}.{twin.label}]: they would be one cell; remove one or change a setting")
-        entries.append(entry)
+            entries.append(_entry(raw, axis, str(label), body, entries, registry, where, loc))
+        except SuiteError as exc:
+            problems.append(exc)
     return tuple(entries)
+
+
+def _entry(raw: Mapping[str, Any], axis: str, label: str, body: Any, entries: Sequence[Entry], registry: Registry,
+           where: str, loc: _Locator) -> Entry:
+    """One ``[axis.label]`` table as an :class:`Entry`; ``entries``: those of the axis before it."""
+    kind = axis[:-1]
+    section = f"{axis}.{label}"
+    if not isinstance(body, dict):
+        raise SuiteError(f"{where}: [{section}]{loc(axis, label)} must be a table of parameters, "
+                         f"got {type(body).__name__} {body!r}")
+    body = dict(body)
+    named = "component" in body
+    component = body.pop("component", label)
+    if not isinstance(component, str):
+        raise SuiteError(f"{where}: [{section}] 'component'{loc(section, 'component')} must be a string "
+                         f"naming a registered {kind}, got {type(component).__name__} {component!r}")
+    try:
+        spec = registry.get(kind, component).spec
+    except SuiteError as exc:  # named where the name was given: the component key, else the table
+        at = loc(section, "component") if named else loc(section)
+        raise SuiteError(f"{where}: [{section}]{at}: {exc}") from None
+    budget: dict[str, int] = {}
+    if axis in ("models", "datasets"):
+        given_budget = body.pop("budget", {})
+        if not isinstance(given_budget, dict):
+            raise SuiteError(f"{where}: [{section}] 'budget'{loc(section, 'budget')} must be a table such as "
+                             f"{{ steps = 1000 }}, got {type(given_budget).__name__} {given_budget!r}")
+        budget = _budget(given_budget, f"{section}.budget", where, loc, required=False)
+    roles = {k: body.pop(k) for k in [k for k, v in body.items() if isinstance(v, dict)]} \
+        if axis == "samplers" else {}
+    pairs = None
+    if axis == "models" and "samplers" in body:
+        pairs = body.pop("samplers")
+        known = [str(k) for k in raw.get("samplers", {})]
+        if not isinstance(pairs, list) or not all(isinstance(p, str) and p in known for p in pairs):
+            raise SuiteError(f"{where}: [{section}] 'samplers'{loc(section, 'samplers')} must list sampler "
+                             f"entries of this suite ({', '.join(known) or 'none'}), got {pairs!r}")
+        if not getattr(spec, "uses_sampler", False):
+            raise SuiteError(f"{where}: [{section}] 'samplers'{loc(section, 'samplers')}: model {component!r} "
+                             "has no dynamics, so no sampler applies to it; remove the key")
+        if not pairs or len(set(pairs)) != len(pairs):
+            raise SuiteError(f"{where}: [{section}] 'samplers'{loc(section, 'samplers')} must name each sampler "
+                             f"entry once and at least one, got {pairs!r}")
+        pairs = tuple(pairs)
+    on = None
+    if axis == "metrics" and "datasets" in body:
+        on = body.pop("datasets")
+        known = [str(k) for k in raw.get("datasets", {})]
+        if not isinstance(on, list) or not on or not all(isinstance(d, str) and d in known for d in on) \
+                or len(set(on)) != len(on):
+            raise SuiteError(f"{where}: [{section}] 'datasets'{loc(section, 'datasets')} must list data set "
+                             f"entries of this suite, each once and at least one ({', '.join(known) or 'none'}), "
+                             f"got {on!r}")
+        on = tuple(on)
+    what = f"{where}: {kind} {label!r}" + (f" (component {component!r})" if component != label else "")
+    params = resolve(spec.factory, body, what=what, where=functools.partial(loc, section))
+    for role, values in roles.items():
+        resolve(spec.factory, values, what=f"{what} role {role!r}",
+                where=functools.partial(loc, f"{section}.{role}"))
+    given = {k: params[k] for k in body}
+    entry = Entry(label, component, params, given, roles, budget, pairs, on, revision=spec.revision)
+    # Two labels for one identity would share their cells: the run stored under one label would be
+    # published under the other.  (Metric records are keyed by label, so metric aliases are fine.)
+    twin = None if axis == "metrics" else next(
+        (e for e in entries if config_hash(e.identity()) == config_hash(entry.identity())
+         and e.budget == entry.budget and e.samplers == entry.samplers), None)
+    if twin is not None:
+        raise SuiteError(f"{where}: [{section}]{loc(section)} has the same component and settings as "
+                         f"[{axis}.{twin.label}]: they would be one cell; remove one or change a setting")
+    return entry

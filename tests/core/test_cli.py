@@ -248,6 +248,17 @@ def test_suite_error_is_reported_not_raised(tmp_path: Path, capsys) -> None:
     assert "Traceback" not in err
 
 
+
+def test_several_suite_errors_get_a_line_each(tmp_path: Path, capsys) -> None:
+    """Every bad entry is reported by one validation, each as its own ``benchbed: error:`` line."""
+    suite = tmp_path / "bad.toml"
+    suite.write_text(BUILTIN_SUITE.replace("[models.vae]", "[models.vea]") + "[metrics.recon_mess]\n")
+    assert cli.main(["validate", str(suite)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and all(line.startswith(f"benchbed: error: {suite}: ") for line in lines)
+    assert "unknown model 'vea'" in lines[0] and "unknown metric 'recon_mess'" in lines[1]
+
+
 def test_suite_by_folder_name_and_folder(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "leaderboards" / "mine").mkdir(parents=True)
     (tmp_path / "leaderboards" / "mine" / "suite.toml").write_text("x")

@@ -343,3 +343,18 @@ def test_non_finite_float_is_refused_at_load(make_suite, path: str) -> None:
     for value in ("inf", "-inf", "nan"):
         msg = _error(make_suite, f"[models.linear]\nlr = {value}\n[metrics.fake_mse]\n")
         assert msg == f"{path}: model 'linear': parameter 'lr' ({path}, line 8) must be finite, got {value}"
+
+
+def test_every_bad_entry_is_reported_at_once(make_suite, path: str) -> None:
+    """Two bad model entries and a bad metric entry: one error lists all three, each with its line, so a
+    suite author fixes them in one round rather than one validation per mistake."""
+    msg = _error(make_suite, "[models.lin]\ncomponent = 'linear'\nlatnet_dim = 2\n"
+                             "[models.linear]\nlr = 'fast'\n"
+                             "[metrics.fake_mse]\n[metrics.fake_msee]\n")
+    lines = msg.splitlines()
+    assert lines[0] == "3 problems:"
+    assert lines[1] == (f"  - {path}: model 'lin' (component 'linear'): unknown parameter 'latnet_dim' "
+                        f"({path}, line 9); valid parameters: {LINEAR_PARAMS}")
+    assert lines[2].startswith(f"  - {path}: model 'linear': parameter 'lr' ({path}, line 11) must be")
+    assert lines[3].startswith(f"  - {path}: [metrics.fake_msee] ({path}, line 13): unknown metric 'fake_msee'")
+    assert len(lines) == 4
