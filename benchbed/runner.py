@@ -18,9 +18,10 @@ random number, so training computes the same numbers with and without ``eval_at`
 training seconds then.  After the final evaluation each snapshot is restored into a freshly built
 model and the suite's metrics are evaluated on it, exactly as on a final checkpoint; a held-out
 training saves snapshots at the same steps, so an outlier metric at step s uses the held-out models
-at step s.  The records go to the store's ``eval_points`` table one step at a time, so an interrupted
-cell evaluates only the steps it lacks, and a finished cell whose suite gained ``eval_at`` evaluates
-the points whose snapshots exist (the others are ``n/a``: they need retraining).
+at step s.  The records go to the store's ``eval_points`` table one by one as they are computed, so an
+interrupted cell evaluates only the (step, metric) records it lacks, and a finished cell whose suite
+gained ``eval_at`` evaluates the points whose snapshots exist (the others are ``n/a``: they need
+retraining).
 
 The other jobs live beside it: planning in :mod:`benchbed.grid`, metric records in
 :mod:`benchbed.evaluation`, checkpoints in :mod:`benchbed.checkpoint`, reference rows in
@@ -474,18 +475,24 @@ class CellRunner:
                     "the step trains it): delete the run to retrain it")
                 points = [eval_point(metric_row(m, "n/a", reason=reason), step, 0.0) for m in todo]
             else:
+                seconds = float(state.get("train_time", 0.0))
+
+                def keep(row: dict[str, Any], step: int = step, seconds: float = seconds) -> None:
+                    # each record as soon as it exists: an interruption loses only the metric in progress
+                    self.store.put_eval_points(cell.run_id, [eval_point(row, step, seconds)])
+
                 try:
                     data = self.cell_data(cell)
                     model, _ = self._build(cell, data)
                     model.restore(state["model"])
                     if hasattr(model, "eval"):
                         model.eval()
-                    rows = self._evaluate(cell, model, data, todo, at_step=step)
+                    rows = self._evaluate(cell, model, data, todo, at_step=step, on_row=keep)
                 except Diverged as exc:
                     rows = [metric_row(m, "failed", reason=f"diverged: {exc}") for m in todo]
                 except Exception as exc:  # noqa: BLE001 - one step's failure does not lose the cell
                     rows = [metric_row(m, "failed", reason=error_text(exc)) for m in todo]
-                points = [eval_point(r, step, float(state.get("train_time", 0.0))) for r in rows]
+                points = [eval_point(r, step, seconds) for r in rows]
             self.store.put_eval_points(cell.run_id, points)
             count += len(points)
         return count

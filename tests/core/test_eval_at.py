@@ -169,37 +169,42 @@ VAE_ONLY = dict(models="[models.vae]\n")
 @pytest.mark.slow
 def test_an_interrupted_cell_resumes_without_recomputing_its_stored_points(
         runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each record at an intermediate step is stored as soon as it is computed: a cell interrupted while
+    it stores step 10's second record keeps the first, and its resumed attempt computes only the rest."""
     original = Store.put_eval_points
-    calls: list[int] = []
+    calls: list[tuple[str, int]] = []
 
-    def interrupt_after_the_first(self: Store, run_id: str, rows: Any) -> None:
-        calls.append(rows[0]["step"])
+    def interrupt_at_the_second(self: Store, run_id: str, rows: Any) -> None:
+        calls.append((rows[0]["metric"], rows[0]["step"]))
         if len(calls) > 1:
-            raise KeyboardInterrupt  # as Ctrl-C (or a kill) after step 10's values were stored
+            raise KeyboardInterrupt  # as Ctrl-C (or a kill) while step 10's second record is written
         original(self, run_id, rows)
 
-    monkeypatch.setattr(Store, "put_eval_points", interrupt_after_the_first)
+    monkeypatch.setattr(Store, "put_eval_points", interrupt_at_the_second)
     assert run_cli(tmp_path, suite_text(**VAE_ONLY)) == cli.EXIT_INTERRUPTED
     (run,) = model_runs(tmp_path).values()
-    assert run["status"] != "ok" and {s for _, s in points(run)} == {10}
+    assert run["status"] != "ok" and set(points(run)) == {("mmd", 10)}
     before = points(run)
 
     monkeypatch.setattr(Store, "put_eval_points", original)
-    evaluated: list[int | None] = []
+    evaluated: list[tuple[int | None, list[str]]] = []
     real_evaluate = CellRunner._evaluate
 
     def spy(self: CellRunner, cell: Any, model: Any, data: Any, metrics: Any, at_step: int | None = None,
             **kwargs: Any) -> Any:
-        evaluated.append(at_step)
+        evaluated.append((at_step, [m.label for m in metrics]))
         return real_evaluate(self, cell, model, data, metrics, at_step=at_step, **kwargs)
 
     monkeypatch.setattr(CellRunner, "_evaluate", spy)
     assert run_cli(tmp_path, suite_text(**VAE_ONLY)) == 0
-    assert evaluated == [None, 20], "a stored step was evaluated again"
+    every = ["mmd", "recon_mse", "outlier_auroc"]
+    # the final records are all stored (reused inside evaluate_metrics); step 10 lacks two, step 20 all
+    assert evaluated == [(None, every), (10, ["recon_mse", "outlier_auroc"]), (20, every)], \
+        "a stored record was evaluated again"
     (run,) = model_runs(tmp_path).values()
     assert run["status"] == "ok" and run["train_count"] == 1  # resumed from the final checkpoint
     after = points(run)
-    assert {k: v for k, v in after.items() if k[1] == 10} == before
+    assert after[("mmd", 10)] == before[("mmd", 10)]
     uninterrupted = model_runs(runs["eval_at"])["vae"]
     assert values(run) == values(uninterrupted)
     assert {k: v["value"] for k, v in after.items()} == {k: v["value"] for k, v in points(uninterrupted).items()}
