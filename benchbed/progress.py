@@ -42,6 +42,9 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 UPDATE_EVERY_S = 0.25
 
 EVENT_KINDS = ("cell", "cell_end", "start", "update", "stage", "log", "end")
+#: Plain mode: seconds without a line about a busy worker's task after which the display says it is
+#: still running (a 10 000-sample Parzen estimate or a long training quarter sends nothing for minutes).
+QUIET_AFTER_S = 600.0
 
 
 def interactive(stream: TextIO | None = None) -> bool:
@@ -244,6 +247,7 @@ class _Task:
     next_log: int = 0
     started: float = 0.0
     staged: bool = False  # it announces its items (metrics): its stage lines replace the count lines
+    last_line: float = 0.0  # epoch seconds of the last plain line about it (or of its start)
 
 
 @dataclass
@@ -264,16 +268,25 @@ class Display:
     flushed :func:`log_line` (a task's first update, about every 25%, its stages, logs and end).
     """
 
-    def __init__(self, total: int, desc: str, *, bars: bool | None = None, stream: TextIO | None = None) -> None:
+    def __init__(self, total: int, desc: str, *, bars: bool | None = None, stream: TextIO | None = None,
+                 quiet_after: float = QUIET_AFTER_S) -> None:
         self.total = max(int(total), 1)
         self.desc = desc
         self.stream = stream or sys.stderr
         self.bars = interactive(self.stream) if bars is None else bars
         self.n = 0
+        self.quiet_after = quiet_after
         self._lock = threading.RLock()
         self._workers: dict[str, _Worker] = {}
         self._grid = tqdm(total=self.total, desc=desc, position=0, leave=True, file=self.stream,
                           dynamic_ncols=True) if self.bars else None
+        # Plain mode: a thread of its own says when a busy task has been quiet for quiet_after seconds.
+        # Not the event loop: with the serial executor a long metric blocks the thread that handles events.
+        self._closed = threading.Event()
+        self._watch: threading.Thread | None = None
+        if not self.bars and quiet_after > 0:
+            self._watch = threading.Thread(target=self._watch_quiet, name="benchbed-quiet", daemon=True)
+            self._watch.start()
 
     # -- the grid -------------------------------------------------------------------------------
 
@@ -309,7 +322,8 @@ class Display:
             elif kind == "cell_end":
                 worker.cell, worker.tasks = "", {}
             elif kind == "start":
-                worker.tasks[event.task] = _Task(event.desc, max(event.total, 1), started=event.time)
+                worker.tasks[event.task] = _Task(event.desc, max(event.total, 1), started=event.time,
+                                                 last_line=event.time)
             elif kind == "log" and event.task not in worker.tasks:  # a worker's own line (its stderr)
                 what = f"{worker.cell} · {event.desc}" if worker.cell else event.desc
                 self._write(log_line(f"{self._who(worker)}{what}: {event.text}", event.time))
@@ -317,7 +331,7 @@ class Display:
                 task = worker.tasks.get(event.task)
                 if task is None:  # a task that began before its cell event, or a lost start
                     task = worker.tasks.setdefault(event.task, _Task(event.desc, max(event.total, 1),
-                                                                     started=event.time))
+                                                                     started=event.time, last_line=event.time))
                 self._task_event(worker, task, event)
                 if kind == "end":
                     worker.tasks.pop(event.task, None)
@@ -332,10 +346,12 @@ class Display:
             if not self.bars and not task.staged and task.n >= task.next_log:
                 self._write(log_line(f"{what}: {task.n}/{task.total} {event.text}".rstrip(), event.time))
                 task.next_log = task.n + max(1, task.total // 4)
+                task.last_line = event.time
         elif event.kind == "stage":
             task.text, task.staged = event.text, True
             if not self.bars:
                 self._write(log_line(f"{what}: {event.text} ({event.n + 1}/{task.total})", event.time))
+                task.last_line = event.time
         elif event.kind == "log":
             self._write(log_line(f"{what}: {event.text}", event.time))
         elif not self.bars:  # end
@@ -397,8 +413,28 @@ class Display:
             if self._grid is not None:
                 self._grid.refresh()
 
+    def quiet_lines(self, now: float | None = None) -> None:
+        """Plain mode: for each busy worker whose innermost task has had no line for ``quiet_after``
+        seconds, one line saying what it is still doing (``... still running, 12 min on it``)."""
+        now = time.time() if now is None else now
+        with self._lock:
+            for worker in self._workers.values():
+                current = next(reversed(worker.tasks), None)
+                task = worker.tasks.get(current) if current is not None else None
+                if task is None or now - task.last_line < self.quiet_after:
+                    continue
+                at = f"{task.text} ({task.n + 1}/{task.total})" if task.staged else f"{task.n}/{task.total}"
+                self._write(log_line(f"{self._what(worker, task)}: {at} still running, "
+                                     f"{(now - task.last_line) / 60:.0f} min since the last line", now))
+                task.last_line = now
+
+    def _watch_quiet(self) -> None:
+        while not self._closed.wait(min(30.0, self.quiet_after / 4)):
+            self.quiet_lines()
+
     def close(self) -> None:
         """Remove the worker lines and leave the grid bar."""
+        self._closed.set()
         with self._lock:
             for worker in self._workers.values():
                 if worker.bar is not None:

@@ -128,3 +128,39 @@ def test_pool_workers_get_cuda_devices_round_robin(monkeypatch: pytest.MonkeyPat
 
 def test_ray_tasks_ask_for_a_gpu_only_on_cuda() -> None:
     assert [execute.ray_gpus(d) for d in ("cuda", "cuda:1", "auto", "cpu", "mps")] == [1, 1, 0, 0, 0]
+
+
+def test_a_quiet_task_is_said_to_be_still_running() -> None:
+    """Plain mode: a metric that sends nothing for ``quiet_after`` seconds (a long Parzen estimate) gets a
+    line saying it is still running, once per quiet period, counted from the last line about it."""
+    out = io.StringIO()
+    display = Display(1, "suite t", bars=False, stream=out, quiet_after=600)
+    t0 = time.time()
+    display.handle(ProgressEvent("cell", "a:1", desc="vae · gmm8 · seed 0", time=t0))
+    display.handle(ProgressEvent("start", "a:1", task=1, desc="metrics", total=9, time=t0))
+    display.handle(ProgressEvent("stage", "a:1", task=1, desc="metrics", n=4, total=9, text="loglik", time=t0))
+    shown = len(lines(out))
+    display.quiet_lines(now=t0 + 599)
+    assert len(lines(out)) == shown  # not quiet long enough
+    display.quiet_lines(now=t0 + 720)
+    assert strip(lines(out)[-1]) == ("w1 vae · gmm8 · seed 0 · metrics: loglik (5/9) still running, "
+                                     "12 min since the last line")
+    display.quiet_lines(now=t0 + 900)
+    assert len(lines(out)) == shown + 1  # the next one is due 600 s after that line
+    display.handle(ProgressEvent("end", "a:1", task=1, desc="metrics", n=9, total=9, time=t0 + 901))
+    display.quiet_lines(now=t0 + 5000)
+    assert "still running" not in lines(out)[-1]  # nothing is running any more
+    display.close()
+
+
+def test_the_quiet_watch_runs_on_its_own_thread() -> None:
+    """The check needs no event: with the serial executor a long metric blocks the event handler."""
+    out = io.StringIO()
+    display = Display(1, "suite t", bars=False, stream=out, quiet_after=0.2)
+    display.handle(ProgressEvent("cell", "a:1", desc="c", time=time.time()))
+    display.handle(ProgressEvent("start", "a:1", task=1, desc="c", total=100, time=time.time()))
+    deadline = time.time() + 10
+    while "still running" not in out.getvalue() and time.time() < deadline:
+        time.sleep(0.05)
+    display.close()
+    assert "w1 c: 0/100 still running" in out.getvalue()
