@@ -415,7 +415,7 @@ class Display:
 
     def quiet_lines(self, now: float | None = None) -> None:
         """Plain mode: for each busy worker whose innermost task has had no line for ``quiet_after``
-        seconds, one line saying what it is still doing (``... still running, 12 min on it``)."""
+        seconds, one line saying what it is still doing (``... still running, 12 min since the last line``)."""
         now = time.time() if now is None else now
         with self._lock:
             for worker in self._workers.values():
