@@ -248,7 +248,6 @@ def test_suite_error_is_reported_not_raised(tmp_path: Path, capsys) -> None:
     assert "Traceback" not in err
 
 
-
 def test_several_suite_errors_get_a_line_each(tmp_path: Path, capsys) -> None:
     """Every bad entry is reported by one validation, each as its own ``benchbed: error:`` line."""
     suite = tmp_path / "bad.toml"
