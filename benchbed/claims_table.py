@@ -60,8 +60,6 @@ def values_text(result: ClaimResult) -> str:
     return "; ".join(parts)
 
 
-
-
 def _finding(result: ClaimResult) -> str:
     """The claim's ``finding`` on one line (Markdown; empty when it has none)."""
     return " ".join(result.claim.finding.split())

@@ -98,8 +98,6 @@ def provenance_summary(store: Store, board: Leaderboard) -> str:
 # -- Markdown -------------------------------------------------------------------------------------
 
 
-
-
 def marked(cell: TableCell, text: str, bold: tuple[str, str], tie: str = " ≈") -> str:
     """``text`` with the cell's best (``bold`` wrap) or tie mark."""
     if cell.best:

@@ -283,10 +283,8 @@ class Display:
         # Plain mode: a thread of its own says when a busy task has been quiet for quiet_after seconds.
         # Not the event loop: with the serial executor a long metric blocks the thread that handles events.
         self._closed = threading.Event()
-        self._watch: threading.Thread | None = None
         if not self.bars and quiet_after > 0:
-            self._watch = threading.Thread(target=self._watch_quiet, name="benchbed-quiet", daemon=True)
-            self._watch.start()
+            threading.Thread(target=self._watch_quiet, name="benchbed-quiet", daemon=True).start()
 
     # -- the grid -------------------------------------------------------------------------------
 
@@ -419,8 +417,7 @@ class Display:
         now = time.time() if now is None else now
         with self._lock:
             for worker in self._workers.values():
-                current = next(reversed(worker.tasks), None)
-                task = worker.tasks.get(current) if current is not None else None
+                task = worker.tasks[next(reversed(worker.tasks))] if worker.tasks else None  # the innermost
                 if task is None or now - task.last_line < self.quiet_after:
                     continue
                 at = f"{task.text} ({task.n + 1}/{task.total})" if task.staged else f"{task.n}/{task.total}"

@@ -280,7 +280,7 @@ def parse_suite(text: str, registry: Registry, *, path: Path | None = None,
     budget = _budget(budget_raw, "budget", where, loc, required=False)
     problems: list[SuiteError] = []
     axes = {axis: _axis(raw, axis, registry, where, loc, problems) for axis in AXES}
-    raise_all(problems)
+    _raise_all(problems)
     for axis in ("models", "datasets", "metrics"):
         if not axes[axis]:
             raise SuiteError(f"{where}: the suite names no {axis} (add a [{axis}.<name>] table)")
@@ -392,7 +392,7 @@ def _budget(raw: Mapping[str, Any], section: str, where: str, loc: _Locator, req
     return out
 
 
-def raise_all(problems: Sequence[SuiteError]) -> None:
+def _raise_all(problems: Sequence[SuiteError]) -> None:
     """Raise the one error of ``problems`` as it is, or one error listing all of them (a line each)."""
     if len(problems) == 1:
         raise problems[0]
