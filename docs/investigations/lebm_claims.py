@@ -6,6 +6,11 @@ learning rates 1e-3 / 1e-4), with a chosen observation noise ``obs_std`` and lat
 test reconstruction MSE (data scale [0, 1], per pixel, as the ``recon_mse`` metric) with 20 (the suite's),
 100 and 500 posterior Langevin steps at evaluation.
 
+``samples``: train ``lebm`` on ``digits`` as the suite does and report the FD-domain of its samples (the
+suite's ``fd_domain`` metric, 2 000 samples) with 0 (the Gaussian base N(0, I) alone, the EBM prior
+ignored), 60 (the suite's and the official K0), 200 and 1 000 prior Langevin steps at evaluation, to
+see whether the short-run prior chain or the learned prior itself makes the samples worse than ABP's.
+
 ``auprc``: train ``lebm`` on ``mnist5k`` without digit 1 (the outlier protocol's held-out training) and score
 the whole test split with the model's anomaly score -log p(x, z) and with each of its terms, to see which
 term ranks the held-out 1s.
@@ -13,6 +18,8 @@ term ranks the held-out 1s.
 Usage (from the repository root, one intra-op thread)::
 
     PYTHONPATH=.:plugins python docs/investigations/lebm_claims.py recon --obs-std 0.3 --seed 0
+    PYTHONPATH=.:plugins python docs/investigations/lebm_claims.py samples --seed 0
+    PYTHONPATH=.:plugins python docs/investigations/lebm_claims.py samples --seed 0 --lr-g 1e-4 --lr-e 2e-5
     PYTHONPATH=.:plugins python docs/investigations/lebm_claims.py auprc --seed 0
 
 Each prints one JSON line with the figures last.
@@ -61,6 +68,24 @@ def recon(seed: int, obs_std: float, latent_dim: int | None) -> dict[str, Any]:
     return out
 
 
+def samples(seed: int, lr_g: float, lr_e: float) -> dict[str, Any]:
+    """FD-domain of the trained model's samples at 0 / 60 / 200 / 1 000 evaluation-time prior steps.
+
+    ``lr_g``, ``lr_e``: the learning rates (the suite's 1e-3 / 1e-4 by default; the official 1e-4 / 2e-5).
+    """
+    params = {"lr_g": lr_g, "lr_e": lr_e}
+    model, bundle = _train("digits", seed, params)
+    ctx = testing.make_eval_context(model, bundle, seed=seed)
+    out: dict[str, Any] = {"experiment": "samples", "seed": seed, **params}
+    for k in (0, 60, 200, 1000):
+        model.prior_sampler.n_steps = k
+        start = time.perf_counter()
+        value = testing.evaluate_metric("fd_domain", ctx, n_samples=2000).value
+        out[f"fd_domain_K0_{k}"] = value
+        print(f"K0 = {k}: FD-domain {value:.1f} ({time.perf_counter() - start:.0f} s)", flush=True)
+    return out
+
+
 def auprc(seed: int, held_out: int) -> dict[str, Any]:
     """AUPRC / AUROC of the held-out digit with the full anomaly score and with each of its terms."""
     model, bundle = _train("mnist5k", seed, {}, (held_out,))
@@ -95,6 +120,10 @@ def main() -> None:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--obs-std", type=float, default=0.3)
     r.add_argument("--latent-dim", type=int, default=None)
+    s = sub.add_parser("samples")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--lr-g", type=float, default=SUITE_PARAMS["lr_g"])
+    s.add_argument("--lr-e", type=float, default=SUITE_PARAMS["lr_e"])
     a = sub.add_parser("auprc")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--held-out", type=int, default=1)
@@ -102,6 +131,8 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.experiment == "recon":
         result = recon(args.seed, args.obs_std, args.latent_dim)
+    elif args.experiment == "samples":
+        result = samples(args.seed, args.lr_g, args.lr_e)
     else:
         result = auprc(args.seed, args.held_out)
     print(json.dumps(result))
