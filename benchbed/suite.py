@@ -39,10 +39,10 @@ import hashlib
 import json
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from benchbed.contracts import Budget
 from benchbed.errors import SuiteError, SuiteErrors
@@ -52,6 +52,8 @@ from benchbed.registry import Registry
 from benchbed.tracking import TrackingSettings, parse_tracking
 
 AXES = ("models", "samplers", "datasets", "metrics")
+_T = TypeVar("_T")
+
 TOP_KEYS = {"name", "description", "seeds", "device", "budget", "checkpoint_every", "eval_at", "tracking", *AXES}
 BUDGET_KEYS = {"steps": int, "batch_size": int}
 
@@ -258,27 +260,21 @@ def parse_suite(text: str, registry: Registry, *, path: Path | None = None,
         raise SuiteError(f"{where}: invalid TOML: {exc}") from exc
     raw = apply_overrides(raw, overrides, where)
     loc = _Locator(text, path, overrides)
-    unknown = set(raw) - TOP_KEYS
-    if unknown:
-        key = sorted(unknown)[0]
-        raise SuiteError(f"{where}: unknown top-level key {key!r}{loc('', key)}; "
-                         f"valid keys: {', '.join(sorted(TOP_KEYS))}")
+    # Independent problems are collected and raised together (one line each), so that a suite author
+    # fixes every mistake of the file in one round; a check that needs an earlier one's value runs after.
+    problems: list[SuiteError] = [
+        SuiteError(f"{where}: unknown top-level key {key!r}{loc('', key)}; valid keys: {', '.join(sorted(TOP_KEYS))}")
+        for key in sorted(set(raw) - TOP_KEYS)
+    ]
     default_name = "suite" if path is None else (path.parent.resolve().name if path.name == "suite.toml"
                                                  else path.stem)
-    name = _typed(raw, "name", str, where, loc, default=default_name)
-    seeds = _typed(raw, "seeds", list, where, loc, default=[0])
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise SuiteError(f"{where}: 'seeds'{loc('', 'seeds')} must be a non-empty list of integers, got {seeds!r}")
-    if bad := [s for s in seeds if not 0 <= s < 2**63]:
-        raise SuiteError(f"{where}: 'seeds'{loc('', 'seeds')}: seed {bad[0]} is outside 0 .. 2**63 - 1")
-    if dupes := sorted({s for s in seeds if seeds.count(s) > 1}):
-        raise SuiteError(f"{where}: 'seeds'{loc('', 'seeds')} repeats {dupes[0]}: each seed runs once")
-    if not name.strip() or "\n" in name or name != name.strip():
-        raise SuiteError(f"{where}: 'name'{loc('', 'name')} must be one line without surrounding spaces, "
-                         f"got {name!r}")
-    budget_raw = _typed(raw, "budget", dict, where, loc, default={})
-    budget = _budget(budget_raw, "budget", where, loc, required=False)
-    problems: list[SuiteError] = []
+    name = _collect(problems, default_name, lambda: _name(raw, where, loc, default_name))
+    seeds = _collect(problems, [0], lambda: _seeds(raw, where, loc))
+    budget_raw: dict[str, Any] = _collect(problems, {}, lambda: _typed(raw, "budget", dict, where, loc, default={}))
+    no_budget: dict[str, int] = {}
+    budget = _collect(problems, no_budget, lambda: _budget(budget_raw, "budget", where, loc, required=False))
+    device = _collect(problems, "auto", lambda: _device(raw, where, loc))
+    checkpoint_every = _collect(problems, 0, lambda: _checkpoint_every(raw, where, loc))
     axes = {axis: _axis(raw, axis, registry, where, loc, problems) for axis in AXES}
     _raise_all(problems)
     for axis in ("models", "datasets", "metrics"):
@@ -294,11 +290,9 @@ def parse_suite(text: str, registry: Registry, *, path: Path | None = None,
         description=_typed(raw, "description", str, where, loc, default=""),
         path=path,
         seeds=tuple(seeds),
-        device=check_device(_typed(raw, "device", str, where, loc, default="auto"), f"{where}: 'device'"
-                            f"{loc('', 'device')}: "),
+        device=device,
         budget=Budget(**budget),
-        checkpoint_every=_non_negative(_typed(raw, "checkpoint_every", int, where, loc, default=0),
-                                       f"{where}: 'checkpoint_every'{loc('', 'checkpoint_every')}"),
+        checkpoint_every=checkpoint_every,
         models=axes["models"], samplers=axes["samplers"], datasets=axes["datasets"], metrics=axes["metrics"],
         overrides=tuple(o.text for o in overrides),
         eval_at=_eval_at(raw, budget, axes, registry, f"{where}: 'eval_at'{loc('', 'eval_at')}"),
@@ -331,6 +325,44 @@ def _eval_at(raw: Mapping[str, Any], budget: Mapping[str, int], axes: Mapping[st
                                  f"{dataset.label!r} ({limit} steps); every step must be at most the budget "
                                  "(a step equal to it is the final evaluation)")
     return tuple(sorted(steps))
+
+
+def _collect(problems: list[SuiteError], default: _T, check: Callable[[], _T]) -> _T:
+    """``check()``, or ``default`` with its error appended to ``problems``."""
+    try:
+        return check()
+    except SuiteError as exc:
+        problems.append(exc)
+        return default
+
+
+def _name(raw: Mapping[str, Any], where: str, loc: _Locator, default: str) -> str:
+    name: str = _typed(raw, "name", str, where, loc, default=default)
+    if not name.strip() or "\n" in name or name != name.strip():
+        raise SuiteError(f"{where}: 'name'{loc('', 'name')} must be one line without surrounding spaces, "
+                         f"got {name!r}")
+    return name
+
+
+def _seeds(raw: Mapping[str, Any], where: str, loc: _Locator) -> list[int]:
+    seeds: list[Any] = _typed(raw, "seeds", list, where, loc, default=[0])
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise SuiteError(f"{where}: 'seeds'{loc('', 'seeds')} must be a non-empty list of integers, got {seeds!r}")
+    if bad := [s for s in seeds if not 0 <= s < 2**63]:
+        raise SuiteError(f"{where}: 'seeds'{loc('', 'seeds')}: seed {bad[0]} is outside 0 .. 2**63 - 1")
+    if dupes := sorted({s for s in seeds if seeds.count(s) > 1}):
+        raise SuiteError(f"{where}: 'seeds'{loc('', 'seeds')} repeats {dupes[0]}: each seed runs once")
+    return seeds
+
+
+def _device(raw: Mapping[str, Any], where: str, loc: _Locator) -> str:
+    value = _typed(raw, "device", str, where, loc, default="auto")
+    return check_device(value, f"{where}: 'device'{loc('', 'device')}: ")
+
+
+def _checkpoint_every(raw: Mapping[str, Any], where: str, loc: _Locator) -> int:
+    what = f"{where}: 'checkpoint_every'{loc('', 'checkpoint_every')}"
+    return _non_negative(_typed(raw, "checkpoint_every", int, where, loc, default=0), what)
 
 
 def _non_negative(value: int, what: str) -> int:

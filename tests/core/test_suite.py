@@ -331,6 +331,22 @@ def test_a_misspelt_sampler_role_is_an_error() -> None:
         parse_suite(text.replace("lebm", "svebm").replace("posteriour", "posterior"), registry, path=Path("s.toml"))
 
 
+def test_every_top_level_problem_is_reported_with_the_entries(make_suite, path: str) -> None:
+    """Independent mistakes in the top-level keys (two misspelt keys, a repeated seed, a bad device and
+    budget) and in an entry come in one error, a line each, in the file's order of checks."""
+    header = ('name = "t"\nseeds = [0, 0]\ndevise = "cpu"\ndevice = "gpu"\ncheckpoint_evry = 5\n'
+              "[budget]\nsteps = 0\nbatch_size = 16\n[datasets.toy]\n")
+    lines = _error(make_suite, "[models.linear]\nlr = 'fast'\n[metrics.fake_mse]\n", header=header).splitlines()
+    assert lines[0] == "6 problems:"
+    assert lines[1].startswith(f"  - {path}: unknown top-level key 'checkpoint_evry' ({path}, line 5)")
+    assert lines[2].startswith(f"  - {path}: unknown top-level key 'devise' ({path}, line 3)")
+    assert lines[3] == f"  - {path}: 'seeds' ({path}, line 2) repeats 0: each seed runs once"
+    assert lines[4].startswith(f"  - {path}: [budget] 'steps' ({path}, line 7) must be a positive integer")
+    assert lines[5].startswith(f"  - {path}: 'device' ({path}, line 4): device 'gpu' is not one of")
+    assert lines[6].startswith(f"  - {path}: model 'linear': parameter 'lr' ({path}, line 11) must be")
+    assert len(lines) == 7
+
+
 def test_wrong_type_in_tuple_names_the_element(make_suite, path: str) -> None:
     """A list with one bad element names that element (index, type and value), not only the list."""
     msg = _error(make_suite, "[models.linear]\nhidden = [4, 8, \"x\"]\n[metrics.fake_mse]\n")
