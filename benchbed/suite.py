@@ -52,10 +52,9 @@ from benchbed.registry import Registry
 from benchbed.tracking import TrackingSettings, parse_tracking
 
 AXES = ("models", "samplers", "datasets", "metrics")
-_T = TypeVar("_T")
-
 TOP_KEYS = {"name", "description", "seeds", "device", "budget", "checkpoint_every", "eval_at", "tracking", *AXES}
 BUDGET_KEYS = {"steps": int, "batch_size": int}
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
