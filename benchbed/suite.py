@@ -442,10 +442,10 @@ def _axis(raw: Mapping[str, Any], axis: str, registry: Registry, where: str, loc
         return ()
     entries: list[Entry] = []
     for label, body in table.items():
-        try:
-            entries.append(_entry(raw, axis, str(label), body, entries, registry, where, loc))
-        except SuiteError as exc:
-            problems.append(exc)
+        entry = _collect(problems, None, functools.partial(_entry, raw, axis, str(label), body, entries, registry,
+                                                           where, loc))
+        if entry is not None:
+            entries.append(entry)
     return tuple(entries)
 
 

@@ -84,9 +84,8 @@ def recon(seed: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="experiment", required=True)
-    r = sub.add_parser("recon")
-    r.add_argument("--seed", type=int, default=0)
+    parser.add_argument("experiment", choices=["recon"])
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(json.dumps(recon(args.seed)))
