@@ -274,19 +274,27 @@ def parse_suite(text: str, registry: Registry, *, path: Path | None = None,
     budget = _collect(problems, no_budget, lambda: _budget(budget_raw, "budget", where, loc, required=False))
     device = _collect(problems, "auto", lambda: _device(raw, where, loc))
     checkpoint_every = _collect(problems, 0, lambda: _checkpoint_every(raw, where, loc))
+    description = _collect(problems, "", lambda: _typed(raw, "description", str, where, loc, default=""))
     axes = {axis: _axis(raw, axis, registry, where, loc, problems) for axis in AXES}
     _raise_all(problems)
+    # Second round: the checks that need the validated axes, again collected together.
     for axis in ("models", "datasets", "metrics"):
         if not axes[axis]:
-            raise SuiteError(f"{where}: the suite names no {axis} (add a [{axis}.<name>] table)")
+            problems.append(SuiteError(f"{where}: the suite names no {axis} (add a [{axis}.<name>] table)"))
     if any(not registry.model(m.component).one_shot for m in axes["models"]):
-        _budget(budget_raw, "budget", where, loc, required=True)
+        _collect(problems, None, lambda: _budget(budget_raw, "budget", where, loc, required=True))
     else:  # one-shot models only: the budget does not apply to them, so the suite may omit it
         budget = {"steps": 1, "batch_size": 1, **budget}
-    _check_roles(axes["models"], axes["samplers"], registry, where, loc)
+    _check_roles(axes["models"], axes["samplers"], registry, where, loc, problems)
+    no_steps: tuple[int, ...] = ()
+    eval_at = _collect(problems, no_steps, lambda: _eval_at(raw, budget, axes, registry,
+                                                      f"{where}: 'eval_at'{loc('', 'eval_at')}"))
+    tracking = _collect(problems, TrackingSettings(),
+                        lambda: parse_tracking(raw.get("tracking"), registry, f"{where}{loc('tracking')}"))
+    _raise_all(problems)
     return Suite(
         name=name,
-        description=_typed(raw, "description", str, where, loc, default=""),
+        description=description,
         path=path,
         seeds=tuple(seeds),
         device=device,
@@ -294,8 +302,8 @@ def parse_suite(text: str, registry: Registry, *, path: Path | None = None,
         checkpoint_every=checkpoint_every,
         models=axes["models"], samplers=axes["samplers"], datasets=axes["datasets"], metrics=axes["metrics"],
         overrides=tuple(o.text for o in overrides),
-        eval_at=_eval_at(raw, budget, axes, registry, f"{where}: 'eval_at'{loc('', 'eval_at')}"),
-        tracking=parse_tracking(raw.get("tracking"), registry, f"{where}{loc('tracking')}"),
+        eval_at=eval_at,
+        tracking=tracking,
     )
 
 
@@ -318,7 +326,9 @@ def _eval_at(raw: Mapping[str, Any], budget: Mapping[str, int], axes: Mapping[st
         if registry.model(model.component).one_shot:
             continue
         for dataset in axes["datasets"]:
-            limit = {**budget, **dataset.budget, **model.budget}["steps"]
+            limit = {**budget, **dataset.budget, **model.budget}.get("steps")
+            if limit is None:  # no step budget: reported by the budget check, nothing to compare with
+                continue
             if over := [s for s in steps if s > limit]:
                 raise SuiteError(f"{what}: step {over[0]} is past the budget of model {model.label!r} on data set "
                                  f"{dataset.label!r} ({limit} steps); every step must be at most the budget "
@@ -371,16 +381,18 @@ def _non_negative(value: int, what: str) -> int:
 
 
 def _check_roles(models: tuple[Entry, ...], samplers: tuple[Entry, ...], registry: Registry, where: str,
-                 loc: _Locator) -> None:
-    """Each per-role table of a sampler entry names a role that a model paired with it asks for."""
+                 loc: _Locator, problems: list[SuiteError]) -> None:
+    """Each sampler entry is paired with some model, and each of its per-role tables names a role that a
+    model paired with it asks for; every offending sampler or role is appended to ``problems``."""
     for sampler in samplers:
         asked: set[str] = set()
         paired = [m for m in models if registry.model(m.component).uses_sampler
                   and (m.samplers is None or sampler.label in m.samplers)
                   and registry.model(m.component).accepts_sampler(sampler.component)]
         if not paired:
-            raise SuiteError(f"{where}: [samplers.{sampler.label}]{loc(f'samplers.{sampler.label}')} is used by no "
-                             "model of the suite (no model with dynamics accepts it); remove it")
+            problems.append(SuiteError(f"{where}: [samplers.{sampler.label}]{loc(f'samplers.{sampler.label}')} is "
+                                       "used by no model of the suite (no model with dynamics accepts it); remove it"))
+            continue
         for model in paired:
             spec = registry.model(model.component)
             if spec.sampler_roles is None:  # undeclared: any role may be meant for it
@@ -391,10 +403,10 @@ def _check_roles(models: tuple[Entry, ...], samplers: tuple[Entry, ...], registr
                 if role not in asked:
                     close = difflib.get_close_matches(role, sorted(asked), n=1)
                     hint = f" (did you mean {close[0]!r}?)" if close else ""
-                    raise SuiteError(
+                    problems.append(SuiteError(
                         f"{where}: [samplers.{sampler.label}] role {role!r}{loc(f'samplers.{sampler.label}', role)}: "
                         f"no model paired with this sampler asks for it; roles asked: "
-                        f"{', '.join(sorted(asked)) or 'none'}{hint}")
+                        f"{', '.join(sorted(asked)) or 'none'}{hint}"))
 
 
 def _typed(raw: Mapping[str, Any], key: str, typ: type, where: str, loc: _Locator, default: Any) -> Any:

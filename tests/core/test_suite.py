@@ -329,6 +329,14 @@ def test_a_misspelt_sampler_role_is_an_error() -> None:
     # svebm asks only for the prior
     with pytest.raises(SuiteError, match="role 'posterior'.*roles asked: prior"):
         parse_suite(text.replace("lebm", "svebm").replace("posteriour", "posterior"), registry, path=Path("s.toml"))
+    # every misspelt role is listed, not only the first
+    with pytest.raises(SuiteError) as info:
+        parse_suite(text.replace("posteriour = { n_steps = 3 }", "posteriour = { n_steps = 3 }\npiror = {}"),
+                    registry, path=Path("s.toml"))
+    lines = str(info.value).splitlines()
+    assert lines[0] == "2 problems:" and len(lines) == 3, lines
+    assert lines[1].startswith("  - s.toml: [samplers.langevin] role 'posteriour' (s.toml, line 8): no model paired")
+    assert lines[2].startswith("  - s.toml: [samplers.langevin] role 'piror' (s.toml, line 9): no model paired")
 
 
 def test_every_top_level_problem_is_reported_with_the_entries(make_suite, path: str) -> None:
@@ -345,6 +353,25 @@ def test_every_top_level_problem_is_reported_with_the_entries(make_suite, path: 
     assert lines[5].startswith(f"  - {path}: 'device' ({path}, line 4): device 'gpu' is not one of")
     assert lines[6].startswith(f"  - {path}: model 'linear': parameter 'lr' ({path}, line 11) must be")
     assert len(lines) == 7
+
+
+def test_every_problem_that_needs_the_axes_is_reported_together(make_suite, path: str) -> None:
+    """The checks that run once the entries are valid (no metrics, each sampler no model uses, an
+    ``eval_at`` step past the budget, a bad ``[tracking]`` table) also come in one error, a line each,
+    rather than one validation per mistake."""
+    header = 'name = "t"\neval_at = [99]\n[tracking]\nbackends = "tb"\n[budget]\nsteps = 24\nbatch_size = 16\n'
+    lines = _error(make_suite, "[datasets.toy]\n[models.dyn]\nsamplers = ['walk']\n[samplers.walk]\n"
+                               "[samplers.slow]\ncomponent = 'walk'\nstep_size = 0.01\n"
+                               "[samplers.slower]\ncomponent = 'walk'\nstep_size = 0.001\n",
+                   header=header).splitlines()
+    assert lines[0] == "5 problems:", "\n".join(lines)
+    assert lines[1] == f"  - {path}: the suite names no metrics (add a [metrics.<name>] table)"
+    for line, label, at in ((lines[2], "slow", 12), (lines[3], "slower", 15)):
+        assert line == (f"  - {path}: [samplers.{label}] ({path}, line {at}) is used by no model of the suite "
+                        "(no model with dynamics accepts it); remove it")
+    assert lines[4].startswith(f"  - {path}: 'eval_at' ({path}, line 2): step 99 is past the budget"), lines[4]
+    assert lines[5] == f"  - {path} ({path}, line 3): tracking.backends must be a list of tracker names, got 'tb'"
+    assert len(lines) == 6
 
 
 def test_wrong_type_in_tuple_names_the_element(make_suite, path: str) -> None:
