@@ -30,6 +30,12 @@ N(0, I), a documented deviation).  ``--top-std official`` keeps it; the default 
 official ``Normal`` class by one without the 0.01 for that layer, so that the two run the same
 algorithm and any difference is rounding.
 
+``--held-out K`` trains both on the outlier protocol's variant of the data set (train and val
+without digit K) and ends with one shared evaluator: the ``outlier_auprc`` metric's figures (AUPRC,
+and AUROC) of digit K on the test split, from benchbed's ``anomaly_score`` (-log p(x, z) at the
+inferred z) with benchbed's trained weights and again with the official step's weights loaded into the
+same model, both scorings from the same RNG state.
+
 Prints, per step, the largest absolute difference of the chains' end points and of every parameter
 after the step, then one JSON line with every figure.
 """
@@ -51,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from sklearn.metrics import average_precision_score, roc_auc_score
 from torch import nn
 
 from benchbed.contracts import Batch, Budget
@@ -190,11 +197,37 @@ def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.detach() - b.detach()).abs().max())
 
 
-def run(dataset: str, steps: int, seed: int, top_std: str, official_root: Path) -> dict[str, Any]:
+def shared_evaluation(model: Any, trained_elsewhere: list[tuple[nn.Module, nn.Module]], bundle: Any,
+                      held_out: int, seed: int) -> dict[str, Any]:
+    """The outlier metric's figures for digit ``held_out`` of ``bundle``'s test split, scored by one
+    evaluator (benchbed's ``anomaly_score``, -log p(x, z) at the model's own inferred z, in batches of
+    500 as the ``outlier_auprc`` metric scores) for ``model`` as trained and again with the weights of
+    ``trained_elsewhere`` (``(benchbed module, official-side copy)`` pairs) loaded into it.  Both
+    scorings start from the same RNG state, so their chains draw the same noise."""
+    x, y = bundle.test.x, bundle.test.y
+    positive = (y == held_out).numpy()
+    out: dict[str, Any] = {"held_out": held_out, "test_examples": len(y), "base_rate": float(positive.mean())}
+    for side in ("benchbed", "official"):
+        if side == "official":
+            for mine, theirs in trained_elsewhere:
+                mine.load_state_dict(theirs.state_dict())
+        torch.manual_seed(seed + 7)
+        scores = torch.cat([model.anomaly_score(chunk).detach() for chunk in x.split(500)]).double().numpy()
+        out[side] = {"auprc": float(average_precision_score(positive, scores)),
+                     "auroc": float(roc_auc_score(positive, scores))}
+        print(f"{side} weights: AUPRC {out[side]['auprc']:.4f}, AUROC {out[side]['auroc']:.4f} "
+              f"(digit {held_out}, base rate {out['base_rate']:.3f})", flush=True)
+    return out
+
+
+def run(dataset: str, steps: int, seed: int, top_std: str, official_root: Path,
+        held_out: int | None = None) -> dict[str, Any]:
     official = load_official(official_root)
     nets = sys.modules["nets"]
     torch.manual_seed(seed)
-    bundle = load_dataset(dataset, seed=seed)
+    full = load_dataset(dataset, seed=seed)
+    # The outlier protocol's training: train and val without the held-out digit, test unchanged.
+    bundle = full if held_out is None else full.hold_out((held_out,))
     model = build_model("hlebm", SUITE_PARAMS)
     setup_model(model, bundle, Budget(2000, BATCH), seed=seed, device=torch.device("cpu"),
                 sampler=bound_sampler("hlebm", "langevin"))
@@ -273,8 +306,11 @@ def run(dataset: str, steps: int, seed: int, top_std: str, official_root: Path) 
         print(f"step {step:3d}: chains differ by {row['prior_chain']:.1e} (prior), {row['posterior_chain']:.1e} "
               f"(posterior); parameters by {row['params']:.1e} ({row['params_clear_grad']:.1e} where |g| > 1e-6); "
               f"training mse {row['mse_benchbed']:.4f} (benchbed), {row['mse_official']:.4f} (official)", flush=True)
-    return {"dataset": dataset, "seed": seed, "steps": steps, "top_std": top_std, "k0": k0, "s0": s0,
-            "k1": k1, "s1": s1, "dims": [d1, d2], "seconds": round(time.perf_counter() - start, 1), "rows": rows}
+    result = {"dataset": dataset, "seed": seed, "steps": steps, "top_std": top_std, "k0": k0, "s0": s0,
+              "k1": k1, "s1": s1, "dims": [d1, d2], "seconds": round(time.perf_counter() - start, 1), "rows": rows}
+    if held_out is not None:
+        result["evaluation"] = shared_evaluation(model, pairs, bundle, held_out, seed)
+    return result
 
 
 def main() -> None:
@@ -283,13 +319,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--top-std", choices=("one", "official"), default="one")
+    parser.add_argument("--held-out", type=int, default=None,
+                        help="train without this digit and end with the outlier metric's AUPRC/AUROC of it, "
+                             "scored alike for benchbed's weights and the official step's")
     opts = parser.parse_args()
     root = os.environ.get("BENCHBED_OFFICIAL_HLEBM")
     if not root:
         raise SystemExit("hlebm_official: set BENCHBED_OFFICIAL_HLEBM to a clone of "
                          "https://github.com/jcui1224/hierarchical-joint-ebm")
     torch.set_num_threads(1)
-    print(json.dumps(run(opts.dataset, opts.steps, opts.seed, opts.top_std, Path(root))))
+    print(json.dumps(run(opts.dataset, opts.steps, opts.seed, opts.top_std, Path(root), opts.held_out)))
 
 
 if __name__ == "__main__":
