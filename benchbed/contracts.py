@@ -233,6 +233,10 @@ def declaration_problem(model: object) -> str:
     return ""
 
 
+#: The values of ``DatasetInfo.kind``.
+DATA_KINDS = ("image", "vector")
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     """Metadata of a loaded data set.
@@ -303,6 +307,43 @@ class DataBundle:
     log_prob: Callable[[torch.Tensor], torch.Tensor] | None = None
     held_out: tuple[int, ...] = ()
     extras: Mapping[str, Any] = field(default_factory=dict)
+
+    def problems(self) -> list[str]:
+        """What breaks the data-set contract, one line each (empty when none): ``info.kind`` not
+        "image"/"vector", an empty split, ``x`` not float32 or not shaped ``[N, *info.shape]``,
+        non-finite values, images outside [0, 1], labels missing, not int64, not one per example or
+        outside ``0..n_classes-1``.  Cheap (one pass over the data), so every load is checked."""
+        info, out = self.info, []
+        if info.kind not in DATA_KINDS:
+            out.append(f"info.kind {info.kind!r} is not one of {', '.join(repr(k) for k in DATA_KINDS)}")
+        for name in ("train", "val", "test"):
+            split = getattr(self, name)
+            x, y = split.x, split.y
+            if not isinstance(x, torch.Tensor):
+                out.append(f"{name}.x is a {type(x).__name__}, not a torch.Tensor")
+                continue
+            if len(x) == 0:
+                out.append(f"the {name} split is empty")
+            if x.dtype != torch.float32:
+                out.append(f"{name}.x has dtype {x.dtype}, not torch.float32")
+            if tuple(x.shape[1:]) != tuple(info.shape):
+                out.append(f"{name}.x has shape {tuple(x.shape)}, not [N, *info.shape] = [N, "
+                           f"{', '.join(map(str, info.shape))}]")
+            if x.is_floating_point() and x.numel():
+                finite = torch.isfinite(x)
+                if not bool(finite.all()):
+                    out.append(f"{name}.x holds {int((~finite).sum())} non-finite values (NaN or inf)")
+                elif info.kind == "image" and (float(x.min()) < 0 or float(x.max()) > 1):
+                    out.append(f"{name}.x: image values in [{float(x.min()):g}, {float(x.max()):g}], not in [0, 1]")
+            if info.n_classes:
+                if y is None:
+                    out.append(f"{name}.y is missing but info.n_classes = {info.n_classes}")
+                elif y.dtype != torch.int64 or y.shape != (len(x),):
+                    out.append(f"{name}.y must be int64 of shape [{len(x)}], got {y.dtype} {tuple(y.shape)}")
+                elif y.numel() and (int(y.min()) < 0 or int(y.max()) >= info.n_classes):
+                    out.append(f"{name}.y has labels in [{int(y.min())}, {int(y.max())}], outside "
+                               f"0..{info.n_classes - 1}")
+        return out
 
     def content_hash(self) -> str:
         """Hash of all three splits together (and of the held-out classes)."""

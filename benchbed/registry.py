@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from benchbed.errors import PluginError, SuiteError
+from benchbed.contracts import DataBundle
+from benchbed.errors import DataError, PluginError, SuiteError
 from benchbed.specs import SPEC_TYPES, ClaimSpec, ComponentSpec, DatasetSpec, MetricSpec, ModelSpec, SamplerSpec
 
 _S = TypeVar("_S", bound=ComponentSpec)
@@ -138,3 +139,25 @@ class Registry:
 
     def metric(self, name: str) -> MetricSpec:
         return self._spec("metric", name, MetricSpec)
+
+    def load_dataset(self, name: str, params: Mapping[str, Any], seed: int) -> DataBundle:
+        """Load data set ``name`` with (already validated) ``params`` for ``seed``, and check what it
+        returned against the data-set contract (:meth:`benchbed.contracts.DataBundle.problems`).
+
+        Every load in benchbed goes through here (runs, ``validate``, ``plan``, ``benchbed.testing``),
+        so a broken plugin data set is reported before anything trains on it.
+
+        Raises:
+            DataError: ``load`` returned something that is not a ``DataBundle``, or one that breaks
+                the contract; the message names the data set, its plugin and every problem.
+        """
+        bundle = self.dataset(name).factory(**params).load(seed=seed)
+        if isinstance(bundle, DataBundle):
+            problems = bundle.problems()
+        else:
+            problems = [f"load(seed) returned a {type(bundle).__name__}, not a benchbed.contracts.DataBundle"]
+        if problems:
+            prov = self.get("dataset", name).provenance
+            raise DataError(f"data set {name!r} (plugin {prov.plugin!r}, {prov.distribution} {prov.version}) "
+                            f"breaks the data-set contract: " + "; ".join(problems))
+        return bundle

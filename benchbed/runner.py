@@ -189,8 +189,7 @@ class CellRunner:
         """Load (once per process) the data set of ``entry`` for ``seed``."""
         key = (config_hash(entry.identity()), seed)
         if key not in self._data:
-            spec = self.registry.dataset(entry.component)
-            self._data[key] = spec.factory(**entry.params).load(seed=seed)
+            self._data[key] = self.registry.load_dataset(entry.component, entry.params, seed)
         return self._data[key]
 
     def cell_data(self, cell: Cell) -> DataBundle:

@@ -90,7 +90,7 @@ def loader(registry: Registry) -> Callable[[Entry, int], DataBundle]:
     def load(entry: Entry, seed: int) -> DataBundle:
         key = (config_hash(entry.identity()), seed)
         if key not in cache:
-            cache[key] = registry.dataset(entry.component).factory(**entry.params).load(seed=seed)
+            cache[key] = registry.load_dataset(entry.component, entry.params, seed)
         return cache[key]
 
     return load

@@ -241,7 +241,8 @@ class _OutOfRange:
 
 @pytest.mark.parametrize(("factory", "message"), [
     (_NonDeterministic, "dataset 'broken_data': splits differ for the same seed"),
-    (_OutOfRange, r"dataset 'broken_data': images outside \[0, 1\]"),
+    (_OutOfRange, r"dataset 'broken_data': .*breaks the data-set contract: train.x: image values in \[0.*, 1.*\], "
+                  r"not in \[0, 1\]"),
 ])
 def test_broken_datasets(helpers, factory: type, message: str) -> None:
     reg = _broken_registry(helpers, d=DatasetSpec(name="broken_data", factory=factory))
