@@ -209,7 +209,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if failed:
         print(f"benchbed: {failed} cell(s) of suite {suite.name} failed or diverged (reasons in the tables); "
               f"exit code {EXIT_CELLS_FAILED}", file=sys.stderr)
-    return EXIT_CELLS_FAILED if failed else 0
+    # A cell that trained but whose metric raised (or returned a non-finite value) is "ok" with a hole
+    # in the table: say which, and make it count like a failed cell.
+    broken = [(cell.title, label, reason) for cell in planned.order
+              if not cell.is_variant and store.status(cell.run_id) == "ok"
+              for label, reason in store.failed_metrics(cell.run_id).items()]
+    for title, label, reason in broken[:10]:
+        print(f"benchbed: metric {label!r} failed on {title}: {reason}", file=sys.stderr)
+    if broken:
+        more = " (the first 10 shown)" if len(broken) > 10 else ""
+        print(f"benchbed: {len(broken)} metric value(s) of suite {suite.name} failed{more}; after fixing the metric, "
+              "`--retry-failed` evaluates them again on the saved final models (no training); exit code "
+              f"{EXIT_CELLS_FAILED}", file=sys.stderr)
+    return EXIT_CELLS_FAILED if failed or broken else 0
 
 
 def _params_text(factory: Any) -> str:
@@ -487,7 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "the published runs.jsonl beside the suite file is imported first), then write "
                                      "its tables and runs.jsonl beside the suite file.",
                          epilog="exit codes: 0 every cell ok or n/a; 2 bad input, nothing trained; 3 finished, but "
-                                "a cell of the suite failed or diverged; 4 internal error (a bug; --debug shows the "
+                                "a cell of the suite failed or diverged, or a metric value failed; 4 internal error "
+                                "(a bug; --debug shows the "
                                 "traceback); 130 interrupted (run again to resume)")
     run.add_argument("suite", metavar="SUITE", help="suite file, or name of a folder under leaderboards/")
     run.add_argument("--jobs", "-j", type=_positive_int, default=1,
@@ -496,7 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", choices=["auto", "serial", "pool", "ray"], default="auto",
                      help="auto = pool when --jobs > 1; ray uses RAY_ADDRESS or a local Ray")
     run.add_argument("--device", help="override the suite's device (auto, cpu, cuda, cuda:1)")
-    run.add_argument("--retry-failed", action="store_true", help="train failed and diverged cells again")
+    run.add_argument("--retry-failed", action="store_true",
+                     help="train failed and diverged cells again, and evaluate failed metric values again (on the "
+                          "saved final models)")
     steal = run.add_argument("--steal-stale", type=_seconds, metavar="SECONDS",
                      help="take over cells claimed by another run whose heartbeat is older than SECONDS, whatever "
                           "host or pid holds them (0: every claim; a live holder then trains its cell in vain). "

@@ -388,23 +388,28 @@ class CellRunner:
         A cell finished ``ok`` with a current record of every suite metric (and of every ``eval_at`` step)
         needs nothing, and neither do its held-out trainings: a fresh clone, whose store holds only the
         published runs (held-out cells are not published), must not train them again.  A failed or
-        diverged cell needs work only with ``--retry-failed``.
+        diverged cell, and an ``ok`` cell with a failed metric record, need work only with
+        ``--retry-failed`` (the failed metrics are evaluated again on the final checkpoint).
         """
         status = self.store.status(cell.run_id)
         if status not in FINISHED:
             return True
         if status != "ok":
             return self.options.retry_failed
+        return bool(self._metrics_to_evaluate(cell)) or bool(self._missing_steps(cell))
+
+    def _metrics_to_evaluate(self, cell: Cell) -> tuple[Entry, ...]:
+        """The suite metrics a finished ``ok`` cell lacks a current record of, and with
+        ``--retry-failed`` those whose record failed."""
         have = self.store.metric_hashes(cell.run_id)
-        return any(have.get(m.label) != settings_hash(m) for m in self.suite.metrics) or bool(
-            self._missing_steps(cell))
+        failed = self.store.failed_metrics(cell.run_id) if self.options.retry_failed else {}
+        return tuple(m for m in self.suite.metrics if have.get(m.label) != settings_hash(m) or m.label in failed)
 
     def _evaluate_missing(self, cell: Cell, t0: float) -> CellOutcome:
         """A finished cell whose metric set changed, that has no sample preview yet (a store written
         before previews existed), or that lacks metric records at some of the suite's ``eval_at`` steps:
         evaluate / draw what is missing from the saved final model and snapshots."""
-        have = self.store.metric_hashes(cell.run_id)
-        todo = tuple(m for m in self.suite.metrics if have.get(m.label) != settings_hash(m))
+        todo = self._metrics_to_evaluate(cell)
         needs_preview = self.store.preview(cell.run_id) is None  # stores made before previews existed
         steps = self._missing_steps(cell)
         details = [self._evaluate_final(cell, todo, needs_preview)] if todo or needs_preview else []

@@ -468,6 +468,12 @@ class Store:
         row = self._db.execute("SELECT status FROM runs WHERE run_id=?", (run_id,)).fetchone()
         return None if row is None else row[0]
 
+    def failed_metrics(self, run_id: str) -> dict[str, str]:
+        """``metric label -> reason`` of a run's final-evaluation records that failed."""
+        rows = self._db.execute("SELECT metric, reason FROM metrics WHERE run_id=? AND status='failed' ORDER BY metric",
+                                (run_id,))
+        return {r[0]: r[1] for r in rows}
+
     def metric_hashes(self, run_id: str) -> dict[str, str]:
         """``metric label -> settings hash`` of the metrics stored for a run."""
         rows = self._db.execute("SELECT metric, settings_hash FROM metrics WHERE run_id=?", (run_id,))

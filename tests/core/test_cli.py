@@ -15,6 +15,8 @@ import pytest
 
 import benchbed
 from benchbed import cli
+from benchbed.contracts import MetricResult
+from benchbed.store import Store
 
 HELP = {
     "run": ["SUITE", "--jobs", "--store", "--executor", "--device", "--retry-failed", "--out", "--no-tables",
@@ -454,3 +456,33 @@ def test_internal_errors_are_one_line_unless_debug(fake_cli, tmp_path: Path, cap
     assert "Traceback" not in err
     with pytest.raises(ZeroDivisionError):
         cli.main(["--debug", "list"])
+
+
+def test_a_failed_metric_is_reported_and_retried_without_training(fake_cli, tmp_path: Path, helpers, capsys,
+                                                                  monkeypatch) -> None:
+    """A metric that raises leaves an ``ok`` cell with a hole: the run names it and exits 3; once the metric
+    is fixed, ``--retry-failed`` evaluates it again on the saved final model and trains nothing."""
+    suite = tmp_path / "suite.toml"
+    suite.write_text(helpers.suite_text("[models.linear]\n[metrics.fake_mse]\n[metrics.fake_boom]\n"))
+    store = str(tmp_path / "s.sqlite")
+    args = ["run", str(suite), "--store", store, "--no-tables", "--no-bars"]
+    assert cli.main(args) == 3
+    out, err = capsys.readouterr()
+    assert "1 cells (1 ok)" in out
+    assert "metric 'fake_boom' failed on" in err and "ValueError: metric exploded" in err
+    assert "1 metric value(s) of suite t failed" in err and "--retry-failed" in err
+    assert cli.main(args) == 3  # still a hole on a plain re-run: the stored failure counts
+    capsys.readouterr()
+
+    trained: list[int] = []
+    monkeypatch.setattr(helpers.LinearAE, "train_step", lambda self, batch, step: trained.append(step) or {})
+    boom = type(helpers.fake_plugin_set().registry.metric("fake_boom").factory())
+    monkeypatch.setattr(boom, "evaluate", lambda self, ctx: MetricResult(1.5))
+    assert cli.main([*args, "--retry-failed"]) == 0
+    out, err = capsys.readouterr()
+    assert trained == [] and "failed" not in err
+    s = Store(Path(store))
+    (run,) = helpers.model_runs(s)
+    s.close()
+    values = {m["metric"]: (m["status"], m["value"]) for m in run["metrics"]}
+    assert values["fake_boom"] == ("ok", 1.5) and values["fake_mse"][0] == "ok"
