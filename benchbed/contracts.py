@@ -221,6 +221,20 @@ def missing_methods(model: object) -> dict[str, list[str]]:
 _CAPABILITY_NAMES = frozenset(c.value for c in Capability)
 
 
+def protocol_problem(model: object, one_shot: bool) -> str:
+    """What :class:`Model` method the runner will call that ``model`` lacks, or '': ``setup``,
+    ``checkpoint`` and ``restore`` always, ``train_step`` for a model trained step by step and ``fit``
+    for a one-shot one (``ModelSpec.one_shot``).  Looks attributes up only, so a runner can ask it of a
+    freshly constructed model and fail before anything trains, instead of after the whole budget
+    (``checkpoint`` is first called when the first checkpoint is saved)."""
+    needed = ["setup", "fit" if one_shot else "train_step", "checkpoint", "restore"]
+    if lacking := [m for m in needed if not callable(getattr(model, m, None))]:
+        kind = "a one-shot model (ModelSpec.one_shot)" if one_shot else "a model trained step by step"
+        return (f"has no method {', '.join(m + '()' for m in lacking)}, which the runner calls on {kind}; "
+                "subclass benchbed.model.LatentModel or write them (benchbed.contracts.Model)")
+    return ""
+
+
 def declaration_problem(model: object) -> str:
     """What is wrong with ``model``'s declared capabilities, or '': names that are not a
     :class:`Capability`, or capabilities whose methods it lacks (:func:`missing_methods`).  Needs no

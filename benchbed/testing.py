@@ -36,6 +36,7 @@ from benchbed.contracts import (
     ReferenceRow,
     SampleResult,
     declaration_problem,
+    protocol_problem,
 )
 from benchbed.errors import DataError, NotApplicable
 from benchbed.grid import incompatibility
@@ -686,8 +687,8 @@ def check_model(
     if isinstance(fresh, torch.nn.Module):
         assert sum(p.numel() for p in fresh.parameters()) == 0, \
             f"model {name!r}: the constructor built networks; build them in setup()"
-    if spec.one_shot:
-        assert callable(getattr(fresh, "fit", None)), f"model {name!r} is declared one_shot but has no fit(train)"
+    problem = protocol_problem(fresh, spec.one_shot)
+    assert not problem, f"model {name!r} {problem}"
     model, history = fit(name, bundle, steps=steps, batch_size=32, params=model_params, sampler=sampler,
                          sampler_params=chain_params, registry=reg)
     if not spec.one_shot:

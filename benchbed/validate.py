@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from benchbed.contracts import DataBundle, declaration_problem
+from benchbed.contracts import DataBundle, declaration_problem, protocol_problem
 from benchbed.errors import BenchbedError, SuiteError
 from benchbed.grid import data_incompatibility, plan
 from benchbed.registry import Registry
@@ -50,7 +50,9 @@ def check_data(suite: Suite, registry: Registry, load: Callable[[Entry, int], Da
 def check_models(suite: Suite, registry: Registry) -> None:
     """Raise :class:`SuiteError` for the first model entry whose declared capabilities are wrong
     (:func:`benchbed.contracts.declaration_problem`): a misspelt capability would silently make every
-    metric n/a, a declared one without its method would fail each metric only after training.  A
+    metric n/a, a declared one without its method would fail each metric only after training; or that
+    lacks a method the runner calls (:func:`benchbed.contracts.protocol_problem`), which would fail
+    the cell only after training, when its checkpoint is saved.  A
     component constructs without doing work, so this is checked before anything trains; one that cannot
     be constructed yet is left to its cells, which record the error."""
     where = str(suite.path) if suite.path else "<suite>"
@@ -60,7 +62,7 @@ def check_models(suite: Suite, registry: Registry) -> None:
             model = spec.factory(**entry.params)
         except Exception:  # noqa: BLE001 - the cell's setup reports it, with the cell
             continue
-        if problem := declaration_problem(model):
+        if problem := declaration_problem(model) or protocol_problem(model, spec.one_shot):
             prov = registry.get("model", entry.component).provenance
             raise SuiteError(f"{where}: [models.{entry.label}]: model {entry.component!r} (plugin {prov.plugin!r}, "
                              f"{prov.distribution} {prov.version}) {problem}")

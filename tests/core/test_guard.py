@@ -37,12 +37,23 @@ def _plugin(helpers):
     class Boastful(helpers.LinearAE):
         capabilities = frozenset({"infer", "reconstruct", "sample", "log_likelihood"})
 
+    class Unsaveable(helpers.LinearAE):
+        """Written against the protocol without LatentModel's checkpoint()/restore()."""
+
+        checkpoint = None
+        restore = None
+
+    class Fitless(helpers.LinearAE):
+        """Registered one_shot but trained step by step: no fit()."""
+
     class Extra:
         @hookimpl
         def benchbed_register_models(self, register):  # noqa: ANN001, ANN202
             register(ModelSpec(name="flat", factory=Flat))
             register(ModelSpec(name="misspelt", factory=Misspelt))
             register(ModelSpec(name="boastful", factory=Boastful))
+            register(ModelSpec(name="unsaveable", factory=Unsaveable))
+            register(ModelSpec(name="fitless", factory=Fitless, one_shot=True))
 
         @hookimpl
         def benchbed_register_metrics(self, register):  # noqa: ANN001, ANN202
@@ -85,7 +96,7 @@ def test_a_wrong_sample_shape_fails_the_metric_naming_the_model_and_the_tables_s
         extra_cli, tmp_path, monkeypatch, capsys) -> None:
     folder = _suite(tmp_path, "[models.flat]")
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["run", "g", "--no-bars"]) == 0
+    assert cli.main(["run", "g", "--no-bars"]) == 3  # finished, with a failed metric value
     capsys.readouterr()
     assert cli.main(["leaderboard", "g", "--format", "md"]) == 0
     out = capsys.readouterr().out
@@ -117,9 +128,13 @@ def test_the_guard_leaves_a_correct_model_untouched(helpers, fake_registry) -> N
                  r"\['samples'\]"),
     ("boastful", r"\[models.boastful\]: model 'boastful' \(plugin 'extra', .*\) declares 'log_likelihood' but has "
                  r"no method log_likelihood\(\)"),
+    ("unsaveable", r"\[models.unsaveable\]: model 'unsaveable' \(plugin 'extra', .*\) has no method checkpoint\(\), "
+                   r"restore\(\), which the runner calls on a model trained step by step"),
+    ("fitless", r"\[models.fitless\]: model 'fitless' \(plugin 'extra', .*\) has no method fit\(\), which the "
+                r"runner calls on a one-shot model"),
 ])
-def test_wrong_capability_declarations_are_refused_before_training(extra_cli, tmp_path, monkeypatch, capsys, helpers,
-                                                                  model: str, message: str) -> None:
+def test_wrong_declarations_and_missing_methods_are_refused_before_training(extra_cli, tmp_path, monkeypatch, capsys,
+                                                                          helpers, model: str, message: str) -> None:
     _suite(tmp_path, f"[models.{model}]")
     monkeypatch.chdir(tmp_path)
     setups = helpers.LinearAE.setups
