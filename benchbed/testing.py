@@ -728,27 +728,44 @@ def _check_metric_result(name: str, spec: MetricSpec, result: Any) -> None:
             f"{who}: per_example must be a non-empty 1-D sequence of finite values"
 
 
+def _model_for_metric(reg: Registry, spec: Any, info: Any) -> str | None:
+    """A registered model ``spec`` (a metric's) applies to on data ``info``: ``vae`` when it does, else the
+    first in registration order; ``None`` when none does."""
+    names = sorted(reg.names("model"), key=lambda n: n != "vae")  # stable: registration order after vae
+    for candidate in names:
+        try:
+            caps = frozenset(str(c) for c in build_model(candidate, _or_test_params(reg.model(candidate), None),
+                                                         reg).capabilities)
+        except Exception:  # noqa: BLE001 - a model that cannot be built is not a candidate
+            continue
+        if incompatibility(spec, caps, info) is None:
+            return candidate
+    return None
+
+
 def check_metric(
     name: str,
     registry: Registry | None = None,
     *,
-    model: str | None = None,
+    model: str | None = "auto",
     dataset: str = "gmm8",
     model_params: Mapping[str, Any] | None = None,
     dataset_params: Mapping[str, Any] | None = None,
     steps: int = 3,
     **settings: Any,
 ) -> MetricResult | None:
-    """The spec is complete, the metric builds and has ``evaluate``; given a ``model``, it is evaluated on
-    that model trained for ``steps`` steps on ``dataset`` and gives a well-formed result, and its reference
-    rows (if any) are well-formed too.
+    """The spec is complete, the metric builds and has ``evaluate``, and evaluated on ``model`` trained for
+    ``steps`` steps on ``dataset`` it gives a well-formed result; its reference rows (if any) are
+    well-formed too.
 
-    ``settings``, ``model_params`` and ``dataset_params`` default to the specs' ``test_params``.  A metric
-    that cannot apply raises :class:`benchbed.errors.NotApplicable`, which propagates (e.g. FID without
-    local weights).
+    ``model="auto"`` (the default) picks a registered model the metric applies to on ``dataset`` (``vae``
+    first, then in registration order); ``model=None`` checks the spec and the constructor only and
+    evaluates nothing.  ``settings``, ``model_params`` and ``dataset_params`` default to the specs'
+    ``test_params``.  A metric that cannot apply raises :class:`benchbed.errors.NotApplicable`, which
+    propagates (e.g. FID without local weights).
 
     Returns:
-        The evaluation's result, or ``None`` without a ``model``.
+        The evaluation's result (``None`` with ``model=None``).
     """
     reg = _registry(registry)
     spec = reg.metric(name)
@@ -761,8 +778,13 @@ def check_metric(
     assert refs is None or callable(refs), f"metric {name!r}: references must be callable"
     if model is None:
         return None
-    mspec = reg.model(model)
     bundle = load_dataset(dataset, seed=0, registry=reg, **_or_test_params(reg.dataset(dataset), dataset_params))
+    if model == "auto":
+        model = _model_for_metric(reg, spec, bundle.info)
+        if model is None:
+            raise AssertionError(f"metric {name!r}: no registered model applies to it on data set {dataset!r}; "
+                                 "pass model= (and dataset=) to check_metric")
+    mspec = reg.model(model)
     fitted, _ = fit(model, bundle, steps=steps, batch_size=32, params=_or_test_params(mspec, model_params),
                     sampler_params=_sampler_test_params(reg, model, None), registry=reg)
     result = evaluate_metric(name, make_eval_context(fitted, bundle, registry=reg), registry=reg, **values)

@@ -99,8 +99,9 @@ def test_fake_components_pass(helpers, fake_registry: Registry) -> None:
     check_dataset("toy", registry=fake_registry, labels=True, kind="image")
     check_model("linear", dataset="toy", registry=fake_registry)
     check_model("dyn", dataset="toy", registry=fake_registry, sampler="walk")
-    check_metric("fake_mse", registry=fake_registry)
-    check_metric("fake_ref", registry=fake_registry)
+    assert check_metric("fake_mse", registry=fake_registry, model=None) is None  # the spec only
+    assert math.isfinite(check_metric("fake_mse", registry=fake_registry, dataset="toy").value)  # a model picked
+    check_metric("fake_ref", registry=fake_registry, dataset="toy")
     reg = _broken_registry(helpers, s=SamplerSpec(name="rwm", factory=_RandomWalkMetropolis))
     result = check_sampler("rwm", registry=reg)
     assert 0 < result.diagnostics["acceptance_rate"] < 1
@@ -280,6 +281,21 @@ def test_sampler_failing_under_inference_mode_gets_an_assertion_naming_the_mode(
 
 class _NoEvaluate:
     pass
+
+
+class _BareFloat:
+    def evaluate(self, ctx):  # noqa: ANN001, ANN201
+        return 0.5
+
+
+def test_check_metric_evaluates_even_without_a_model(helpers) -> None:
+    """Without ``model=`` a compatible registered model is picked, so a wrong return type is caught."""
+    reg = _broken_registry(helpers, a=MetricSpec(name="bare", factory=_BareFloat, higher_is_better=True))
+    with pytest.raises(AssertionError, match="evaluate\\(\\) returned float, not MetricResult"):
+        check_metric("bare", registry=reg, dataset="toy")
+    image_only = MetricSpec(name="img", factory=_BareFloat, higher_is_better=True, data_kinds=frozenset({"image"}))
+    with pytest.raises(AssertionError, match="metric 'img': no registered model applies to it on data set 'toy'"):
+        check_metric("img", registry=_broken_registry(helpers, a=image_only), dataset="toy")
 
 
 def test_broken_metrics(helpers) -> None:
