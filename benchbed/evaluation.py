@@ -114,6 +114,12 @@ def evaluate_metrics(registry: Registry, metrics: tuple[Entry, ...], ctx: EvalCo
             seed_everything(ctx.seed)
             with torch.no_grad():
                 result = spec.factory(**entry.params).evaluate(ctx)
+            if not isinstance(result, MetricResult):
+                prov = registry.get("metric", entry.component).provenance
+                add(metric_row(entry, "failed", reason=f"metric {entry.label!r} (plugin {prov.plugin!r}): evaluate() "
+                               f"returned a {type(result).__name__}, not a benchbed.contracts.MetricResult",
+                               seconds=time.perf_counter() - t))
+                continue
             if not math.isfinite(float(result.value)):
                 add(metric_row(entry, "failed", reason=f"metric {entry.label!r} returned a non-finite "
                                f"value ({float(result.value)})", seconds=time.perf_counter() - t))

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from benchbed.contracts import LogDensity, Sampler, SampleResult
+from benchbed.errors import PluginError
 
 __all__ = ["accepts_generator", "frozen", "run_chains", "run_concurrently"]
 
@@ -73,6 +74,10 @@ def run_chains(
     with frozen(*modules), torch.enable_grad():
         for _ in range(rounds):
             result = sampler.sample(log_density, z, **kwargs)
+            if not isinstance(result, SampleResult):  # name the plugin's class, not this line
+                cls = type(sampler)
+                raise PluginError(f"sampler {cls.__qualname__} ({cls.__module__}): sample() returned a "
+                                  f"{type(result).__name__}, not a benchbed.contracts.SampleResult(z, diagnostics)")
             z = result.z.detach()
             steps += float(result.diagnostics.get("steps", 0.0))
     return SampleResult(z, {**result.diagnostics, "steps": steps})
