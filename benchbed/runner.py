@@ -362,7 +362,7 @@ class CellRunner:
 
             t_train = time.perf_counter()
             train(model, data, cell.budget, seed=cell.seed, device=self.device, start_step=start, history=history,
-                  on_step=on_step, one_shot=cell.one_shot)
+                  on_step=on_step, one_shot=cell.one_shot, sampler=cell.sampler is not None)
             # Training time excludes the runner's own per-step work (progress, checkpoints), which
             # counts as overhead in the cell's wall time.
             train_time = before + time.perf_counter() - t_train - bookkeeping
@@ -604,7 +604,7 @@ class CellRunner:
         title = f"{cell.title} · held out {list(variant.held_out)}"
         with Progress(cell.steps, title, bars=self.options.bars, leave=False, position=1) as bar:
             train(fresh, variant, cell.budget, seed=cell.seed, device=self.device, one_shot=cell.one_shot,
-                  on_step=lambda s, losses: bar.update(1, **losses))
+                  sampler=cell.sampler is not None, on_step=lambda s, losses: bar.update(1, **losses))
         return fresh
 
     # -- references -----------------------------------------------------------------------------

@@ -106,15 +106,18 @@ def check_finite(losses: Mapping[str, float], step: int) -> None:
             raise Diverged(f"loss {key!r} became {v:.4g} at step {step}")
 
 
-def likely_cause(history: History, step: int) -> str:
+def likely_cause(history: History, step: int, sampler: bool = True) -> str:
     """What a divergence at ``step`` most likely comes from, read from the losses recorded before it.
 
     Before any weight update (step 0) only the initial model and its sampler have run: the sampler's
     step size is the suspect.  Losses that grew by orders of magnitude before the failure, or a failure
     within a few steps of the first update, point at the learning rate.  Steady losses until a sudden
-    failure point at a sampler's step size (or an energy that became unstable).
+    failure point at a sampler's step size (or an energy that became unstable).  A model without a
+    sampler (``sampler=False``) is never told to look at one.
     """
     if step == 0:
+        if not sampler:
+            return "likely cause: the initial model or its loss (it failed before any weight update)"
         return "likely cause: a sampler's step size (it failed before any weight update)"
     first = history.points[0] if history.points else {}
     for key, value in history.last.items():
@@ -124,6 +127,8 @@ def likely_cause(history: History, step: int) -> str:
                     "before it failed)")
     if step < 5:
         return f"likely cause: the learning rate (it failed {step} step(s) after the first weight update)"
+    if not sampler:
+        return "likely cause: an unstable model or loss (the losses were steady until then)"
     return "likely cause: a sampler's step size or an unstable energy (the losses were steady until then)"
 
 
@@ -169,10 +174,12 @@ def train(
     history: History | None = None,
     on_step: StepCallback | None = None,
     one_shot: bool | None = None,
+    sampler: bool = True,
 ) -> History:
     """Run ``model.train_step`` from ``start_step`` to ``budget.steps``.
 
-    ``on_step(step, losses)`` runs after each step (progress bars, checkpoints).
+    ``on_step(step, losses)`` runs after each step (progress bars, checkpoints).  ``sampler``: whether
+    the model runs a sampler (only the divergence message's likely cause reads it).
 
     A one-shot model (``one_shot``; ``None``: :func:`is_one_shot`) is fitted instead by one call
     ``model.fit(bundle.train)``, counted as step 0 of one: the budget does not apply, ``start_step`` 1
@@ -206,7 +213,7 @@ def train(
                 losses = model.train_step(next(stream), step)
                 check_finite(losses, step)
             except Diverged as exc:
-                raise Diverged(f"{exc}; {likely_cause(history, step)}") from None
+                raise Diverged(f"{exc}; {likely_cause(history, step, sampler)}") from None
             history.record(step, losses)
             if on_step is not None:
                 on_step(step, losses)
