@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from benchbed.store import Store
     from benchbed.suite import Suite
 
-KINDS = ("models", "samplers", "datasets", "metrics")
+KINDS = ("models", "samplers", "datasets", "metrics", "trackers")
 
 #: Exit codes: 0 every cell ok or n/a; 2 bad input (nothing trained); 3 the run finished but a cell of
 #: the suite failed or diverged (its reason is stored and tabulated); 4 internal error (a bug: the message

@@ -22,7 +22,7 @@ HELP = {
     "run": ["SUITE", "--jobs", "--store", "--executor", "--device", "--retry-failed", "--out", "--no-tables",
             "--no-bars", "exit codes:", "--set KEY=VALUE", "--models", "--seeds", "--publish"],
     "plan": ["SUITE", "--store", "--jobs", "--set KEY=VALUE", "--models", "no timing"],
-    "list": ["{models,samplers,datasets,metrics}", "--verbose"],
+    "list": ["{models,samplers,datasets,metrics,trackers}", "--verbose"],
     "plugins": ["List loaded plugins"],
     "leaderboard": ["SUITE", "--format", "--store", "--out", "--publish", "--set KEY=VALUE"],
     "show": ["RUN", "--store", "--json"],
@@ -87,9 +87,10 @@ def test_top_level_help_and_version(capsys) -> None:
 def test_list_all_kinds(capsys) -> None:
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
-    for header in ("models:", "samplers:", "datasets:", "metrics:"):
+    for header in ("models:", "samplers:", "datasets:", "metrics:", "trackers:"):
         assert f"\n{header}\n" in f"\n{out}"
     lines = out.splitlines()
+    assert next(line for line in lines if line.split()[:1] == ["tensorboard"]).endswith("(trackers)")
     vae = next(line for line in lines if line.split()[:1] == ["vae"])
     assert vae.endswith("(generators)")
     recon = next(line for line in lines if line.split()[:1] == ["recon_mse"])
