@@ -173,10 +173,14 @@ def load_plugins(
     loader = _Loader(pm, strict)
     disabled = set(_env_list("BENCHBED_DISABLE_PLUGINS") or [])
     allowed = _env_list("BENCHBED_LOAD_PLUGINS")
+    excluded: dict[str, str] = {}  # entry point -> why it was not loaded (named in unknown-name errors)
     if entry_points_enabled:
         for ep in _sorted_entry_points():
             builtin = ep.dist is not None and ep.dist.name == BUILTIN_DISTRIBUTION
             if ep.name in disabled or (not builtin and allowed is not None and ep.name not in allowed):
+                dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "unknown distribution"
+                why = "in BENCHBED_DISABLE_PLUGINS" if ep.name in disabled else "not in BENCHBED_LOAD_PLUGINS"
+                excluded[ep.name] = f"{dist}, {why}"
                 continue
             loader.add_entry_point(ep)
     for name, obj in extra:
@@ -185,6 +189,7 @@ def load_plugins(
     loader.check_pending()
     registry, infos = _collect(pm, loader)
     registry.failures = dict(loader.failures)
+    registry.excluded = excluded
     return PluginSet(pm=pm, registry=registry, plugins=infos, failures=loader.failures)
 
 

@@ -48,6 +48,8 @@ class Registry:
     #: plugin name -> why it was not loaded (set by :func:`benchbed.plugins.load_plugins`): an unknown
     #: name may be one that plugin would have registered, so :meth:`get` says so.
     failures: dict[str, str] = field(default_factory=dict)
+    #: installed plugins (entry points) left out by BENCHBED_DISABLE_PLUGINS / BENCHBED_LOAD_PLUGINS -> why
+    excluded: dict[str, str] = field(default_factory=dict)
 
     def add(self, spec: ComponentSpec, provenance: Provenance) -> None:
         """Record ``spec``; a second component of the same kind and name is an error naming both plugins."""
@@ -111,6 +113,9 @@ class Registry:
             known = ", ".join(sorted(table)) or "none"
             failed = "".join(f"; not loaded, so none of its components are registered: {why}"
                              for why in self.failures.values())
+            if self.excluded:
+                failed += "; installed plugins left out, whose components are not registered: " + ", ".join(
+                    f"{ep!r} ({why})" for ep, why in sorted(self.excluded.items()))
             raise SuiteError(f"unknown {kind} {name!r}{hint} (registered {kind}s: {known}){failed}")
         return table[name]
 

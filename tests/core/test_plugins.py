@@ -11,7 +11,7 @@ import pytest
 
 import benchbed
 from benchbed import DatasetSpec, MetricSpec, ModelSpec, SamplerSpec, hookimpl, hookspecs
-from benchbed.errors import PluginError
+from benchbed.errors import PluginError, SuiteError
 from benchbed.plugins import PluginLoadWarning, get_plugin_manager, load_plugins
 from benchbed.registry import Provenance, Registry
 
@@ -115,6 +115,10 @@ def test_load_plugins_env_switch_filters_third_party_only(third_party, monkeypat
     names = {p.name for p in loaded.plugins}
     assert "good" in names and "broken" not in names and "broken" not in loaded.failures  # never imported
     assert {"datasets", "metrics"} <= names  # built-ins always load
+    # a name the left-out plugin would have registered: the error says which installed plugin was left out
+    with pytest.raises(SuiteError, match=r"installed plugins left out, whose components are not registered: "
+                                         r"'broken' \(bbthird 1\.2\.3, not in BENCHBED_LOAD_PLUGINS\)"):
+        loaded.registry.get("model", "nosuch")
     monkeypatch.setenv("BENCHBED_LOAD_PLUGINS", "")
     loaded = load_plugins(strict=False)
     assert not {"good", "broken"} & {p.name for p in loaded.plugins}
@@ -125,6 +129,9 @@ def test_disable_plugins_env_switch_blocks_builtins_and_in_process(monkeypatch: 
     monkeypatch.setenv("BENCHBED_DISABLE_PLUGINS", "datasets, fake")
     loaded = load_plugins(strict=False, extra=[("fake", helpers.FakePlugin())])
     assert "gmm8" not in loaded.registry.names("dataset")
+    with pytest.raises(SuiteError, match=r"unknown dataset 'gmm8'.*left out.*'datasets' \(benchbed .*, in "
+                                         r"BENCHBED_DISABLE_PLUGINS\)"):
+        loaded.registry.get("dataset", "gmm8")
     assert "datasets" not in {p.name for p in loaded.plugins}
     assert "toy" not in loaded.registry.names("dataset")
     assert "vae" in loaded.registry.names("model")  # the rest still load
