@@ -694,6 +694,8 @@ def check_model(
     if not spec.one_shot:
         assert history and all(isinstance(v, float) for v in history[-1].values()), f"model {name!r}: losses"
     _check_capabilities(name, model, bundle)
+    assert callable(getattr(model, "n_parameters", None)), \
+        f"model {name!r} has no n_parameters() (the tables' parameter count; benchbed.model.LatentModel has one)"
     n_params = model.n_parameters()
     assert isinstance(n_params, int) and (n_params > 0 or (spec.one_shot and n_params == 0)), \
         f"model {name!r}: n_parameters() = {n_params!r}"

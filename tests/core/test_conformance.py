@@ -205,6 +205,13 @@ def test_model_with_non_finite_inference(helpers) -> None:
         check_model("nan_infer", dataset="toy", registry=reg)
 
 
+def test_model_without_a_parameter_count(helpers) -> None:
+    cls = _model(helpers, "Uncounted", n_parameters=None)
+    reg = _broken_registry(helpers, m=ModelSpec(name="uncounted", factory=cls))
+    with pytest.raises(AssertionError, match=r"model 'uncounted' has no n_parameters\(\)"):
+        check_model("uncounted", dataset="toy", registry=reg)
+
+
 def test_model_whose_checkpoint_does_not_restore(helpers) -> None:
     cls = _model(helpers, "Forgetful", restore=lambda self, state: None)
     reg = _broken_registry(helpers, m=ModelSpec(name="forgetful", factory=cls))
