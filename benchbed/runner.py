@@ -178,6 +178,7 @@ class CellRunner:
         self.options = options or RunOptions()
         self.device = resolve_device(self.options.device or suite.device)
         self._data: dict[tuple[str, int], DataBundle] = {}
+        self._hashes: dict[tuple[str, int, tuple[int, ...]], str] = {}  # content hash per (data, seed, held out)
         # per store: a second store in the same folder must not find (and skip training on) this one's
         self.checkpoints = Checkpoints(store.path.parent / "checkpoints" / store.uid, self.device)
         if self.options.engine.threads:
@@ -212,10 +213,30 @@ class CellRunner:
         if not claim.acquired:
             if claim.holder:
                 return CellOutcome(run_id, cell.title, "held", f"running in {claim.holder}")
+            self._warn_if_data_changed(cell)
             if claim.status == "ok" and not cell.is_variant:
                 return self._evaluate_missing(cell, t0)
             return CellOutcome(run_id, cell.title, "skipped", f"finished before ({claim.status})")
         return self._run_claimed(cell, t0)[0]
+
+    def _warn_if_data_changed(self, cell: Cell) -> None:
+        """Warn when a finished cell's stored data hash is not the hash of the data it would load now:
+        its results are kept (a data set's ``revision`` or deleting the run retrains it), but a table
+        mixing data versions must not pass unnoticed.  A run stored without a hash is not compared."""
+        stored = (self.store.run(cell.run_id) or {}).get("data_hash", "")
+        if not stored:
+            return
+        key = (config_hash(cell.dataset.identity()), cell.seed, tuple(cell.held_out))
+        if key not in self._hashes:
+            try:
+                self._hashes[key] = self.cell_data(cell).content_hash()
+            except Exception:  # noqa: BLE001 - a data set that no longer loads is reported where it is used
+                return
+        now = self._hashes[key]
+        if now != stored:
+            print(f"benchbed: warning: {cell.title} finished before on other data (data hash {stored}, now {now}); "
+                  "its results are kept: give the data set a new revision, or delete the run, to train it again",
+                  file=sys.stderr)
 
     def _run_claimed(self, cell: Cell, t0: float) -> tuple[CellOutcome, Any]:
         """Execute a cell this process has claimed, under a heartbeat; the claim is released when

@@ -487,3 +487,29 @@ def test_a_failed_metric_is_reported_and_retried_without_training(fake_cli, tmp_
     s.close()
     values = {m["metric"]: (m["status"], m["value"]) for m in run["metrics"]}
     assert values["fake_boom"] == ("ok", 1.5) and values["fake_mse"][0] == "ok"
+
+
+def test_a_finished_cell_whose_data_changed_is_kept_with_a_warning(fake_cli, tmp_path: Path, helpers, capsys,
+                                                                   monkeypatch) -> None:
+    """The store records each run's data hash: when the same data set entry now loads other data, the
+    finished cell is not retrained (nor silently trusted): the run warns, naming both hashes."""
+    suite = tmp_path / "suite.toml"
+    suite.write_text(helpers.suite_text("[models.linear]\n[metrics.fake_mse]\n"))
+    args = ["run", str(suite), "--store", str(tmp_path / "s.sqlite"), "--no-tables", "--no-bars"]
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    assert cli.main(args) == 0
+    assert "finished before on other data" not in capsys.readouterr().err  # same data: nothing to say
+    load = helpers.ToyData.load
+
+    def shifted(self, *, seed: int):  # noqa: ANN001, ANN202
+        bundle = load(self, seed=seed)
+        return type(bundle)(bundle.info, type(bundle.train)(bundle.train.x + 0.5), bundle.val, bundle.test)
+
+    monkeypatch.setattr(helpers.ToyData, "load", shifted)
+    trained: list[int] = []
+    monkeypatch.setattr(helpers.LinearAE, "train_step", lambda self, batch, step: trained.append(step) or {})
+    assert cli.main(args) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"warning: .* finished before on other data \(data hash [0-9a-f]{16}, now [0-9a-f]{16}\)", err)
+    assert trained == []
