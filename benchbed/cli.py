@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -34,6 +35,7 @@ KINDS = ("models", "samplers", "datasets", "metrics", "trackers")
 #: the suite failed or diverged (its reason is stored and tabulated); 4 internal error (a bug: the message
 #: says so, --debug shows the traceback); 130 interrupted (resumable).
 EXIT_BAD_INPUT, EXIT_CELLS_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 3, 4, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader closed the pipe
 LEADERBOARDS = Path("leaderboards")
 
 
@@ -286,7 +288,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     loaded = load_plugins()
     for info in loaded.plugins:
         p = info.provenance
-        print(f"{info.name}  ({p.distribution} {p.version})")
+        took = f", imported in {info.import_seconds:.2f} s" if info.import_seconds >= 0.5 else ""
+        print(f"{info.name}  ({p.distribution} {p.version}{took})")
         for kind, names in info.components.items():
             if names:
                 print(f"    {kind}s: {', '.join(names)}")
@@ -656,6 +659,12 @@ def _main(args: argparse.Namespace) -> int:
             print("benchbed: error: " + " ".join(line.strip() for line in str(problem).splitlines() if line.strip()),
                   file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # The reader went away (`benchbed list | head`): not an error. Point stdout at devnull so that
+        # the interpreter's final flush does not raise again, and exit as `head`'s writers do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as exc:  # noqa: BLE001 - a bug, not bad input: one line unless --debug
         if args.debug:
             raise

@@ -11,13 +11,15 @@ Environment switches:
 * ``BENCHBED_LOAD_PLUGINS=a,b``: load only these third-party entry points (built-ins always load);
   an empty value loads no third-party plugin.
 * ``BENCHBED_STRICT_PLUGINS=1``: strict mode (tests and CI use it).
-* ``BENCHBED_TRACE_PLUGINS=1``: pluggy's hook-call tracing, written to stderr.
+* ``BENCHBED_TRACE_PLUGINS=1``: pluggy's hook-call tracing and each plugin's import time, written to
+  stderr.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -47,6 +49,7 @@ class PluginInfo:
     name: str
     provenance: Provenance
     components: dict[str, list[str]]
+    import_seconds: float = 0.0  # its module's import (0 for an in-process plugin)
 
 
 @dataclass
@@ -99,6 +102,7 @@ class _Loader:
         self.strict = strict
         self.provenance: dict[str, Provenance] = {}
         self.failures: dict[str, str] = {}
+        self.import_seconds: dict[str, float] = {}  # entry point -> seconds its import took
 
     def fail(self, name: str, message: str) -> None:
         if self.strict:
@@ -129,12 +133,17 @@ class _Loader:
     def add_entry_point(self, ep: EntryPoint) -> None:
         dist = ep.dist.name if ep.dist is not None else "(unknown)"
         version = ep.dist.version if ep.dist is not None else "0"
+        start = time.perf_counter()
         try:
             module = ep.load()
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the others down
             self.fail(ep.name, f"plugin {ep.name!r} from {dist} {version} failed to import "
                                f"({ep.value}): {type(exc).__name__}: {exc}")
             return
+        # Every command pays each plugin's import: `benchbed plugins` and the trace name a slow one.
+        self.import_seconds[ep.name] = seconds = time.perf_counter() - start
+        if os.environ.get("BENCHBED_TRACE_PLUGINS"):
+            print(f"benchbed: plugin {ep.name!r} ({dist} {version}) imported in {seconds:.2f} s", file=sys.stderr)
         self.add(ep.name, module, Provenance(ep.name, dist, version))
 
     def check_pending(self) -> None:
@@ -232,7 +241,8 @@ def _collect(pm: pluggy.PluginManager, loader: _Loader) -> tuple[Registry, list[
                     registry.claims.pop(added, None)
                 else:
                     registry.entries[kind].pop(added, None)
-    infos = [PluginInfo(n, p, components.get(n, {})) for n, p in loader.provenance.items()
+    infos = [PluginInfo(n, p, components.get(n, {}), loader.import_seconds.get(n, 0.0))
+             for n, p in loader.provenance.items()
              if n not in loader.failures]
     return registry, infos
 

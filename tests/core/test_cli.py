@@ -513,3 +513,22 @@ def test_a_finished_cell_whose_data_changed_is_kept_with_a_warning(fake_cli, tmp
     err = capsys.readouterr().err
     assert re.search(r"warning: .* finished before on other data \(data hash [0-9a-f]{16}, now [0-9a-f]{16}\)", err)
     assert trained == []
+
+
+def test_a_closed_pipe_is_not_an_internal_error(tmp_path: Path, monkeypatch, capsys) -> None:
+    """`benchbed list -v | head -1`: once the reader has left, a write raises BrokenPipeError; benchbed
+    exits 141 (SIGPIPE's shell code) quietly instead of reporting an internal error."""
+    fd = os.open(tmp_path / "stdout", os.O_WRONLY | os.O_CREAT)
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def fileno(self) -> int:
+            return fd  # benchbed points it at devnull, so that the interpreter's last flush is quiet
+
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    assert cli.main(["list", "-v"]) == cli.EXIT_BROKEN_PIPE
+    err = capsys.readouterr().err
+    assert "internal error" not in err and "Traceback" not in err
+    os.close(fd)

@@ -370,3 +370,18 @@ def test_registry_lookup_suggests_close_matches(fake_registry: Registry) -> None
         fake_registry.sampler("zzz")
     assert fake_registry.model("linear").name == "linear"
     assert [e.spec.name for e in fake_registry][:1] == ["linear"]
+
+
+def test_a_slow_plugin_import_is_named(third_party, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """Every command pays each plugin's import: `benchbed plugins` shows a slow one's seconds, and
+    BENCHBED_TRACE_PLUGINS=1 prints every plugin's."""
+    from benchbed import cli
+
+    third_party({"bbt_slow": "import time\ntime.sleep(0.6)\n" + GOOD_MODULE}, {"slow": "bbt_slow"})
+    assert cli.main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("slow "))
+    assert re.fullmatch(r"slow  \(bbthird 1\.2\.3, imported in 0\.[6-9]\d s\)", line), line
+    monkeypatch.setenv("BENCHBED_TRACE_PLUGINS", "1")
+    load_plugins(strict=True)
+    assert re.search(r"plugin 'slow' \(bbthird 1\.2\.3\) imported in \d+\.\d\d s", capsys.readouterr().err)
