@@ -117,8 +117,8 @@ class _Heartbeat:
         try:
             while not self._stop.wait(self.interval):
                 try:
-                    if store is None:
-                        store = Store(self.path)
+                    if store is None:  # never create an empty store where a removed one was
+                        store = Store(self.path, must_exist=True)
                     if not store.heartbeat(self.run_id):
                         return  # finished, released or taken over: nothing left to keep alive
                 except Exception as exc:  # noqa: BLE001 - a busy or unwritable store: try again next time

@@ -133,9 +133,17 @@ class Claim:
 class Store:
     """A benchbed result store in one SQLite file."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, must_exist: bool = False) -> None:
+        """Open (``must_exist=False``: create) the store at ``path``.
+
+        Raises:
+            StoreError: the file cannot be opened or created, is not a store, or (``must_exist``) is
+                missing: a heartbeat must not create an empty store where a removed one was.
+        """
         self.path = Path(path)
         try:
+            if must_exist and not self.path.is_file():
+                raise StoreError(f"result store {self.path} does not exist (any more)")
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
             self._db.row_factory = sqlite3.Row
@@ -167,6 +175,34 @@ class Store:
             raise StoreError(f"cannot create result store {self.path}: {why}") from exc
         self.host = socket.gethostname()
         self.uid = self._uid()
+        self._file = self._file_identity()
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        """``(device, inode)`` of the file at :attr:`path` now (``None``: no file there)."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def check_file(self) -> None:
+        """Raise :class:`StoreError` when the file at :attr:`path` is no longer the one this store has open
+        (removed, or replaced by another file), after copying everything the open connection still holds
+        to ``<path>.recovered-<host>-<pid>`` beside it: an open SQLite connection keeps writing to a
+        removed file, so without this check a run would report its cells ok and lose them at exit."""
+        if self._file_identity() == self._file:
+            return
+        target = self.path.with_name(f"{self.path.name}.recovered-{self.host}-{os.getpid()}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with sqlite3.connect(target) as copy:
+                self._db.backup(copy)
+            copy.close()
+            saved = f"everything this process held is saved to {target}: move it to {self.path} (or pass it " \
+                    "as --store) and run again to continue"
+        except (OSError, sqlite3.Error) as exc:
+            saved = f"and its copy to {target} failed ({exc}): the results of this run are lost"
+        raise StoreError(f"the result store {self.path} was removed or replaced while this run used it; {saved}")
 
     def _uid(self) -> str:
         """This store's identity (made once, kept in ``meta``): its checkpoints live under it, so a new
@@ -230,7 +266,11 @@ class Store:
         holder's host and read on this one, so hosts sharing a store must have clocks in sync to well
         within :data:`HEARTBEAT_STALE_S` (NTP); a holder that is suspended (or whose clock lags) that
         long loses its claim and the cell may then be trained twice, never lost.
+
+        Raises:
+            StoreError: the store's file was removed or replaced (:meth:`check_file`).
         """
+        self.check_file()
         now = time.time()
         with self.transaction() as db:
             row = db.execute("SELECT status, host, pid, heartbeat FROM runs WHERE run_id=?", (run_id,)).fetchone()
@@ -292,7 +332,12 @@ class Store:
 
     def finish(self, run_id: str, *, status: str, error: str = "", fields: Mapping[str, Any] | None = None,
                metrics: Sequence[Mapping[str, Any]] = ()) -> None:
-        """Write a cell's outcome and its metric rows in one transaction."""
+        """Write a cell's outcome and its metric rows in one transaction.
+
+        Raises:
+            StoreError: the store's file was removed or replaced meanwhile (:meth:`check_file`: what the
+                open connection holds, this cell included, is copied beside it first).
+        """
         cols = {"status": status, "error": error, "finished_at": time.time(), **(fields or {})}
         for key in ("provenance", "curves"):
             if key in cols and not isinstance(cols[key], str):
@@ -302,6 +347,7 @@ class Store:
             db.execute(f"UPDATE runs SET {sets} WHERE run_id=?", (*cols.values(), run_id))
             for m in metrics:
                 self._put_metric(db, run_id, m)
+        self.check_file()
 
     def drop_metrics(self, run_id: str) -> None:
         """Delete a run's final metric records (and their per-example values)."""

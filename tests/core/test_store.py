@@ -173,3 +173,27 @@ def test_failed_and_diverged_runs_carry_their_provenance(make_suite, runner, hel
         assert prov.get("benchbed") == benchbed.__version__, f"{run['model']}: no provenance: {prov}"
         assert prov["components"]["model"]["plugin"] == "fake" and prov["git_commit"]
         assert run["data_hash"] and run["n_params"] == 7
+
+
+def test_a_store_removed_while_in_use_is_noticed_and_its_content_saved(tmp_path: Path, helpers) -> None:
+    """An open SQLite connection keeps writing to a removed file: finishing a cell must notice that the
+    path no longer names the open store, copy what the connection holds beside it, and fail loudly,
+    never report the cell ok and lose it at exit; a heartbeat must not create an empty store there."""
+    path = tmp_path / "results.sqlite"
+    store = Store(path)
+    assert store.claim("r1", helpers.identity()).acquired
+    for leftover in tmp_path.glob("results.sqlite*"):
+        leftover.unlink()
+    with pytest.raises(StoreError, match=r"was removed or replaced while this run used it; everything this "
+                                         r"process held is saved to .*results\.sqlite\.recovered-"):
+        store.finish("r1", status="ok")
+    (recovered,) = tmp_path.glob("results.sqlite.recovered-*")
+    copy = Store(recovered)
+    assert copy.status("r1") == "ok"
+    copy.close()
+    with pytest.raises(StoreError, match="does not exist"):
+        Store(path, must_exist=True)
+    assert not path.exists()
+    with pytest.raises(StoreError, match="removed or replaced"):  # and no new cell is claimed into it
+        store.claim("r2", helpers.identity(seed=1))
+    store.close()
