@@ -156,6 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchbed.grid import plan_run
     from benchbed.runner import RunOptions
     from benchbed.suite import check_device
+    from benchbed.training import device_problem
     from benchbed.validate import check_data, check_models, loader
 
     registry = _registry()
@@ -163,6 +164,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     tables = None if args.no_tables else _table_folder(args, suite)
     if args.device is not None:
         check_device(args.device, "--device: ")
+    device = args.device or suite.device
+    if problem := device_problem(device):  # before any cell is claimed: nothing is recorded
+        where = "--device" if args.device else f"{suite.path or '<suite>'}: device"
+        raise BenchbedError(f"{where} {device!r}: {problem}")
     for name in args.track:
         try:  # an unknown tracker: close matches, before any training
             registry.get("tracker", name)

@@ -60,6 +60,22 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def device_problem(name: str) -> str:
+    """Why device ``name`` (a valid name: auto, cpu, mps, cuda, cuda:N) cannot be used on this machine,
+    or '': checked before anything trains, so that a suite naming a GPU fails on a machine without one
+    with a clear error, not inside the first cell."""
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "a CPU-only build"
+            return f"CUDA is not available on this machine (torch {torch.__version__}, {build}); use auto or cpu"
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            return f"this machine has {torch.cuda.device_count()} CUDA device(s), so {name} does not exist"
+    if name == "mps" and not torch.backends.mps.is_available():
+        return "MPS (Apple GPU) is not available on this machine; use auto or cpu"
+    return ""
+
+
 def batches(split: Split, batch_size: int, seed: int, start_step: int, device: torch.device) -> Iterator[Batch]:
     """Minibatches without replacement, reshuffled each epoch by a generator seeded from (seed, epoch).
 

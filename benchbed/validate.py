@@ -17,6 +17,7 @@ from benchbed.errors import BenchbedError, SuiteError
 from benchbed.grid import data_incompatibility, plan
 from benchbed.registry import Registry
 from benchbed.suite import Entry, Suite
+from benchbed.training import device_problem
 
 
 def check_data(suite: Suite, registry: Registry, load: Callable[[Entry, int], DataBundle], *,
@@ -77,6 +78,8 @@ def validate(suite: Suite, registry: Registry, load: Callable[[Entry, int], Data
     cells, notes = plan(suite, registry)
     if not cells:
         raise BenchbedError(f"suite {suite.name!r} plans no cell")
+    if problem := device_problem(suite.device):
+        raise SuiteError(f"{suite.path or '<suite>'}: device {suite.device!r}: {problem}")
     check_models(suite, registry)
     check_data(suite, registry, load, strict_loading=True)
     return [f"suite {suite.name}: {len(cells)} cells, {len(suite.datasets)} data set(s) loaded and checked, "

@@ -532,3 +532,20 @@ def test_a_closed_pipe_is_not_an_internal_error(tmp_path: Path, monkeypatch, cap
     err = capsys.readouterr().err
     assert "internal error" not in err and "Traceback" not in err
     os.close(fd)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_this_machine_lacks_is_refused_before_anything_is_recorded(fake_cli, tmp_path: Path, helpers,
+                                                                             capsys) -> None:
+    suite = tmp_path / "suite.toml"
+    text = helpers.suite_text("[models.linear]\n[metrics.fake_mse]\n")
+    suite.write_text(text.replace('name = "t"', 'name = "t"\ndevice = "cuda:1"'))
+    store = tmp_path / "s.sqlite"
+    assert cli.main(["validate", str(suite)]) == 2
+    assert re.search(r"suite\.toml: device 'cuda:1': CUDA is not available on this machine", capsys.readouterr().err)
+    assert cli.main(["run", str(suite), "--store", str(store), "--no-tables", "--no-bars"]) == 2
+    assert "device 'cuda:1': CUDA is not available" in capsys.readouterr().err
+    assert cli.main(["run", str(suite), "--store", str(store), "--no-tables", "--no-bars", "--device", "cuda"]) == 2
+    assert "--device 'cuda': CUDA is not available" in capsys.readouterr().err
+    assert not store.exists()  # nothing claimed, nothing recorded
+    assert cli.main(["run", str(suite), "--store", str(store), "--no-tables", "--no-bars", "--device", "cpu"]) == 0
