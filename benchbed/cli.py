@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import signal
+import sqlite3
 import sys
 import tempfile
 import traceback
@@ -663,6 +664,14 @@ def _main(args: argparse.Namespace) -> int:
         for problem in getattr(exc, "problems", None) or [exc]:
             print("benchbed: error: " + " ".join(line.strip() for line in str(problem).splitlines() if line.strip()),
                   file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except sqlite3.DatabaseError as exc:  # a store damaged inside (its header still reads): not a bug of ours
+        if args.debug:
+            traceback.print_exc()
+        store = " ".join(str(p) for p in args.store) if isinstance(getattr(args, "store", None), list) else \
+            getattr(args, "store", None) or "the suite's result store"
+        print(f"benchbed: error: result store {store} is damaged ({exc}): restore it from a copy, or move it away "
+              "and run again (a published suite's results are read back from its runs.jsonl)", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:
         # The reader went away (`benchbed list | head`): not an error. Point stdout at devnull so that

@@ -549,3 +549,26 @@ def test_a_device_this_machine_lacks_is_refused_before_anything_is_recorded(fake
     assert "--device 'cuda': CUDA is not available" in capsys.readouterr().err
     assert not store.exists()  # nothing claimed, nothing recorded
     assert cli.main(["run", str(suite), "--store", str(store), "--no-tables", "--no-bars", "--device", "cpu"]) == 0
+
+
+def test_a_store_damaged_inside_is_a_clean_error(fake_cli, tmp_path: Path, helpers, capsys, monkeypatch) -> None:
+    """A store whose header reads but whose pages are damaged fails in a query (SQLite's DatabaseError,
+    "database disk image is malformed"): the command says the store is damaged and what to do, exit 2,
+    not an internal error."""
+    import sqlite3
+
+    from benchbed.store import Store
+
+    suite = tmp_path / "suite.toml"
+    suite.write_text(helpers.suite_text("[models.linear]\n[metrics.fake_mse]\n"))
+    store = tmp_path / "s.sqlite"
+
+    def damaged(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(Store, "claim", damaged)
+    assert cli.main(["run", str(suite), "--store", str(store), "--no-tables", "--no-bars"]) == 2
+    err = capsys.readouterr().err
+    assert "internal error" not in err
+    assert re.search(r"benchbed: error: result store .*s\.sqlite is damaged \(database disk image is malformed\): "
+                     r"restore it from a copy, or move it away", err), err
