@@ -106,7 +106,9 @@ def read_runs(path: Path) -> list[dict[str, Any]]:
     header = parsed[0][1] if parsed and isinstance(parsed[0][1], dict) else {}
     numbered = parsed[1:]
     if header.get("format") != FORMAT:
-        raise BenchbedError(f"published results {path}: not a {FORMAT} file (header {lines[:1]})")
+        first = lines[0] if lines else ""
+        shown = first if len(first) <= 200 else first[:200] + f"... ({len(first)} characters)"
+        raise BenchbedError(f"published results {path}: not a {FORMAT} file (its first line: {shown!r})")
     if header.get("version") != VERSION:
         raise BenchbedError(f"published results {path}: format version {header.get('version')!r}, "
                             f"this benchbed reads version {VERSION!r}")
@@ -115,7 +117,9 @@ def read_runs(path: Path) -> list[dict[str, Any]]:
         # the header is written with the file: a different count means lines were lost or added since
         raise BenchbedError(f"published results {path}: the header announces {count!r} runs but the file holds "
                             f"{len(numbered)} (cut off or merged by hand?); restore the file (e.g. `git checkout -- "
-                            f"{path}`), or rebuild it with `benchbed leaderboard` from a store that holds the runs")
+                            f"{path}`), or move it out of the folder and rebuild it with `benchbed leaderboard "
+                            "--publish` from a store that holds the runs (benchbed reads the file whenever it is "
+                            "there)")
     check_records(numbered, str(path))
     records = [rec for _, rec in numbered]
     for i, rec in numbered:

@@ -371,13 +371,14 @@ STORE_AND_FILE_CASES: list[tuple[str, Callable[[Path], tuple[list[str], str]]]] 
                                           "checkout -- {path}`)")),
     ("runs.jsonl: truncated line", _damage_runs(HEADER + "\n" + RUN[:60] + "\n",
                                                 "published results {path}: line 2 is not JSON (")),
-    ("runs.jsonl: no header", _damage_runs(RUN + "\n", "published results {path}: not a benchbed-runs file (header "
-                                                       f"[{RUN!r}])")),
+    ("runs.jsonl: no header", _damage_runs(RUN + "\n", "published results {path}: not a benchbed-runs file (its first "
+                                                       "line: " + repr(RUN if len(RUN) <= 200 else RUN[:200] +
+                                                                       f"... ({len(RUN)} characters)") + ")")),
     ("runs.jsonl: newer version", _damage_runs(HEADER.replace('"version":1', '"version":2') + "\n",
                                                "published results {path}: format version 2, this benchbed reads "
                                                "version 1")),
     ("runs.jsonl: a folder", _damage_runs(None, "published results {path} is not a file")),
-    ("runs.jsonl: empty", _damage_runs("", "published results {path}: not a benchbed-runs file (header [])")),
+    ("runs.jsonl: empty", _damage_runs("", "published results {path}: not a benchbed-runs file (its first line: '')")),
     ("runs.jsonl: not UTF-8", _damage_runs(b"\xff\xfe\x00", "published results {path} is not UTF-8 text")),
     ("runs.jsonl: record without run", _damage_runs(HEADER + '\n{"metrics": []}\n',
                                                     "published results {path}: line 2: not a run record (missing "
