@@ -160,6 +160,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchbed.training import device_problem
     from benchbed.validate import check_data, check_models, loader
 
+    if args.no_tables and (args.out or args.publish):  # contradictory: say so rather than drop one silently
+        raise BenchbedError(f"--no-tables and {'--out' if args.out else '--publish'}: give one (--no-tables writes "
+                            "no tables at all)")
+    if args.executor == "serial" and args.jobs > 1:
+        raise BenchbedError(f"--executor serial and --jobs {args.jobs}: the serial executor runs one cell at a time; "
+                            "drop --executor (--jobs N then uses a process pool) or --jobs")
     registry = _registry()
     suite = _suite(args, registry)
     tables = None if args.no_tables else _table_folder(args, suite)

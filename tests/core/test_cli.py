@@ -572,3 +572,18 @@ def test_a_store_damaged_inside_is_a_clean_error(fake_cli, tmp_path: Path, helpe
     assert "internal error" not in err
     assert re.search(r"benchbed: error: result store .*s\.sqlite is damaged \(database disk image is malformed\): "
                      r"restore it from a copy, or move it away", err), err
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--no-tables", "--publish"], "--no-tables and --publish: give one"),
+    (["--no-tables", "--out", "tables"], "--no-tables and --out: give one"),
+    (["--executor", "serial", "--jobs", "4"], "--executor serial and --jobs 4: the serial executor runs one cell"),
+])
+def test_contradictory_run_flags_are_refused(fake_cli, tmp_path: Path, helpers, capsys, flags: list[str],
+                                             message: str) -> None:
+    suite = tmp_path / "suite.toml"
+    suite.write_text(helpers.suite_text("[models.linear]\n[metrics.fake_mse]\n"))
+    store = tmp_path / "s.sqlite"
+    assert cli.main(["run", str(suite), "--store", str(store), "--no-bars", *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not store.exists() and not (tmp_path / "tables").exists()
