@@ -418,20 +418,28 @@ def _typed(raw: Mapping[str, Any], key: str, typ: type, where: str, loc: _Locato
     return value
 
 
+#: The largest budget value a suite may give (steps or batch size): far past any real run, and well
+#: inside the integers the store and torch hold (an overflow would surface as an internal error).
+MAX_BUDGET = 10**12
+
+
 def _budget(raw: Mapping[str, Any], section: str, where: str, loc: _Locator, required: bool) -> dict[str, int]:
+    """The budget keys of ``[section]``; every bad or missing key is reported together (a line each)."""
     out: dict[str, int] = {}
+    problems: list[SuiteError] = []
     for key, value in raw.items():
         if key not in BUDGET_KEYS:
-            raise SuiteError(f"{where}: unknown budget key {key!r} in [{section}]{loc(section, key)}; "
-                             f"valid: {', '.join(BUDGET_KEYS)}")
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise SuiteError(f"{where}: [{section}] {key!r}{loc(section, key)} must be a positive integer, "
-                             f"got {value!r}")
-        out[key] = value
+            problems.append(SuiteError(f"{where}: unknown budget key {key!r} in [{section}]{loc(section, key)}; "
+                                       f"valid: {', '.join(BUDGET_KEYS)}"))
+        elif not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_BUDGET:
+            problems.append(SuiteError(f"{where}: [{section}] {key!r}{loc(section, key)} must be a positive integer "
+                                       f"(at most {MAX_BUDGET:.0e}), got {value!r}"))
+        else:
+            out[key] = value
     if required:
-        for key in BUDGET_KEYS:
-            if key not in out:
-                raise SuiteError(f"{where}: [{section}] needs {key!r}{loc(section)}")
+        problems += [SuiteError(f"{where}: [{section}] needs {key!r}{loc(section)}")
+                     for key in BUDGET_KEYS if key not in out and key not in raw]
+    _raise_all(problems)
     return out
 
 

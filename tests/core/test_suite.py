@@ -171,13 +171,15 @@ def test_bad_budget(make_suite, path: str) -> None:
     msg = _error(make_suite, "", header=base + "[budget]\nsteps = 2\nbatch_size = 2\nepochs = 3\n")
     assert msg == f"{path}: unknown budget key 'epochs' in [budget] ({path}, line 8); valid: steps, batch_size"
     msg = _error(make_suite, "", header=base + "[budget]\nsteps = 0\nbatch_size = 2\n")
-    assert msg == f"{path}: [budget] 'steps' ({path}, line 6) must be a positive integer, got 0"
+    assert msg == f"{path}: [budget] 'steps' ({path}, line 6) must be a positive integer (at most 1e+12), got 0"
     msg = _error(make_suite, "", header=base + "[budget]\nsteps = 2\nbatch_size = 2.5\n")
-    assert msg == f"{path}: [budget] 'batch_size' ({path}, line 7) must be a positive integer, got 2.5"
+    assert msg == (f"{path}: [budget] 'batch_size' ({path}, line 7) must be a positive integer (at most 1e+12), "
+                   "got 2.5")
     msg = _error(make_suite, "", header=base + "[budget]\nsteps = 2\n")
     assert msg == f"{path}: [budget] needs 'batch_size' ({path}, line 5)"
-    msg = _error(make_suite, "", header=base)
-    assert msg == f"{path}: [budget] needs 'steps' ({path})"
+    msg = _error(make_suite, "", header=base)  # both missing keys, together
+    assert msg == (f"2 problems:\n  - {path}: [budget] needs 'steps' ({path})\n"
+                   f"  - {path}: [budget] needs 'batch_size' ({path})")
 
 
 def test_bad_model_budget(make_suite, path: str) -> None:
@@ -401,3 +403,17 @@ def test_every_bad_entry_is_reported_at_once(make_suite, path: str) -> None:
     assert lines[2].startswith(f"  - {path}: model 'linear': parameter 'lr' ({path}, line 11) must be")
     assert lines[3].startswith(f"  - {path}: [metrics.fake_msee] ({path}, line 13): unknown metric 'fake_msee'")
     assert len(lines) == 4
+
+
+def test_every_budget_problem_of_a_table_is_reported_together(tmp_path: Path, fake_registry) -> None:
+    """A negative step count, an unknown key and a value past int64 in one [budget] table: one error, a line
+    each (the steps beyond MAX_BUDGET would overflow the store's and torch's integers)."""
+    path = tmp_path / "suite.toml"
+    path.write_text('name = "t"\nseeds = [0]\n[budget]\nsteps = -1\nfoo = 2\nbatch_size = 10000000000000000000\n'
+                    "[datasets.toy]\n[models.linear]\n[metrics.fake_mse]\n")
+    with pytest.raises(SuiteError) as info:
+        load_suite(path, fake_registry)
+    text = str(info.value)
+    assert "'steps'" in text and "got -1" in text
+    assert "unknown budget key 'foo'" in text
+    assert "'batch_size'" in text and "at most 1e+12), got 10000000000000000000" in text

@@ -110,7 +110,7 @@ def test_set_is_applied_before_training_and_stored(fake_cli, tmp_path: Path, hel
     ("models.a.latnt_dim=2", "unknown parameter 'latnt_dim' (--set models.a.latnt_dim=2); valid parameters: "
                              "latent_dim, "),
     ("models.aa.lr=1", "--set models.aa.lr=1: the suite has no entry [models.aa] (did you mean 'a'?); entries: a"),
-    ("budget.steps=0", "[budget] 'steps' (--set budget.steps=0) must be a positive integer, got 0"),
+    ("budget.steps=0", "[budget] 'steps' (--set budget.steps=0) must be a positive integer (at most 1e+12), got 0"),
     ("seeds=[0, 0]", "'seeds' (--set seeds=[0, 0]) repeats 0"),
     ("models.a.mode=odd", "parameter 'mode' (--set models.a.mode=odd) must be one of 'plain', 'fancy', got str 'odd'"),
     ("nosuch=1", "unknown top-level key 'nosuch' (--set nosuch=1); valid keys: "),
