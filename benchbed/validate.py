@@ -1,11 +1,11 @@
 """Checks that need the data: done when the grid is planned, before any training.
 
-A metric (or a plugin author's metric) may define ``check_data(data: DataBundle) -> None`` and raise
-``ValueError`` when its settings cannot apply to a data set, e.g. a held-out class the data set does
-not have, a split name that does not exist, more labels per class than the training split holds.
-:func:`check_data` calls it for every (data set, metric) pair of a suite that the metric applies to,
-and names the suite file, entry and data set in the error.  ``benchbed validate SUITE`` runs it with
-everything else; ``benchbed run`` runs it before training.
+A metric or a model (built-in or a plugin author's) may define ``check_data(data: DataBundle) -> None``
+and raise ``ValueError`` when its settings cannot apply to a data set, e.g. a held-out class the data
+set does not have, a split name that does not exist, more labels per class than the training split
+holds.  :func:`check_data` calls it for every (data set, metric) pair of a suite that the metric applies
+to and every (data set, model) pair, and names the suite file, entry and data set in the error.
+``benchbed validate SUITE`` runs it with everything else; ``benchbed run`` runs it before training.
 """
 
 from __future__ import annotations
@@ -46,6 +46,19 @@ def check_data(suite: Suite, registry: Registry, load: Callable[[Entry, int], Da
                 metric.check_data(data)
             except ValueError as exc:
                 raise SuiteError(f"{where}: [metrics.{entry.label}] on data set {dataset.label!r}: {exc}") from None
+        for entry in suite.models:  # the same optional hook on models (e.g. labels a semi-supervised one needs)
+            if entry.not_asked(dataset.label):
+                continue
+            try:
+                model = registry.model(entry.component).factory(**entry.params)
+            except Exception:  # noqa: BLE001 - a model that cannot be constructed is its cells' error
+                continue
+            if not callable(getattr(model, "check_data", None)):
+                continue
+            try:
+                model.check_data(data)
+            except ValueError as exc:
+                raise SuiteError(f"{where}: [models.{entry.label}] on data set {dataset.label!r}: {exc}") from None
 
 
 def check_models(suite: Suite, registry: Registry) -> None:

@@ -19,7 +19,7 @@ from annotated_types import Gt
 
 from benchbed.contracts import DataBundle, EvalContext, MetricResult, ReferenceRow, Split
 from benchbed.errors import NotApplicable
-from benchbed_ebm.labels import index_digest, select_labelled
+from benchbed_ebm.labels import index_digest, labels_do_not_fit, select_labelled
 
 
 def logistic_regression_accuracy(train: Split, index: torch.Tensor, test: Split, *, max_iter: int = 2000) -> float:
@@ -58,14 +58,8 @@ class Accuracy:
 
     def check_data(self, data: DataBundle) -> None:
         """The reference row's labelled subset must fit in the training split (checked before training)."""
-        if data.train.y is None:
-            return
-        counts = torch.bincount(data.train.y, minlength=data.info.n_classes)
-        if self.n_labels_per_class > int(counts.min()):
-            raise ValueError(f"n_labels_per_class = {self.n_labels_per_class}, but the training split of "
-                             f"{data.info.name!r} holds only {int(counts.min())} examples of its rarest class")
-        if self.n_labels_per_class < 1:
-            raise ValueError(f"n_labels_per_class must be >= 1, got {self.n_labels_per_class}")
+        if problem := labels_do_not_fit(data, self.n_labels_per_class):
+            raise ValueError(problem)
 
     def evaluate(self, ctx: EvalContext) -> MetricResult:
         model, test = ctx.model, ctx.data.test

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from benchbed.contracts import SetupContext
+from benchbed.contracts import DataBundle, SetupContext
 
 
 def select_labelled(y: torch.Tensor, n_per_class: int, seed: int) -> torch.Tensor:
@@ -43,6 +43,20 @@ def select_labelled(y: torch.Tensor, n_per_class: int, seed: int) -> torch.Tenso
     return torch.sort(torch.cat(picked)).values
 
 
+def labels_do_not_fit(data: DataBundle, n_per_class: int) -> str:
+    """Why ``n_per_class`` labelled examples of every class cannot be drawn from ``data``'s training
+    split, or '' (a data set without labels is left to the model's or metric's own n/a)."""
+    if n_per_class < 1:
+        return f"n_labels_per_class must be >= 1, got {n_per_class}"
+    if data.train.y is None or data.info.n_classes < 2:
+        return ""
+    rarest = int(torch.bincount(data.train.y, minlength=data.info.n_classes).min())
+    if n_per_class > rarest:
+        return (f"n_labels_per_class = {n_per_class}, but the training split of {data.info.name!r} holds only "
+                f"{rarest} examples of its rarest class")
+    return ""
+
+
 def index_digest(index: torch.Tensor) -> str:
     """Short SHA-256 of a sorted index set, recorded with results so two selections can be compared."""
     data = torch.sort(index.detach().cpu().to(torch.int64)).values.numpy().tobytes()
@@ -63,6 +77,16 @@ class LabelledSubset:
     device: torch.device
     labelled_index: torch.Tensor
     labelled_digest: str
+
+    def check_data(self, data: DataBundle) -> None:
+        """Before training (benchbed's optional model hook): the labelled subset must fit in the training
+        split, as the ``accuracy`` metric's reference row checks for its own.
+
+        Raises:
+            ValueError: more labels per class asked for than the rarest class has.
+        """
+        if problem := labels_do_not_fit(data, self.n_labels_per_class):
+            raise ValueError(problem)
 
     @staticmethod
     def _require_labels(ctx: SetupContext, who: str) -> None:

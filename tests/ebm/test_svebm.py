@@ -106,3 +106,19 @@ def test_encoder_dropout_is_the_official_and_acts_in_training_only(digits) -> No
         assert not torch.equal(model.enc(x.flatten(1)), model.enc(x.flatten(1)))
     off, _ = fit("svebm", digits, steps=0, params={**SMALL, "enc_dropout": 0.0}, roles=ROLES)
     assert not any(isinstance(m, torch.nn.Dropout) for m in off.enc.modules())
+
+
+@pytest.mark.parametrize("model", ["svebm", "svebm_supervised"])
+def test_more_labels_than_the_data_holds_is_refused_before_training(tmp_path, capsys, model: str) -> None:
+    """The model's check_data hook (called by validate and run before training, like the accuracy
+    metric's): asking for more labels per class than digits' rarest class holds is an error naming the
+    entry, not a run that silently uses every label."""
+    from benchbed import cli
+
+    suite = tmp_path / "suite.toml"
+    suite.write_text(f'name = "sv"\nseeds = [0]\n[budget]\nsteps = 2\nbatch_size = 20\n[datasets.digits]\n'
+                     f"[models.{model}]\nn_labels_per_class = 100000\n[metrics.recon_mse]\n")
+    assert cli.main(["validate", str(suite)]) == 2
+    err = capsys.readouterr().err
+    assert f"[models.{model}] on data set 'digits': n_labels_per_class = 100000, but the training split of " \
+           "'digits' holds only" in err
