@@ -31,6 +31,11 @@ class DataError(BenchbedError):
     """A data set's files are missing, truncated or fail their checksum."""
 
 
+class DataContractError(DataError):
+    """A data set loaded, but what it returned breaks the data-set contract (``DataBundle.problems``):
+    a bug of the data set's plugin, not a missing file."""
+
+
 class NotApplicable(BenchbedError):
     """Raised by a metric at evaluation time when it cannot apply (e.g. missing FID weights).
 

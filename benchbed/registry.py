@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from benchbed.contracts import DataBundle
-from benchbed.errors import DataError, PluginError, SuiteError
+from benchbed.errors import DataContractError, PluginError, SuiteError
 from benchbed.specs import SPEC_TYPES, ClaimSpec, ComponentSpec, DatasetSpec, MetricSpec, ModelSpec, SamplerSpec
 
 _S = TypeVar("_S", bound=ComponentSpec)
@@ -153,7 +153,7 @@ class Registry:
         so a broken plugin data set is reported before anything trains on it.
 
         Raises:
-            DataError: ``load`` returned something that is not a ``DataBundle``, or one that breaks
+            DataContractError: ``load`` returned something that is not a ``DataBundle``, or one that breaks
                 the contract; the message names the data set, its plugin and every problem.
         """
         bundle = self.dataset(name).factory(**params).load(seed=seed)
@@ -163,6 +163,6 @@ class Registry:
             problems = [f"load(seed) returned a {type(bundle).__name__}, not a benchbed.contracts.DataBundle"]
         if problems:
             prov = self.get("dataset", name).provenance
-            raise DataError(f"data set {name!r} (plugin {prov.plugin!r}, {prov.distribution} {prov.version}) "
+            raise DataContractError(f"data set {name!r} (plugin {prov.plugin!r}, {prov.distribution} {prov.version}) "
                             f"breaks the data-set contract: " + "; ".join(problems))
         return bundle

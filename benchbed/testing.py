@@ -38,7 +38,7 @@ from benchbed.contracts import (
     declaration_problem,
     protocol_problem,
 )
-from benchbed.errors import DataError, NotApplicable
+from benchbed.errors import DataContractError, NotApplicable
 from benchbed.grid import incompatibility
 from benchbed.params import resolve
 from benchbed.plugins import load_registry
@@ -358,12 +358,12 @@ def check_dataset(name: str, registry: Registry | None = None, **params: Any) ->
     try:
         a = load_dataset(name, seed=0, registry=reg, **values)
         b = load_dataset(name, seed=0, registry=reg, **values)
-    except DataError as exc:  # the contract checks every load makes (Registry.load_dataset)
+    except DataContractError as exc:  # the contract checks every load makes (Registry.load_dataset)
         raise AssertionError(f"dataset {name!r}: {exc}") from None
     assert a.content_hash() == b.content_hash(), f"dataset {name!r}: splits differ for the same seed"
     info = a.info
     # kinds, split shapes and dtypes, finiteness, image range and labels: checked by every load
-    # (Registry.load_dataset raises DataError with each problem), so a loaded bundle has passed them.
+    # (Registry.load_dataset raises DataContractError with each problem), so a loaded bundle has passed them.
     if info.has_density:
         assert a.log_prob is not None, f"dataset {name!r}: has_density but no log_prob"
         lp = a.log_prob(a.test.x[:64])

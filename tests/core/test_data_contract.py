@@ -12,7 +12,7 @@ import torch
 
 from benchbed import DatasetSpec, cli, hookimpl
 from benchbed.contracts import DataBundle, DatasetInfo, Split
-from benchbed.errors import DataError
+from benchbed.errors import DataContractError
 from benchbed.plugins import load_plugins
 
 FAULTS = {
@@ -69,8 +69,8 @@ def test_every_load_checks_the_data_contract(helpers, fault: str) -> None:
     if FAULTS[fault] is None:
         assert len(registry.load_dataset("broken", {"fault": fault}, seed=0).train) == 16
         return
-    with pytest.raises(DataError, match=r"data set 'broken' \(plugin 'broken_data'.*breaks the data-set contract: "
-                                        + FAULTS[fault]):
+    pattern = r"data set 'broken' \(plugin 'broken_data'.*breaks the data-set contract: " + FAULTS[fault]
+    with pytest.raises(DataContractError, match=pattern):
         registry.load_dataset("broken", {"fault": fault}, seed=0)
 
 
