@@ -92,7 +92,7 @@ def _store(args: argparse.Namespace, suite: Suite, *, create: bool = True) -> St
     """
     from benchbed import published
     from benchbed.execute import default_store_path
-    from benchbed.store import Store
+    from benchbed.store import Store, open_for_reading
 
     path = Path(args.store) if args.store else default_store_path(suite)
     runs = published.runs_path(suite.publish_folder) if suite.publish_folder is not None else None
@@ -101,7 +101,8 @@ def _store(args: argparse.Namespace, suite: Suite, *, create: bool = True) -> St
             f"suite {suite.name!r} has no results: no store at {path} and no published runs"
             + (f" ({runs} is missing)" if runs is not None else "")
             + f". Run `benchbed run {args.suite}` first, or restore {runs} (e.g. `git checkout -- {runs}`).")
-    store = Store(path)
+    # a reading command (create=False) also works on a store it cannot write: on a private copy
+    store = Store(path) if create else open_for_reading(path)
     if runs is not None:
         published.import_runs(store, runs)
     return store
@@ -389,7 +390,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from benchbed import planning_report, published
     from benchbed.execute import default_store_path
     from benchbed.grid import plan_run
-    from benchbed.store import Store
+    from benchbed.store import open_for_reading
     from benchbed.validate import loader
 
     registry = _registry()
@@ -417,7 +418,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     states: dict[str, str] = {}
     if runs_file is not None and runs_file.is_file():
         states.update((r["run"]["run_id"], r["run"]["status"]) for r in published.read_runs(runs_file))
-    store = Store(store_path) if store_path.is_file() else None
+    store = open_for_reading(store_path) if store_path.is_file() else None
     try:
         def status(run_id: str) -> str | None:
             mine = store.status(run_id) if store is not None else None

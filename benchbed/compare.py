@@ -39,10 +39,10 @@ def find_run(sources: Sequence[Path], run_id: str) -> tuple[Path, dict[str, Any]
 
 def _read(path: Path, run_id: str) -> dict[str, Any] | None:
     from benchbed import published
-    from benchbed.store import Store
+    from benchbed.store import open_for_reading
 
     if path.suffix != ".jsonl":
-        store = Store(path)
+        store = open_for_reading(path)
         try:
             return store.run(run_id)
         finally:

@@ -75,11 +75,11 @@ def read_past_runs(store_path: Path | None, published_path: Path | None) -> list
     """The runs of the store at ``store_path`` (when it exists; it is only read) and of the published file
     ``published_path`` (when it exists), the store's first."""
     from benchbed import published
-    from benchbed.store import Store
+    from benchbed.store import open_for_reading
 
     runs: list[PastRun] = []
     if store_path is not None and store_path.is_file():
-        store = Store(store_path)
+        store = open_for_reading(store_path)
         try:
             runs += past_runs(store.frame(), "store")
         finally:

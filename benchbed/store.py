@@ -130,6 +130,23 @@ class Claim:
     holder: str = ""  # "host:pid" of a live claim held by someone else
 
 
+def open_for_reading(path: str | Path) -> Store:
+    """The store at ``path`` for a command that only reads it; when the file or its folder cannot be
+    written (opening a store writes its schema and log), a private in-memory copy of it
+    (:meth:`Store.read_only_copy`) instead of an error.
+
+    Raises:
+        StoreError: the file cannot be opened for another reason, or read at all.
+    """
+    try:
+        return Store(path)
+    except StoreError as exc:
+        unwritable = ("readonly", "read-only", "unable to open", "permission denied")
+        if not Path(path).is_file() or not any(word in str(exc).lower() for word in unwritable):
+            raise
+    return Store.read_only_copy(path)
+
+
 class Store:
     """A benchbed result store in one SQLite file."""
 
@@ -149,23 +166,7 @@ class Store:
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            with self.transaction() as db:
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        db.execute(stmt)
-                row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-                if row is None:
-                    db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                elif int(row[0]) not in range(1, SCHEMA_VERSION + 1):
-                    raise StoreError(f"store {self.path}: schema version {row[0]}, "
-                                     f"this benchbed reads {SCHEMA_VERSION}")
-                elif int(row[0]) < SCHEMA_VERSION:
-                    if int(row[0]) == 1:  # version 2 added the metric tag and standard error columns
-                        db.execute("ALTER TABLE metrics ADD COLUMN estimator TEXT NOT NULL DEFAULT ''")
-                        db.execute("ALTER TABLE metrics ADD COLUMN stderr REAL")
-                    # version 3 added the eval_points table, created with the others above
-                    db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+            self._prepare()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open result store {self.path}: {exc}") from exc
         except OSError as exc:  # e.g. a parent "folder" that is a file
@@ -176,6 +177,56 @@ class Store:
         self.host = socket.gethostname()
         self.uid = self._uid()
         self._file = self._file_identity()
+
+    @classmethod
+    def read_only_copy(cls, path: str | Path) -> Store:
+        """A private in-memory copy of the store file at ``path``, for commands that only read it
+        (``leaderboard``, ``plan``, ``show``, ``compare``) when the file or its folder cannot be written
+        (a read-only checkout, a shared results folder): published runs can be imported into the copy,
+        and nothing is ever written back to ``path``.
+
+        Raises:
+            StoreError: the file cannot be read as a store.
+        """
+        store = cls.__new__(cls)
+        store.path = Path(path)
+        try:
+            try:  # read-only; a folder that cannot take the write-ahead log's index needs ``immutable``
+                source = sqlite3.connect(f"{store.path.resolve().as_uri()}?mode=ro", uri=True)
+                source.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:
+                source = sqlite3.connect(f"{store.path.resolve().as_uri()}?immutable=1", uri=True)
+            store._db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            source.backup(store._db)
+            source.close()
+            store._db.row_factory = sqlite3.Row
+            store._prepare()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot read result store {store.path}: {exc}") from exc
+        store.host = socket.gethostname()
+        store.uid = store._uid()
+        store._file = store._file_identity()
+        return store
+
+    def _prepare(self) -> None:
+        """Foreign keys on; the schema created, or an older one migrated (raises on a newer one)."""
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self.transaction() as db:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) not in range(1, SCHEMA_VERSION + 1):
+                raise StoreError(f"store {self.path}: schema version {row[0]}, "
+                                 f"this benchbed reads {SCHEMA_VERSION}")
+            elif int(row[0]) < SCHEMA_VERSION:
+                if int(row[0]) == 1:  # version 2 added the metric tag and standard error columns
+                    db.execute("ALTER TABLE metrics ADD COLUMN estimator TEXT NOT NULL DEFAULT ''")
+                    db.execute("ALTER TABLE metrics ADD COLUMN stderr REAL")
+                # version 3 added the eval_points table, created with the others above
+                db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
 
     def _file_identity(self) -> tuple[int, int] | None:
         """``(device, inode)`` of the file at :attr:`path` now (``None``: no file there)."""

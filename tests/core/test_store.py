@@ -197,3 +197,38 @@ def test_a_store_removed_while_in_use_is_noticed_and_its_content_saved(tmp_path:
     with pytest.raises(StoreError, match="removed or replaced"):  # and no new cell is claimed into it
         store.claim("r2", helpers.identity(seed=1))
     store.close()
+
+
+def test_a_store_that_cannot_be_written_is_read_from_a_private_copy(tmp_path: Path, helpers, monkeypatch) -> None:
+    """Opening a store writes (schema, write-ahead log), so a read-only file or folder would stop even
+    `benchbed leaderboard`; reading commands fall back to an in-memory copy and never write the file."""
+    from benchbed import store as store_module
+
+    path = tmp_path / "results.sqlite"
+    original = Store(path)
+    assert original.claim("r1", helpers.identity()).acquired
+    original.finish("r1", status="ok", metrics=[{"metric": "m", "component": "c", "status": "ok", "value": 1.5}])
+    original._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    original.close()
+    before = path.read_bytes()
+
+    copy = Store.read_only_copy(path)
+    assert copy.status("r1") == "ok" and copy.run("r1")["metrics"][0]["value"] == 1.5
+    assert copy.claim("r2", helpers.identity(seed=1)).acquired  # the copy takes writes, privately
+    copy.close()
+    assert path.read_bytes() == before
+
+    real_init = Store.__init__
+
+    def unwritable(self, p, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        if Path(p) == path:
+            raise StoreError(f"cannot open result store {p}: attempt to write a readonly database")
+        real_init(self, p, **kwargs)
+
+    monkeypatch.setattr(Store, "__init__", unwritable)
+    reader = store_module.open_for_reading(path)
+    assert reader.status("r1") == "ok"
+    reader.close()
+    with pytest.raises(StoreError, match="readonly"):  # a run, which must write, still fails clearly
+        Store(path)
+    assert path.read_bytes() == before
