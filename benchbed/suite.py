@@ -189,7 +189,7 @@ class _Locator:
                 start = i
                 break
         if key is None:
-            return f" ({where}, line {start + 1})" if start is not None else f" ({where})"
+            return f" ({where}, line {start + 1})" if start is not None else self._below(section, None, where)
         key_re = re.compile(rf"^\s*{re.escape(key)}\s*=|[{{,]\s*{re.escape(key)}\s*=")
         parent, _, last = section.rpartition(".")
         if start is None and parent:
@@ -204,7 +204,14 @@ class _Locator:
                 break
             if key_re.search(self.lines[i]):
                 return f" ({where}, line {i + 1})"
-        return f" ({where})"
+        return self._below(section, key, where)
+
+    def _below(self, section: str, key: str | None, where: str) -> str:
+        """Not in the file: `` (--set ...)`` of an override that made the table by setting a key inside it
+        (``--set nosuch.key=1`` makes a top-level table ``nosuch``), else `` (file)``."""
+        dotted = ".".join(p for p in (section, key) if p)
+        below = next((o.place for o in reversed(self.overrides) if o.dotted.startswith(dotted + ".")), None)
+        return below if below is not None else f" ({where})"
 
 
 def load_suite(path: str | Path | SuiteSource, registry: Registry, *, overrides: Sequence[str] = (),

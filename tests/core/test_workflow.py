@@ -114,6 +114,7 @@ def test_set_is_applied_before_training_and_stored(fake_cli, tmp_path: Path, hel
     ("seeds=[0, 0]", "'seeds' (--set seeds=[0, 0]) repeats 0"),
     ("models.a.mode=odd", "parameter 'mode' (--set models.a.mode=odd) must be one of 'plain', 'fancy', got str 'odd'"),
     ("nosuch=1", "unknown top-level key 'nosuch' (--set nosuch=1); valid keys: "),
+    ("nosuch.key=1", "unknown top-level key 'nosuch' (--set nosuch.key=1); valid keys: "),
     ("models.a=1", "--set models.a=1: set a parameter of an entry (models.<entry>.<parameter>)"),
 ])
 def test_set_errors_name_the_override(fake_cli, tmp_path: Path, helpers, capsys, option: str, message: str) -> None:
