@@ -87,10 +87,23 @@ def _num(value: float | None) -> str:
 
 
 def _csv_field(value: Any) -> str:
+    """One CSV field: quoted when needed; text that a spreadsheet would run as a formula (a suite label
+    such as ``=HYPERLINK(...)``: it starts with =, +, -, @ or a tab and is not a number) gets a leading
+    apostrophe, the usual guard against CSV formula injection."""
     text = "" if value is None else str(value)
+    if text[:1] in ("=", "+", "-", "@", "\t") and not _is_number(text):
+        text = "'" + text
     if any(ch in text for ch in ',"\n\r'):
         return '"' + text.replace('"', '""') + '"'
     return text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 CSV_HEADER = ["id", "paper", "statement", "dataset", "quantity", "metric", "detail", "curve", "higher_is_better",

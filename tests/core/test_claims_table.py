@@ -495,3 +495,14 @@ def test_a_filtered_suite_keeps_the_claims_of_its_entries_and_the_files_errors(t
     (folder / "claims.toml").write_text(text.replace('worse = "gmmn"', 'worse = "gmnm"', 1), encoding="utf-8")
     with pytest.raises(ClaimError, match="gmnm"):
         claims_for(load_suite(folder / "suite.toml", registry, selection=Selection(models=("vae",))), registry)
+
+
+def test_csv_fields_that_a_spreadsheet_would_run_are_defused() -> None:
+    """A label such as ``=HYPERLINK(...)`` (a suite's entry names are free text) gets a leading apostrophe in
+    every CSV benchbed writes; numbers, negative ones included, are left as they are."""
+    from benchbed.claims_table import _csv_field
+
+    assert _csv_field('=HYPERLINK("http://x","y")') == '"\'=HYPERLINK(""http://x"",""y"")"'
+    assert _csv_field("@SUM(A1)") == "'@SUM(A1)" and _csv_field("+1+cmd") == "'+1+cmd"
+    assert _csv_field("-85.3") == "-85.3" and _csv_field("-inf") == "-inf" and _csv_field(-2) == "-2"
+    assert _csv_field("vae + langevin") == "vae + langevin" and _csv_field(None) == ""
