@@ -99,8 +99,10 @@ def _csv_field(value: Any) -> str:
 
 
 def _is_number(text: str) -> bool:
+    """A number, or numbers joined by ``;`` (a claim side's per-seed values)."""
     try:
-        float(text)
+        for part in text.split(";"):
+            float(part)
     except ValueError:
         return False
     return True

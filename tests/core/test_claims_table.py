@@ -505,4 +505,5 @@ def test_csv_fields_that_a_spreadsheet_would_run_are_defused() -> None:
     assert _csv_field('=HYPERLINK("http://x","y")') == '"\'=HYPERLINK(""http://x"",""y"")"'
     assert _csv_field("@SUM(A1)") == "'@SUM(A1)" and _csv_field("+1+cmd") == "'+1+cmd"
     assert _csv_field("-85.3") == "-85.3" and _csv_field("-inf") == "-inf" and _csv_field(-2) == "-2"
+    assert _csv_field("-8.12;-5.49") == "-8.12;-5.49"  # a claim side's per-seed values
     assert _csv_field("vae + langevin") == "vae + langevin" and _csv_field(None) == ""
