@@ -163,6 +163,6 @@ class Registry:
             problems = [f"load(seed) returned a {type(bundle).__name__}, not a benchbed.contracts.DataBundle"]
         if problems:
             prov = self.get("dataset", name).provenance
-            raise DataContractError(f"data set {name!r} (plugin {prov.plugin!r}, {prov.distribution} {prov.version}) "
-                            f"breaks the data-set contract: " + "; ".join(problems))
+            raise DataContractError(f"data set {name!r} (plugin {prov.plugin!r}, {prov.distribution} "
+                                    f"{prov.version}) breaks the data-set contract: " + "; ".join(problems))
         return bundle
