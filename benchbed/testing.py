@@ -31,6 +31,7 @@ from torch.distributions import Distribution
 from benchbed.contracts import (
     Budget,
     DataBundle,
+    DatasetInfo,
     EvalContext,
     MetricResult,
     ReferenceRow,
@@ -730,7 +731,7 @@ def _check_metric_result(name: str, spec: MetricSpec, result: Any) -> None:
             f"{who}: per_example must be a non-empty 1-D sequence of finite values"
 
 
-def _model_for_metric(reg: Registry, spec: Any, info: Any) -> str | None:
+def _model_for_metric(reg: Registry, spec: MetricSpec, info: DatasetInfo) -> str | None:
     """A registered model ``spec`` (a metric's) applies to on data ``info``: ``vae`` when it does, else the
     first in registration order; ``None`` when none does."""
     names = sorted(reg.names("model"), key=lambda n: n != "vae")  # stable: registration order after vae
