@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchbed import __version__
-from benchbed.errors import BenchbedError
+from benchbed.errors import BenchbedError, SuiteError
 from benchbed.formats import FORMATS
 
 if TYPE_CHECKING:
@@ -79,10 +79,60 @@ def _suite(args: argparse.Namespace, registry: Registry) -> Suite:
     from benchbed.suite import load_suite
 
     selection = parse_selection({k: getattr(args, k, None) for k in SELECT})
-    suite = load_suite(resolve_suite_path(args.suite), registry, overrides=getattr(args, "set", None) or (),
-                       selection=selection)
+    path = resolve_suite_path(args.suite)
+    try:
+        suite = load_suite(path, registry, overrides=getattr(args, "set", None) or (), selection=selection)
+    except SuiteError as exc:
+        for line in _recorded_plugins(str(exc), path, getattr(args, "store", None)):
+            print(f"benchbed: note: {line}", file=sys.stderr)
+        raise
     claims_for(suite, registry)
     return suite
+
+
+def _recorded_plugins(error: str, suite_path: Path, store: str | list[str] | None) -> list[str]:
+    """For each unknown component an error names, the plugin and distribution that earlier runs of the
+    suite recorded for it (its store beside the suite file, or ``--store``, and its published runs.jsonl):
+    after uninstalling a plugin, "unknown model" then says which package to install again.  Reads the
+    files without changing them; anything unreadable is skipped (this is a hint, never an error)."""
+    import re
+    import sqlite3
+
+    from benchbed.published import RUNS_FILE
+
+    wanted = set(re.findall(r"unknown (model|sampler|dataset|metric) '([^']+)'", error))
+    if not wanted:
+        return []
+    stores = [Path(p) for p in ([store] if isinstance(store, str) else store or [])]
+    folder = suite_path.parent if suite_path.is_file() else suite_path
+    stores.append(folder / "results.sqlite")
+    provenances: list[dict[str, Any]] = []
+    for db_path in dict.fromkeys(stores):
+        if not db_path.is_file():
+            continue
+        try:
+            db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+            provenances += [json.loads(row[0]) for row in db.execute("SELECT provenance FROM runs")]
+            db.close()
+        except (sqlite3.Error, ValueError):
+            continue
+    runs = folder / RUNS_FILE
+    if runs.is_file():
+        try:
+            for line in runs.read_text(encoding="utf-8").splitlines()[1:]:
+                provenances.append(json.loads(line).get("run", {}).get("provenance", {}))
+        except (OSError, ValueError, AttributeError):
+            pass
+    found: dict[tuple[str, str], str] = {}
+    for prov in provenances:
+        components = prov.get("components", {}) if isinstance(prov, dict) else {}
+        for kind, recorded in components.items():
+            for c in recorded if isinstance(recorded, list) else [recorded]:
+                key = (kind.rstrip("s"), c.get("name", "")) if isinstance(c, dict) else ("", "")
+                if key in wanted and key not in found:
+                    found[key] = f"plugin {c.get('plugin')!r} of {c.get('distribution')} {c.get('version')}"
+    return [f"earlier runs of this suite recorded {kind} {name!r} from {where}: install it to use them"
+            for (kind, name), where in sorted(found.items())]
 
 
 def _store(args: argparse.Namespace, suite: Suite, *, create: bool = True) -> Store:

@@ -587,3 +587,22 @@ def test_contradictory_run_flags_are_refused(fake_cli, tmp_path: Path, helpers, 
     assert cli.main(["run", str(suite), "--store", str(store), "--no-bars", *flags]) == 2
     assert message in capsys.readouterr().err
     assert not store.exists() and not (tmp_path / "tables").exists()
+
+
+def test_an_unknown_component_that_earlier_runs_recorded_names_its_plugin(fake_cli, tmp_path: Path, helpers, capsys,
+                                                                          monkeypatch) -> None:
+    """After the plugin that registered a suite's model is uninstalled (or left out), "unknown model" comes
+    with the plugin and distribution the suite's stored runs recorded for it: which package to install."""
+    folder = tmp_path / "s"
+    folder.mkdir()
+    suite = folder / "suite.toml"
+    suite.write_text(helpers.suite_text("[models.linear]\n[metrics.fake_mse]\n"))
+    assert cli.main(["run", str(suite), "--no-bars", "--no-tables"]) == 0  # store beside the suite file
+    capsys.readouterr()
+    monkeypatch.setenv("BENCHBED_DISABLE_PLUGINS", "fake")  # the plugin is gone
+    assert cli.main(["validate", str(suite)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'linear'" in err
+    assert ("benchbed: note: earlier runs of this suite recorded model 'linear' from plugin 'fake' of (in-process) 0: "
+            "install it to use them") in err
+    assert "recorded dataset 'toy' from plugin 'fake'" in err
