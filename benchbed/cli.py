@@ -96,7 +96,6 @@ def _recorded_plugins(error: str, suite_path: Path, store: str | list[str] | Non
     after uninstalling a plugin, "unknown model" then says which package to install again.  Reads the
     files without changing them; anything unreadable is skipped (this is a hint, never an error)."""
     import re
-    import sqlite3
 
     from benchbed.published import RUNS_FILE
 
