@@ -97,7 +97,7 @@ def _recorded_plugins(error: str, suite_path: Path, store: str | list[str] | Non
     files without changing them; anything unreadable is skipped (this is a hint, never an error)."""
     import re
 
-    from benchbed.published import RUNS_FILE
+    from benchbed.published import RUNS_FILE, read_runs
 
     wanted = set(re.findall(r"unknown (model|sampler|dataset|metric) '([^']+)'", error))
     if not wanted:
@@ -118,9 +118,8 @@ def _recorded_plugins(error: str, suite_path: Path, store: str | list[str] | Non
     runs = folder / RUNS_FILE
     if runs.is_file():
         try:
-            for line in runs.read_text(encoding="utf-8").splitlines()[1:]:
-                provenances.append(json.loads(line).get("run", {}).get("provenance", {}))
-        except (OSError, ValueError, AttributeError):
+            provenances += [record["run"].get("provenance", {}) for record in read_runs(runs)]
+        except BenchbedError:  # a damaged file is reported where it is read for real
             pass
     found: dict[tuple[str, str], str] = {}
     for prov in provenances:

@@ -223,7 +223,7 @@ class CellRunner:
         """Warn when a finished cell's stored data hash is not the hash of the data it would load now:
         its results are kept (a data set's ``revision`` or deleting the run retrains it), but a table
         mixing data versions must not pass unnoticed.  A run stored without a hash is not compared."""
-        stored = (self.store.run(cell.run_id) or {}).get("data_hash", "")
+        stored = self.store.data_hash(cell.run_id)
         if not stored:
             return
         key = (config_hash(cell.dataset.identity()), cell.seed, tuple(cell.held_out))

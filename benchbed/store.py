@@ -565,6 +565,11 @@ class Store:
         row = self._db.execute("SELECT status FROM runs WHERE run_id=?", (run_id,)).fetchone()
         return None if row is None else row[0]
 
+    def data_hash(self, run_id: str) -> str:
+        """The content hash of the data a run trained on ('' when unknown or not stored)."""
+        row = self._db.execute("SELECT data_hash FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return "" if row is None else str(row[0])
+
     def failed_metrics(self, run_id: str) -> dict[str, str]:
         """``metric label -> reason`` of a run's final-evaluation records that failed."""
         rows = self._db.execute("SELECT metric, reason FROM metrics WHERE run_id=? AND status='failed' ORDER BY metric",

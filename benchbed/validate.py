@@ -39,13 +39,8 @@ def check_data(suite: Suite, registry: Registry, load: Callable[[Entry, int], Da
             spec = registry.metric(entry.component)
             if entry.not_asked(dataset.label) or data_incompatibility(spec, data.info):
                 continue
-            metric = spec.factory(**entry.params)
-            if not callable(getattr(metric, "check_data", None)):
-                continue
-            try:
-                metric.check_data(data)
-            except ValueError as exc:
-                raise SuiteError(f"{where}: [metrics.{entry.label}] on data set {dataset.label!r}: {exc}") from None
+            _check_hook(spec.factory(**entry.params), data,
+                        f"{where}: [metrics.{entry.label}] on data set {dataset.label!r}")
         for entry in suite.models:  # the same optional hook on models (e.g. labels a semi-supervised one needs)
             if entry.not_asked(dataset.label):
                 continue
@@ -53,12 +48,19 @@ def check_data(suite: Suite, registry: Registry, load: Callable[[Entry, int], Da
                 model = registry.model(entry.component).factory(**entry.params)
             except Exception:  # noqa: BLE001 - a model that cannot be constructed is its cells' error
                 continue
-            if not callable(getattr(model, "check_data", None)):
-                continue
-            try:
-                model.check_data(data)
-            except ValueError as exc:
-                raise SuiteError(f"{where}: [models.{entry.label}] on data set {dataset.label!r}: {exc}") from None
+            _check_hook(model, data, f"{where}: [models.{entry.label}] on data set {dataset.label!r}")
+
+
+def _check_hook(component: object, data: DataBundle, where: str) -> None:
+    """``component.check_data(data)`` when it defines one; its ``ValueError`` becomes a :class:`SuiteError`
+    prefixed with ``where`` (file, entry and data set)."""
+    check = getattr(component, "check_data", None)
+    if not callable(check):
+        return
+    try:
+        check(data)
+    except ValueError as exc:
+        raise SuiteError(f"{where}: {exc}") from None
 
 
 def check_models(suite: Suite, registry: Registry) -> None:

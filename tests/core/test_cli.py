@@ -534,9 +534,9 @@ def test_a_closed_pipe_is_not_an_internal_error(tmp_path: Path, monkeypatch, cap
     os.close(fd)
 
 
-@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
 def test_a_device_this_machine_lacks_is_refused_before_anything_is_recorded(fake_cli, tmp_path: Path, helpers,
-                                                                             capsys) -> None:
+                                                                             capsys, monkeypatch) -> None:
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)  # a machine without CUDA, wherever this runs
     suite = tmp_path / "suite.toml"
     text = helpers.suite_text("[models.linear]\n[metrics.fake_mse]\n")
     suite.write_text(text.replace('name = "t"', 'name = "t"\ndevice = "cuda:1"'))
